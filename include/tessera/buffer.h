@@ -1,0 +1,47 @@
+// Buffer: the owner of one allocation on the host or the context's device.
+// Copies between host and device go through the context's stream.
+#pragma once
+
+#include <cstddef>
+#include <initializer_list>
+
+#include "tessera/context.h"
+#include "tessera/tensor.h"
+
+namespace tessera {
+
+class Buffer {
+ public:
+  Buffer() = default;
+  // Host memory is 64-byte aligned; device memory comes from cudaMalloc. Contents undefined.
+  Buffer(const Context& ctx, size_t bytes, Device device);
+  // Convenience: a buffer on the context's device sized for `shape` of `dtype`.
+  static Buffer for_tensor(const Context& ctx, std::initializer_list<int64_t> shape, DType dtype);
+  ~Buffer();
+  Buffer(Buffer&& other) noexcept;
+  Buffer& operator=(Buffer&& other) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+  Device device() const { return device_; }
+  // A view of the start of the buffer with the given shape (must fit).
+  Tensor view(std::initializer_list<int64_t> shape, DType dtype) const;
+
+ private:
+  void release();
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+  Device device_ = Device::cpu;
+};
+
+// Copies src into dst (same dtype and element count; any pair of devices). Synchronous.
+void copy_tensor(const Context& ctx, const Tensor& dst, const Tensor& src);
+// Sets every byte of t to zero.
+void zero_tensor(const Context& ctx, const Tensor& t);
+// Fills every 16-bit/32-bit word with a NaN pattern, so that a kernel which forgets to write
+// part of its output is caught by tests.
+void poison_tensor(const Context& ctx, const Tensor& t);
+
+}  // namespace tessera

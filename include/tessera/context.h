@@ -1,0 +1,67 @@
+// Context: owns the device, streams, library handles and workspaces one rank uses.
+// There is no global state in tessera: everything that would be global hangs off a Context.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "tessera/dtype.h"
+
+namespace tessera {
+
+enum class DevicePreference { automatic, cpu, cuda };
+
+struct ContextOptions {
+  DevicePreference device = DevicePreference::automatic;
+  // GPU ordinal; -1 picks local_rank modulo the visible GPUs.
+  int gpu_index = -1;
+  int local_rank = 0;
+  // CPU worker threads for the CPU backend (OpenMP and OpenBLAS); 0 = all cores.
+  int cpu_threads = 0;
+  // Print the backend choice (and a CPU fallback's reason) once, when the context is made.
+  bool announce = true;
+  // CUDA attention: use cuDNN's fused flash attention where it applies (bf16, head size
+  // a multiple of 8 up to 128); false forces the plain CUDA kernels.
+  bool use_cudnn_attention = true;
+};
+
+namespace detail {
+struct CudaResources;  // streams, cuBLASLt and cuDNN handles, workspaces (src/core)
+}
+
+class Context {
+ public:
+  explicit Context(const ContextOptions& options = {});
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  Device device() const { return device_; }
+  bool on_gpu() const { return device_ == Device::cuda; }
+  const ContextOptions& options() const { return options_; }
+  int cpu_threads() const { return cpu_threads_; }
+  // Human-readable device, e.g. "NVIDIA H100 80GB HBM3" or "CPU (2 threads)".
+  const std::string& device_description() const { return description_; }
+  // Why the GPU was not used when the preference was automatic (empty when on GPU).
+  const std::string& fallback_reason() const { return fallback_reason_; }
+  // Peak dense bf16 FLOP/s of the GPU for MFU (0 when unknown or on CPU).
+  double peak_flops() const { return peak_flops_; }
+
+  // Waits for all work queued on this context's streams.
+  void synchronize() const;
+
+  // CUDA-side resources; null on the CPU backend. Used by src/ only.
+  detail::CudaResources* cuda() const { return cuda_.get(); }
+
+ private:
+  ContextOptions options_;
+  Device device_ = Device::cpu;
+  int cpu_threads_ = 1;
+  std::string description_;
+  std::string fallback_reason_;
+  double peak_flops_ = 0.0;
+  std::unique_ptr<detail::CudaResources, void (*)(detail::CudaResources*)> cuda_;
+};
+
+}  // namespace tessera

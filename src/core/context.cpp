@@ -1,0 +1,51 @@
+#include "tessera/context.h"
+
+#include <omp.h>
+
+#include <cstdio>
+#include <thread>
+
+#include "core/device_api.h"
+#include "tessera/error.h"
+
+extern "C" void openblas_set_num_threads(int num_threads);
+
+namespace tessera {
+
+Context::Context(const ContextOptions& options) : options_(options), cuda_(nullptr, &detail::close_cuda) {
+  int hw = int(std::thread::hardware_concurrency());
+  cpu_threads_ = options.cpu_threads > 0 ? options.cpu_threads : (hw > 0 ? hw : 1);
+  omp_set_num_threads(cpu_threads_);
+  openblas_set_num_threads(cpu_threads_);
+
+  if (options.device != DevicePreference::cpu) {
+    detail::CudaProbe probe = detail::open_cuda(options);
+    if (probe.resources) {
+      cuda_.reset(probe.resources);
+      device_ = Device::cuda;
+      description_ = probe.description;
+      peak_flops_ = probe.peak_flops;
+    } else if (options.device == DevicePreference::cuda) {
+      throw config_error("--device cuda requested but no GPU can be used: " + probe.failure,
+                         "run on a GPU node, or use --device cpu");
+    } else {
+      fallback_reason_ = probe.failure;
+    }
+  }
+  if (device_ == Device::cpu) {
+    description_ = "CPU (" + std::to_string(cpu_threads_) + " threads)";
+  }
+  if (options.announce) {
+    if (!fallback_reason_.empty())
+      std::fprintf(stderr, "tessera: %s; using the CPU backend\n", fallback_reason_.c_str());
+    std::fprintf(stderr, "tessera: backend %s, %s\n", device_name(device_), description_.c_str());
+  }
+}
+
+Context::~Context() = default;
+
+void Context::synchronize() const {
+  if (cuda_) detail::cuda_synchronize(cuda_.get());
+}
+
+}  // namespace tessera

@@ -1,0 +1,42 @@
+#include "tessera/param_table.h"
+
+#include "tessera/error.h"
+
+namespace tessera {
+
+int ParamTable::add(ParamSpec spec) {
+  TESSERA_CHECK(find(spec.name) < 0, "duplicate parameter name " + spec.name);
+  TESSERA_CHECK(!spec.shape.empty(), "parameter " + spec.name + " has no shape");
+  int64_t n = 1;
+  for (int64_t d : spec.shape) n *= d;
+  offsets_.push_back(flat_numel_);
+  flat_numel_ += (n + kAlignElements - 1) / kAlignElements * kAlignElements;
+  specs_.push_back(std::move(spec));
+  return int(specs_.size()) - 1;
+}
+
+int ParamTable::find(const std::string& name) const {
+  for (size_t i = 0; i < specs_.size(); ++i)
+    if (specs_[i].name == name) return int(i);
+  return -1;
+}
+
+int ParamTable::index_of(const std::string& name) const {
+  int i = find(name);
+  if (i < 0) throw config_error("no parameter named '" + name + "'", "check the model configuration");
+  return i;
+}
+
+int64_t ParamTable::numel(size_t i) const {
+  int64_t n = 1;
+  for (int64_t d : specs_[i].shape) n *= d;
+  return n;
+}
+
+int64_t ParamTable::parameter_count() const {
+  int64_t total = 0;
+  for (size_t i = 0; i < specs_.size(); ++i) total += numel(i);
+  return total;
+}
+
+}  // namespace tessera

@@ -1,0 +1,318 @@
+// The one place that chooses a backend, and the one place shapes and dtypes are checked.
+#include <string>
+
+#include "kernels/ops.h"
+#include "tessera/error.h"
+
+#ifndef TESSERA_WITH_CUDA
+#define TESSERA_WITH_CUDA 0
+#endif
+#ifndef TESSERA_WITH_CUDNN_ATTENTION
+#define TESSERA_WITH_CUDNN_ATTENTION 0
+#endif
+
+namespace tessera {
+
+bool built_with_cuda() { return TESSERA_WITH_CUDA; }
+bool built_with_cudnn_attention() { return TESSERA_WITH_CUDNN_ATTENTION; }
+
+namespace {
+
+[[noreturn]] void shape_error(const char* op, const std::string& detail) {
+  throw Error(ExitCode::bad_config, std::string(op) + ": " + detail, "kernel boundary",
+              "the caller passed tensors of mismatched shape, dtype or device");
+}
+
+// Every tensor lives on the context's device; activations are f32, or bf16 on CUDA.
+void expect_device(const Context& ctx, const char* op, const char* name, const Tensor& t) {
+  if (t.empty()) shape_error(op, std::string(name) + " is empty");
+  if (t.device != ctx.device())
+    shape_error(op, std::string(name) + " is on " + device_name(t.device) + " but the context is on " +
+                        device_name(ctx.device()));
+}
+
+void expect_activation(const Context& ctx, const char* op, const char* name, const Tensor& t) {
+  expect_device(ctx, op, name, t);
+  bool ok = t.dtype == DType::f32 || (t.dtype == DType::bf16 && ctx.on_gpu());
+  if (!ok) shape_error(op, std::string(name) + " has dtype " + dtype_name(t.dtype) + " (" + t.shape_str() + ")");
+}
+
+void expect_dtype(const Context& ctx, const char* op, const char* name, const Tensor& t, DType dtype) {
+  expect_device(ctx, op, name, t);
+  if (t.dtype != dtype)
+    shape_error(op, std::string(name) + " must be " + dtype_name(dtype) + ", got " + t.shape_str());
+}
+
+void expect_shape(const char* op, const char* name, const Tensor& t, std::initializer_list<int64_t> shape) {
+  Tensor want(nullptr, shape, t.dtype, t.device);
+  bool ok = want.ndim == t.ndim;
+  for (int i = 0; ok && i < t.ndim; ++i) ok = want.dims[size_t(i)] == t.dims[size_t(i)];
+  if (!ok) shape_error(op, std::string(name) + " has shape " + t.shape_str() + ", expected " + want.shape_str());
+}
+
+void expect_same_dtype(const char* op, const Tensor& a, const char* an, const Tensor& b, const char* bn) {
+  if (a.dtype != b.dtype)
+    shape_error(op, std::string(an) + " is " + dtype_name(a.dtype) + " but " + bn + " is " + dtype_name(b.dtype));
+}
+
+}  // namespace
+
+#if TESSERA_WITH_CUDA
+#define TESSERA_DISPATCH(ctx, op, ...) ((ctx).on_gpu() ? cuda::op(ctx, __VA_ARGS__) : cpu::op(ctx, __VA_ARGS__))
+#else
+#define TESSERA_DISPATCH(ctx, op, ...) cpu::op(ctx, __VA_ARGS__)
+#endif
+
+namespace ops {
+
+void embedding_forward(Context& ctx, Tensor out, Tensor tokens, Tensor wte, Tensor wpe) {
+  const char* op = "embedding_forward";
+  expect_activation(ctx, op, "out", out);
+  expect_dtype(ctx, op, "tokens", tokens, DType::i32);
+  expect_activation(ctx, op, "wte", wte);
+  expect_activation(ctx, op, "wpe", wpe);
+  if (out.ndim != 3) shape_error(op, "out must be (B,T,C), got " + out.shape_str());
+  int64_t B = out.size(0), T = out.size(1), C = out.size(2);
+  expect_shape(op, "tokens", tokens, {B, T});
+  if (wte.ndim != 2 || wte.size(1) != C) shape_error(op, "wte must be (Vp,C), got " + wte.shape_str());
+  if (wpe.ndim != 2 || wpe.size(1) != C || wpe.size(0) < T)
+    shape_error(op, "wpe must be (maxT>=T,C), got " + wpe.shape_str());
+  expect_same_dtype(op, out, "out", wte, "wte");
+  expect_same_dtype(op, out, "out", wpe, "wpe");
+  TESSERA_DISPATCH(ctx, embedding_forward, out, tokens, wte, wpe);
+}
+
+void embedding_backward(Context& ctx, Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens) {
+  const char* op = "embedding_backward";
+  expect_dtype(ctx, op, "dwte", dwte, DType::f32);
+  expect_dtype(ctx, op, "dwpe", dwpe, DType::f32);
+  expect_activation(ctx, op, "dout", dout);
+  expect_dtype(ctx, op, "tokens", tokens, DType::i32);
+  if (dout.ndim != 3) shape_error(op, "dout must be (B,T,C), got " + dout.shape_str());
+  int64_t B = dout.size(0), T = dout.size(1), C = dout.size(2);
+  expect_shape(op, "tokens", tokens, {B, T});
+  if (dwte.ndim != 2 || dwte.size(1) != C) shape_error(op, "dwte must be (Vp,C), got " + dwte.shape_str());
+  if (dwpe.ndim != 2 || dwpe.size(1) != C || dwpe.size(0) < T)
+    shape_error(op, "dwpe must be (maxT>=T,C), got " + dwpe.shape_str());
+  TESSERA_DISPATCH(ctx, embedding_backward, dwte, dwpe, dout, tokens);
+}
+
+void layernorm_forward(Context& ctx, Tensor out, Tensor mean, Tensor rstd, Tensor inp, Tensor weight,
+                       Tensor bias) {
+  const char* op = "layernorm_forward";
+  expect_activation(ctx, op, "inp", inp);
+  if (inp.ndim != 2) shape_error(op, "inp must be (N,C), got " + inp.shape_str());
+  int64_t N = inp.size(0), C = inp.size(1);
+  expect_activation(ctx, op, "out", out);
+  expect_shape(op, "out", out, {N, C});
+  expect_dtype(ctx, op, "mean", mean, DType::f32);
+  expect_dtype(ctx, op, "rstd", rstd, DType::f32);
+  expect_shape(op, "mean", mean, {N});
+  expect_shape(op, "rstd", rstd, {N});
+  expect_activation(ctx, op, "weight", weight);
+  expect_activation(ctx, op, "bias", bias);
+  expect_shape(op, "weight", weight, {C});
+  expect_shape(op, "bias", bias, {C});
+  expect_same_dtype(op, out, "out", inp, "inp");
+  expect_same_dtype(op, weight, "weight", inp, "inp");
+  expect_same_dtype(op, bias, "bias", inp, "inp");
+  TESSERA_DISPATCH(ctx, layernorm_forward, out, mean, rstd, inp, weight, bias);
+}
+
+void layernorm_backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp,
+                        Tensor weight, Tensor mean, Tensor rstd) {
+  const char* op = "layernorm_backward";
+  expect_activation(ctx, op, "inp", inp);
+  if (inp.ndim != 2) shape_error(op, "inp must be (N,C), got " + inp.shape_str());
+  int64_t N = inp.size(0), C = inp.size(1);
+  expect_activation(ctx, op, "dinp", dinp);
+  expect_activation(ctx, op, "dout", dout);
+  expect_shape(op, "dinp", dinp, {N, C});
+  expect_shape(op, "dout", dout, {N, C});
+  expect_dtype(ctx, op, "dweight", dweight, DType::f32);
+  expect_dtype(ctx, op, "dbias", dbias, DType::f32);
+  expect_shape(op, "dweight", dweight, {C});
+  expect_shape(op, "dbias", dbias, {C});
+  expect_activation(ctx, op, "weight", weight);
+  expect_shape(op, "weight", weight, {C});
+  expect_dtype(ctx, op, "mean", mean, DType::f32);
+  expect_dtype(ctx, op, "rstd", rstd, DType::f32);
+  expect_shape(op, "mean", mean, {N});
+  expect_shape(op, "rstd", rstd, {N});
+  expect_same_dtype(op, dinp, "dinp", inp, "inp");
+  expect_same_dtype(op, dout, "dout", inp, "inp");
+  expect_same_dtype(op, weight, "weight", inp, "inp");
+  TESSERA_DISPATCH(ctx, layernorm_backward, dinp, dweight, dbias, dout, inp, weight, mean, rstd);
+}
+
+void matmul_forward(Context& ctx, Tensor out, Tensor pre_gelu, Tensor inp, Tensor weight, Tensor bias,
+                    Epilogue epilogue) {
+  const char* op = "matmul_forward";
+  expect_activation(ctx, op, "inp", inp);
+  expect_activation(ctx, op, "weight", weight);
+  expect_activation(ctx, op, "out", out);
+  if (inp.ndim != 2 || weight.ndim != 2) shape_error(op, "inp (N,C) and weight (OC,C) must be 2-D");
+  int64_t N = inp.size(0), C = inp.size(1), OC = weight.size(0);
+  if (weight.size(1) != C) shape_error(op, "weight " + weight.shape_str() + " does not match inp " + inp.shape_str());
+  expect_shape(op, "out", out, {N, OC});
+  expect_same_dtype(op, out, "out", inp, "inp");
+  expect_same_dtype(op, weight, "weight", inp, "inp");
+  if (!bias.empty()) {
+    expect_activation(ctx, op, "bias", bias);
+    expect_shape(op, "bias", bias, {OC});
+    expect_same_dtype(op, bias, "bias", inp, "inp");
+  }
+  if (epilogue == Epilogue::gelu) {
+    expect_activation(ctx, op, "pre_gelu", pre_gelu);
+    expect_shape(op, "pre_gelu", pre_gelu, {N, OC});
+    expect_same_dtype(op, pre_gelu, "pre_gelu", inp, "inp");
+  } else if (!pre_gelu.empty()) {
+    shape_error(op, "pre_gelu given without the gelu epilogue");
+  }
+  TESSERA_DISPATCH(ctx, matmul_forward, out, pre_gelu, inp, weight, bias, epilogue);
+}
+
+void matmul_backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp,
+                     Tensor weight) {
+  const char* op = "matmul_backward";
+  expect_activation(ctx, op, "inp", inp);
+  expect_activation(ctx, op, "weight", weight);
+  expect_activation(ctx, op, "dout", dout);
+  if (inp.ndim != 2 || weight.ndim != 2 || dout.ndim != 2) shape_error(op, "inp, weight and dout must be 2-D");
+  int64_t N = inp.size(0), C = inp.size(1), OC = weight.size(0);
+  if (weight.size(1) != C) shape_error(op, "weight " + weight.shape_str() + " does not match inp " + inp.shape_str());
+  expect_shape(op, "dout", dout, {N, OC});
+  expect_same_dtype(op, dout, "dout", inp, "inp");
+  expect_same_dtype(op, weight, "weight", inp, "inp");
+  if (!dinp.empty()) {
+    expect_activation(ctx, op, "dinp", dinp);
+    expect_shape(op, "dinp", dinp, {N, C});
+    expect_same_dtype(op, dinp, "dinp", inp, "inp");
+  }
+  expect_dtype(ctx, op, "dweight", dweight, DType::f32);
+  expect_shape(op, "dweight", dweight, {OC, C});
+  if (!dbias.empty()) {
+    expect_dtype(ctx, op, "dbias", dbias, DType::f32);
+    expect_shape(op, "dbias", dbias, {OC});
+  }
+  TESSERA_DISPATCH(ctx, matmul_backward, dinp, dweight, dbias, dout, inp, weight);
+}
+
+static void expect_same_elementwise(const Context& ctx, const char* op, const Tensor& a, const char* an,
+                                    const Tensor& b, const char* bn) {
+  expect_activation(ctx, op, an, a);
+  expect_activation(ctx, op, bn, b);
+  if (a.numel() != b.numel()) shape_error(op, std::string(an) + " " + a.shape_str() + " vs " + bn + " " + b.shape_str());
+  expect_same_dtype(op, a, an, b, bn);
+}
+
+void gelu_forward(Context& ctx, Tensor out, Tensor inp) {
+  expect_same_elementwise(ctx, "gelu_forward", out, "out", inp, "inp");
+  TESSERA_DISPATCH(ctx, gelu_forward, out, inp);
+}
+
+void gelu_backward(Context& ctx, Tensor dinp, Tensor inp, Tensor dout) {
+  expect_same_elementwise(ctx, "gelu_backward", dinp, "dinp", inp, "inp");
+  expect_same_elementwise(ctx, "gelu_backward", dout, "dout", inp, "inp");
+  TESSERA_DISPATCH(ctx, gelu_backward, dinp, inp, dout);
+}
+
+void residual_forward(Context& ctx, Tensor out, Tensor a, Tensor b) {
+  expect_same_elementwise(ctx, "residual_forward", out, "out", a, "a");
+  expect_same_elementwise(ctx, "residual_forward", b, "b", a, "a");
+  TESSERA_DISPATCH(ctx, residual_forward, out, a, b);
+}
+
+static void check_attention_shapes(const Context& ctx, const char* op, const Tensor& out, const Tensor& stats,
+                                   const Tensor& qkv, int n_head) {
+  expect_activation(ctx, op, "qkv", qkv);
+  expect_activation(ctx, op, "out", out);
+  if (qkv.ndim != 3 || qkv.size(2) % 3 != 0) shape_error(op, "qkv must be (B,T,3C), got " + qkv.shape_str());
+  int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3;
+  if (n_head <= 0 || C % n_head != 0)
+    shape_error(op, "channels " + std::to_string(C) + " not divisible by n_head " + std::to_string(n_head));
+  expect_shape(op, "out", out, {B, T, C});
+  expect_same_dtype(op, out, "out", qkv, "qkv");
+  expect_dtype(ctx, op, "stats", stats, DType::f32);
+  expect_shape(op, "stats", stats, {B, n_head, T});
+}
+
+void attention_forward(Context& ctx, Tensor out, Tensor stats, Tensor qkv, int n_head) {
+  check_attention_shapes(ctx, "attention_forward", out, stats, qkv, n_head);
+  TESSERA_DISPATCH(ctx, attention_forward, out, stats, qkv, n_head);
+}
+
+void attention_backward(Context& ctx, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats,
+                        int n_head) {
+  const char* op = "attention_backward";
+  check_attention_shapes(ctx, op, out, stats, qkv, n_head);
+  expect_activation(ctx, op, "dqkv", dqkv);
+  expect_activation(ctx, op, "dout", dout);
+  expect_shape(op, "dqkv", dqkv, {qkv.size(0), qkv.size(1), qkv.size(2)});
+  expect_shape(op, "dout", dout, {out.size(0), out.size(1), out.size(2)});
+  expect_same_dtype(op, dqkv, "dqkv", qkv, "qkv");
+  expect_same_dtype(op, dout, "dout", qkv, "qkv");
+  TESSERA_DISPATCH(ctx, attention_backward, dqkv, dout, qkv, out, stats, n_head);
+}
+
+void crossentropy_forward_backward(Context& ctx, Tensor losses, Tensor dlogits, Tensor logits, Tensor targets,
+                                   int vocab_size, float dloss) {
+  const char* op = "crossentropy_forward_backward";
+  expect_activation(ctx, op, "logits", logits);
+  if (logits.ndim != 2) shape_error(op, "logits must be (N,Vp), got " + logits.shape_str());
+  int64_t N = logits.size(0), Vp = logits.size(1);
+  if (vocab_size <= 0 || vocab_size > Vp)
+    shape_error(op, "vocab_size " + std::to_string(vocab_size) + " outside (0, " + std::to_string(Vp) + "]");
+  expect_dtype(ctx, op, "losses", losses, DType::f32);
+  expect_shape(op, "losses", losses, {N});
+  expect_dtype(ctx, op, "targets", targets, DType::i32);
+  if (targets.numel() != N) shape_error(op, "targets " + targets.shape_str() + " do not match " + std::to_string(N) + " rows");
+  if (!dlogits.empty()) {
+    expect_activation(ctx, op, "dlogits", dlogits);
+    expect_shape(op, "dlogits", dlogits, {N, Vp});
+    expect_same_dtype(op, dlogits, "dlogits", logits, "logits");
+  }
+  TESSERA_DISPATCH(ctx, crossentropy_forward_backward, losses, dlogits, logits, targets, vocab_size, dloss);
+}
+
+void adamw_update(Context& ctx, Tensor param, Tensor master, Tensor m, Tensor v, Tensor grad,
+                  const AdamWParams& hp) {
+  const char* op = "adamw_update";
+  expect_activation(ctx, op, "param", param);
+  int64_t n = param.numel();
+  for (auto [name, t] : {std::pair<const char*, Tensor>{"m", m}, {"v", v}, {"grad", grad}}) {
+    expect_dtype(ctx, op, name, t, DType::f32);
+    if (t.numel() != n) shape_error(op, std::string(name) + " " + t.shape_str() + " vs param " + param.shape_str());
+  }
+  if (master.empty()) {
+    if (param.dtype != DType::f32) shape_error(op, "a bf16 param needs an fp32 master copy");
+  } else {
+    expect_dtype(ctx, op, "master", master, DType::f32);
+    if (master.numel() != n) shape_error(op, "master " + master.shape_str() + " vs param " + param.shape_str());
+  }
+  if (hp.step < 1) shape_error(op, "step must be >= 1");
+  TESSERA_DISPATCH(ctx, adamw_update, param, master, m, v, grad, hp);
+}
+
+double sum_of_squares(Context& ctx, Tensor grad) {
+  expect_dtype(ctx, "sum_of_squares", "grad", grad, DType::f32);
+  return TESSERA_DISPATCH(ctx, sum_of_squares, grad);
+}
+
+void convert(Context& ctx, Tensor dst, Tensor src) {
+  const char* op = "convert";
+  expect_device(ctx, op, "dst", dst);
+  expect_device(ctx, op, "src", src);
+  if (dst.numel() != src.numel()) shape_error(op, "dst " + dst.shape_str() + " vs src " + src.shape_str());
+  auto float_like = [](DType t) { return t == DType::f32 || t == DType::bf16; };
+  if (!float_like(dst.dtype) || !float_like(src.dtype)) shape_error(op, "only f32 and bf16 convert");
+  TESSERA_DISPATCH(ctx, convert, dst, src);
+}
+
+void scale(Context& ctx, Tensor t, float factor) {
+  expect_activation(ctx, "scale", "t", t);
+  TESSERA_DISPATCH(ctx, scale, t, factor);
+}
+
+}  // namespace ops
+}  // namespace tessera

@@ -1,0 +1,83 @@
+// Every kernel tessera has: one declaration each. These entry points check shapes, dtypes and
+// devices once, then call tessera::cpu::<op> (src/kernels/cpu/<op>.cpp) or tessera::cuda::<op>
+// (src/kernels/cuda/<op>.cu), which have exactly the same signature and trust their arguments.
+//
+// Conventions (as llm.c): outputs first, then inputs, then sizes. Activations are float32 on the
+// CPU and float32 or bfloat16 on CUDA. Parameter gradients, norm statistics, losses and optimizer
+// state are always float32. "+=" marks outputs that are accumulated into (gradient accumulation);
+// everything else is overwritten. Integer tensors (tokens, targets) are int32 on the context's device.
+#pragma once
+
+#include "tessera/context.h"
+#include "tessera/tensor.h"
+
+namespace tessera {
+
+enum class Epilogue : uint8_t { none, gelu };
+
+struct AdamWParams {
+  float lr = 3e-4f;
+  float beta1 = 0.9f;
+  float beta2 = 0.95f;
+  float eps = 1e-8f;
+  float weight_decay = 0.0f;  // decoupled; 0 for biases and norms
+  int step = 1;               // 1-based, for bias correction
+  float grad_scale = 1.0f;    // multiplies the gradient first (gradient clipping)
+};
+
+#define TESSERA_KERNEL_DECLARATIONS                                                                    \
+  /* out (B,T,C) = wte[tokens[b,t]] + wpe[t]. tokens (B,T) i32, wte (Vp,C), wpe (maxT,C). */          \
+  void embedding_forward(Context& ctx, Tensor out, Tensor tokens, Tensor wte, Tensor wpe);             \
+  /* dwte (Vp,C) +=, dwpe (maxT,C) +=, both f32; dout (B,T,C). Deterministic. */                       \
+  void embedding_backward(Context& ctx, Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens);         \
+  /* out (N,C), mean (N) f32, rstd (N) f32; inp (N,C), weight (C), bias (C); eps 1e-5. */              \
+  void layernorm_forward(Context& ctx, Tensor out, Tensor mean, Tensor rstd, Tensor inp,               \
+                         Tensor weight, Tensor bias);                                                  \
+  /* dinp (N,C) +=, dweight (C) += f32, dbias (C) += f32. */                                            \
+  void layernorm_backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,        \
+                          Tensor inp, Tensor weight, Tensor mean, Tensor rstd);                        \
+  /* out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC, may be empty). With Epilogue::gelu,          \
+     pre_gelu (N,OC) receives the pre-activation and out = gelu(pre_gelu); else pre_gelu is empty. */  \
+  void matmul_forward(Context& ctx, Tensor out, Tensor pre_gelu, Tensor inp, Tensor weight,            \
+                      Tensor bias, Epilogue epilogue);                                                 \
+  /* dinp (N,C) = dout @ weight (overwritten; may be empty to skip), dweight (OC,C) += dout^T @ inp    \
+     f32, dbias (OC) += column sums of dout, f32 (may be empty). dout (N,OC). */                        \
+  void matmul_backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,           \
+                       Tensor inp, Tensor weight);                                                     \
+  /* out = gelu_tanh(inp), elementwise; out may alias inp. */                                          \
+  void gelu_forward(Context& ctx, Tensor out, Tensor inp);                                             \
+  /* dinp = dout * gelu_tanh'(inp), elementwise; dinp may alias dout. */                               \
+  void gelu_backward(Context& ctx, Tensor dinp, Tensor inp, Tensor dout);                              \
+  /* out = a + b, elementwise; out may alias a or b. */                                                \
+  void residual_forward(Context& ctx, Tensor out, Tensor a, Tensor b);                                 \
+  /* Causal self-attention. qkv (B,T,3C) packs q|k|v, head h at columns h*HS..h*HS+HS of each;         \
+     out (B,T,C); stats (B,NH,T) f32 = natural-log logsumexp of the scaled, masked scores. */           \
+  void attention_forward(Context& ctx, Tensor out, Tensor stats, Tensor qkv, int n_head);              \
+  /* dqkv (B,T,3C) overwritten, from dout (B,T,C) and the forward's qkv, out and stats. */             \
+  void attention_backward(Context& ctx, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,              \
+                          Tensor stats, int n_head);                                                   \
+  /* Fused softmax + cross-entropy over logits (N,Vp) whose first vocab_size columns are real.         \
+     losses (N) f32 = -log softmax(logits)[targets]. If dlogits is not empty, it receives              \
+     (softmax - onehot(target)) * dloss, zero in padded columns; dlogits may alias logits. */          \
+  void crossentropy_forward_backward(Context& ctx, Tensor losses, Tensor dlogits, Tensor logits,       \
+                                     Tensor targets, int vocab_size, float dloss);                     \
+  /* One AdamW step over a flat range. param (n) f32 or bf16; master (n) f32 holds the fp32 weights    \
+     (empty when param is f32: param is its own master); m, v, grad (n) f32. */                         \
+  void adamw_update(Context& ctx, Tensor param, Tensor master, Tensor m, Tensor v, Tensor grad,        \
+                    const AdamWParams& hp);                                                            \
+  /* Sum of squares of grad (n) f32, accumulated in a fixed order (bitwise reproducible). */           \
+  double sum_of_squares(Context& ctx, Tensor grad);                                                    \
+  /* dst = src converted elementwise between f32 and bf16 (or copied when equal), same device. */      \
+  void convert(Context& ctx, Tensor dst, Tensor src);                                                  \
+  /* t *= factor, elementwise (f32 or bf16). */                                                        \
+  void scale(Context& ctx, Tensor t, float factor);
+
+namespace ops { TESSERA_KERNEL_DECLARATIONS }
+namespace cpu { TESSERA_KERNEL_DECLARATIONS }
+namespace cuda { TESSERA_KERNEL_DECLARATIONS }
+
+// Whether this build has CUDA kernels (cuda:: is defined) and cuDNN attention.
+bool built_with_cuda();
+bool built_with_cudnn_attention();
+
+}  // namespace tessera
