@@ -47,6 +47,8 @@ class Context {
   const std::string& fallback_reason() const { return fallback_reason_; }
   // Peak dense bf16 FLOP/s of the GPU for MFU (0 when unknown or on CPU).
   double peak_flops() const { return peak_flops_; }
+  // The CUDA device ordinal in use, or -1 on the CPU backend.
+  int gpu_ordinal() const { return gpu_ordinal_; }
 
   // Waits for all work queued on this context's streams.
   void synchronize() const;
@@ -61,6 +63,7 @@ class Context {
   std::string description_;
   std::string fallback_reason_;
   double peak_flops_ = 0.0;
+  int gpu_ordinal_ = -1;
   std::unique_ptr<detail::CudaResources, void (*)(detail::CudaResources*)> cuda_;
 };
 

@@ -25,6 +25,7 @@ Context::Context(const ContextOptions& options) : options_(options), cuda_(nullp
       device_ = Device::cuda;
       description_ = probe.description;
       peak_flops_ = probe.peak_flops;
+      gpu_ordinal_ = probe.ordinal;
     } else if (options.device == DevicePreference::cuda) {
       throw config_error("--device cuda requested but no GPU can be used: " + probe.failure,
                          "run on a GPU node, or use --device cpu");

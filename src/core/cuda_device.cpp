@@ -105,6 +105,7 @@ CudaProbe open_cuda(const ContextOptions& options) {
   probe.resources = r;
   probe.description = std::string(r->properties.name) + " (GPU " + std::to_string(device) + ")";
   probe.peak_flops = dense_bf16_peak(r->properties);
+  probe.ordinal = device;
   return probe;
 }
 

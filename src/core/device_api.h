@@ -15,6 +15,7 @@ struct CudaProbe {
   std::string description;             // device name when found
   std::string failure;                 // why no GPU is used, when none is
   double peak_flops = 0.0;             // dense bf16 peak, 0 when unknown
+  int ordinal = -1;                    // CUDA device ordinal when found
 };
 
 // Finds and opens the GPU for this rank, creating its stream and library handles.

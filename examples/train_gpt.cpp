@@ -1,0 +1,294 @@
+// tessera-train: trains a GPT-2 model on token shards, one process (parallel layouts arrive with
+// the parallelism layer). Reads top to bottom: arguments -> context, data, model, optimizer ->
+// for each step: micro-steps (forward, backward) -> update -> log -> eval -> sample and export.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "common/flags.h"
+#include "common/sampling.h"
+#include "tessera/tessera.h"
+
+namespace tessera::program {
+namespace {
+
+struct TrainArgs {
+  // model
+  std::string model = "tiny";
+  int n_layer = 0, n_head = 0, n_embd = 0, vocab_size = 0, max_seq_len = 0;
+  std::string init_from, export_dir;
+  // data
+  std::string data = "data/shakespeare_train.bin";
+  std::string val_data;
+  int batch_size = 8;
+  int seq_len = 128;
+  int grad_accum = 1;
+  // optimisation
+  int steps = 300;
+  float lr = 1e-3f;
+  float min_lr = 1e-4f;
+  int warmup = 20;
+  float weight_decay = 0.1f;
+  float grad_clip = 1.0f;
+  float beta1 = 0.9f, beta2 = 0.95f;
+  int64_t seed = 1337;
+  // evaluation, sampling, logging
+  int eval_every = 100;
+  int eval_batches = 8;
+  int sample_tokens = 256;
+  int top_k = 40;
+  float temperature = 1.0f;
+  std::string log;
+  // execution
+  std::string device = "auto";
+  std::string precision = "auto";
+  std::string recompute = "none";
+  int threads = 0;
+};
+
+FlagParser make_parser(TrainArgs& a) {
+  FlagParser p("tessera-train", "tessera-train [flags]   (see README.md)");
+  p.section("Model");
+  p.add("model", &a.model, "preset: tiny, gpt2, gpt2-medium, gpt2-large, gpt2-xl, or custom (with the sizes below)");
+  p.add("n-layer", &a.n_layer, "custom model: transformer blocks");
+  p.add("n-head", &a.n_head, "custom model: attention heads");
+  p.add("n-embd", &a.n_embd, "custom model: channels");
+  p.add("vocab-size", &a.vocab_size, "custom model: vocabulary (257 for the byte tokenizer)");
+  p.add("max-seq-len", &a.max_seq_len, "custom model: context length");
+  p.add("init-from", &a.init_from, "start from a Hugging Face GPT-2 directory (config.json + model.safetensors)");
+  p.add("export", &a.export_dir, "write the trained model as a Hugging Face GPT-2 directory");
+  p.section("Data");
+  p.add("data", &a.data, "training shards: a path, a comma-separated list or a glob");
+  p.add("val-data", &a.val_data, "validation shards (default: the training path with _train -> _val, if it exists)");
+  p.add("batch-size", &a.batch_size, "sequences per micro-batch");
+  p.add("seq-len", &a.seq_len, "tokens per sequence");
+  p.add("grad-accum", &a.grad_accum, "micro-batches accumulated per optimizer step");
+  p.section("Optimisation");
+  p.add("steps", &a.steps, "optimizer steps");
+  p.add("lr", &a.lr, "peak learning rate");
+  p.add("min-lr", &a.min_lr, "learning-rate floor reached by the cosine decay at the last step");
+  p.add("warmup", &a.warmup, "linear warm-up steps");
+  p.add("weight-decay", &a.weight_decay, "AdamW weight decay (not applied to biases and norms)");
+  p.add("grad-clip", &a.grad_clip, "clip the global gradient norm to this (0: off)");
+  p.add("beta1", &a.beta1, "AdamW beta1");
+  p.add("beta2", &a.beta2, "AdamW beta2");
+  p.add("seed", &a.seed, "seed for initialisation and sampling (runs are deterministic given it)");
+  p.section("Evaluation, sampling and logs");
+  p.add("eval-every", &a.eval_every, "evaluate on the validation split every N steps (0: only at the end)");
+  p.add("eval-batches", &a.eval_batches, "validation batches per evaluation");
+  p.add("sample-tokens", &a.sample_tokens, "tokens of text to sample at the end (0: none)");
+  p.add("top-k", &a.top_k, "sample from the k most likely tokens");
+  p.add("temperature", &a.temperature, "sampling temperature");
+  p.add("log", &a.log, "write one JSON object per step/eval/event to this file");
+  p.section("Execution");
+  p.add("device", &a.device, "auto, cpu or cuda");
+  p.add("precision", &a.precision, "auto (bf16 on GPU, f32 on CPU), f32 or bf16");
+  p.add("recompute", &a.recompute, "activation recomputation: none or full (per layer)");
+  p.add("threads", &a.threads, "CPU threads (0: all cores)");
+  return p;
+}
+
+DevicePreference parse_device(const std::string& s) {
+  if (s == "auto") return DevicePreference::automatic;
+  if (s == "cpu") return DevicePreference::cpu;
+  if (s == "cuda" || s == "gpu") return DevicePreference::cuda;
+  throw config_error("--device '" + s + "' is not auto, cpu or cuda");
+}
+
+ModelOptions parse_model_options(const TrainArgs& a) {
+  ModelOptions o;
+  if (a.precision == "auto") o.precision = Precision::automatic;
+  else if (a.precision == "f32") o.precision = Precision::f32;
+  else if (a.precision == "bf16") o.precision = Precision::bf16;
+  else throw config_error("--precision '" + a.precision + "' is not auto, f32 or bf16");
+  if (a.recompute == "none") o.recompute = Recompute::none;
+  else if (a.recompute == "full") o.recompute = Recompute::full;
+  else throw config_error("--recompute '" + a.recompute + "' is not none or full");
+  return o;
+}
+
+GPT2Config model_config(const TrainArgs& a) {
+  if (!a.init_from.empty()) return read_gpt2_hf_config(a.init_from);
+  if (a.model == "custom") {
+    if (a.n_layer <= 0 || a.n_head <= 0 || a.n_embd <= 0 || a.vocab_size <= 0 || a.max_seq_len <= 0)
+      throw config_error("--model custom needs --n-layer, --n-head, --n-embd, --vocab-size and --max-seq-len");
+    return GPT2Config::custom(a.n_layer, a.n_head, a.n_embd, a.vocab_size, a.max_seq_len);
+  }
+  return GPT2Config::preset(a.model);
+}
+
+void validate(const TrainArgs& a, const GPT2Config& config) {
+  if (a.batch_size <= 0) throw config_error("--batch-size must be positive");
+  if (a.seq_len <= 0) throw config_error("--seq-len must be positive");
+  if (a.seq_len > config.max_seq_len)
+    throw config_error("--seq-len " + std::to_string(a.seq_len) + " is longer than the model's context of " +
+                           std::to_string(config.max_seq_len) + " tokens",
+                       "use --seq-len " + std::to_string(config.max_seq_len) + " or less");
+  if (a.grad_accum <= 0) throw config_error("--grad-accum must be positive");
+  if (a.steps < 0) throw config_error("--steps must not be negative");
+  if (a.warmup < 0) throw config_error("--warmup must not be negative");
+  if (!(a.lr > 0) || a.min_lr < 0 || a.min_lr > a.lr)
+    throw config_error("learning rates must satisfy 0 <= --min-lr <= --lr and --lr > 0");
+}
+
+std::string default_val_path(const std::string& train) {
+  auto pos = train.rfind("_train");
+  if (pos == std::string::npos || train.find_first_of(",*?[") != std::string::npos) return "";
+  std::string val = train.substr(0, pos) + "_val" + train.substr(pos + 6);
+  if (FILE* f = std::fopen(val.c_str(), "rb")) {
+    std::fclose(f);
+    return val;
+  }
+  return "";
+}
+
+float evaluate(GPT2& model, DataLoader& loader, int batches, int B, int T) {
+  std::vector<int32_t> inputs(size_t(B) * T), targets(size_t(B) * T);
+  loader.reset();  // every evaluation sees the same batches
+  double total = 0;
+  for (int i = 0; i < batches; ++i) {
+    loader.next_batch(inputs.data(), targets.data());
+    total += model.forward(inputs.data(), targets.data(), B, T);
+  }
+  return float(total / batches);
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+int train(int argc, char** argv) {
+  TrainArgs a;
+  FlagParser parser = make_parser(a);
+  if (!parser.parse(argc, argv)) return 0;
+  if (!parser.positional().empty())
+    throw config_error("unexpected argument '" + parser.positional()[0] + "'", "flags start with --; see --help");
+
+  GPT2Config config = model_config(a);
+  config.validate();
+  validate(a, config);
+
+  ContextOptions context_options;
+  context_options.device = parse_device(a.device);
+  context_options.cpu_threads = a.threads;
+  Context ctx(context_options);
+
+  const int B = a.batch_size, T = a.seq_len;
+  DataLoader train_loader(a.data, B, T, config.vocab_size);
+  std::string val_path = a.val_data.empty() ? default_val_path(a.data) : a.val_data;
+  std::unique_ptr<DataLoader> val_loader;
+  if (!val_path.empty()) val_loader = std::make_unique<DataLoader>(val_path, B, T, config.vocab_size);
+
+  GPT2 model(ctx, config, parse_model_options(a));
+  if (a.init_from.empty()) {
+    model.init_weights(uint64_t(a.seed));
+  } else {
+    import_gpt2_hf(model, a.init_from);
+  }
+  AdamWConfig adamw;
+  adamw.beta1 = a.beta1;
+  adamw.beta2 = a.beta2;
+  adamw.weight_decay = a.weight_decay;
+  adamw.grad_clip = a.grad_clip;
+  AdamW optimizer(ctx, model.params(), model.param_buffer(), model.grad_buffer(), adamw);
+  LRSchedule schedule;
+  schedule.max_lr = a.lr;
+  schedule.min_lr = a.min_lr;
+  schedule.warmup_steps = a.warmup;
+  schedule.total_steps = a.steps;
+
+  MetricsLog log = a.log.empty() ? MetricsLog() : MetricsLog(a.log);
+  const int64_t tokens_per_step = int64_t(B) * T * a.grad_accum;
+  std::printf("model: %s, %s, %s\n", config.describe().c_str(), dtype_name(model.dtype()),
+              a.recompute == "full" ? "full recomputation" : "no recomputation");
+  std::printf("data: %s (%lld tokens), validation: %s\n", a.data.c_str(),
+              static_cast<long long>(train_loader.total_tokens()), val_loader ? val_path.c_str() : "none");
+  std::printf("batch: %d x %d tokens x %d micro-batches = %lld tokens per step\n", B, T, a.grad_accum,
+              static_cast<long long>(tokens_per_step));
+  std::printf("MFU convention: 6N + 12*L*C*T FLOPs per token (PaLM), against %s peak\n",
+              ctx.peak_flops() > 0 ? "the GPU's dense bf16" : "no known (CPU)");
+  std::fflush(stdout);
+
+  std::vector<int32_t> inputs(size_t(B) * T), targets(size_t(B) * T);
+  const double flops_per_token = model.flops_per_token_palm(T);
+  double memory_gb = double(model.params().flat_numel()) * (dtype_size(model.dtype()) + 4) / 1e9 +
+                     double(optimizer.state_bytes() + model.activation_bytes()) / 1e9;
+  double train_seconds = 0;
+
+  for (int step = 0; step < a.steps; ++step) {
+    auto t0 = std::chrono::steady_clock::now();
+    model.zero_grad();
+    double loss = 0;
+    for (int micro = 0; micro < a.grad_accum; ++micro) {
+      train_loader.next_batch(inputs.data(), targets.data());
+      loss += model.forward(inputs.data(), targets.data(), B, T);
+      model.backward(1.0f / float(a.grad_accum));
+    }
+    loss /= a.grad_accum;
+    float lr = schedule.at(step);
+    float grad_norm = optimizer.step(lr);
+    ctx.synchronize();
+    double seconds = seconds_since(t0);
+    train_seconds += seconds;
+    double tokens_per_s = double(tokens_per_step) / seconds;
+    double mfu = ctx.peak_flops() > 0 ? flops_per_token * tokens_per_s / ctx.peak_flops() : 0.0;
+    memory_gb = double(model.params().flat_numel()) * (dtype_size(model.dtype()) + 4) / 1e9 +
+                double(optimizer.state_bytes() + model.activation_bytes()) / 1e9;
+
+    if (!std::isfinite(loss))
+      throw Error(ExitCode::nonfinite_loss, "loss is " + std::to_string(loss) + " at step " + std::to_string(step),
+                  "tessera-train", "lower --lr, or check the data");
+    std::printf("step %5d/%d | loss %.4f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s", step + 1, a.steps, loss, lr,
+                grad_norm, seconds * 1e3, tokens_per_s);
+    if (mfu > 0) std::printf(" | MFU %.1f%%", 100.0 * mfu);
+    std::printf("\n");
+    std::fflush(stdout);
+    MetricsRecord record("train");
+    record.add("step", step).add("loss", loss).add("lr", double(lr)).add("grad_norm", double(grad_norm));
+    record.add("ms", seconds * 1e3).add("tokens_per_s", tokens_per_s).add("mfu", mfu).add("mem_gb", memory_gb);
+    log.write(record);
+
+    bool last = step + 1 == a.steps;
+    if (val_loader && ((a.eval_every > 0 && (step + 1) % a.eval_every == 0) || last)) {
+      float val_loss = evaluate(model, *val_loader, a.eval_batches, B, T);
+      std::printf("eval  %5d | val loss %.4f\n", step + 1, val_loss);
+      std::fflush(stdout);
+      log.write(MetricsRecord("eval").add("step", step).add("loss", double(val_loss)));
+    }
+  }
+  if (a.steps > 0)
+    std::printf("trained %d steps in %.1f s (%.0f tokens/s)\n", a.steps, train_seconds,
+                double(tokens_per_step) * a.steps / train_seconds);
+
+  if (a.sample_tokens > 0) {
+    ByteTokenizer tokenizer;
+    bool byte_vocab = config.vocab_size == ByteTokenizer::kVocabSize;
+    int window = std::min(T, config.max_seq_len);
+    std::vector<int32_t> prompt{byte_vocab ? ByteTokenizer::kEndOfText : 0};
+    std::vector<int32_t> text = generate(model, prompt, a.sample_tokens, window, a.top_k, a.temperature,
+                                         uint64_t(a.seed) + 1);
+    std::printf("--- sample (%d tokens, top-k %d) ---\n", a.sample_tokens, a.top_k);
+    if (byte_vocab) {
+      std::printf("%s\n", tokenizer.decode(text.data(), text.size()).c_str());
+    } else {
+      for (int32_t t : text) std::printf("%d ", t);
+      std::printf("\n");
+    }
+    std::printf("---\n");
+  }
+  if (!a.export_dir.empty()) {
+    export_gpt2_hf(model, a.export_dir);
+    std::printf("exported Hugging Face GPT-2 model to %s\n", a.export_dir.c_str());
+    log.write(MetricsRecord("export").add("path", a.export_dir));
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace tessera::program
+
+int main(int argc, char** argv) {
+  return tessera::program::run_program("tessera-train", [&] { return tessera::program::train(argc, argv); });
+}

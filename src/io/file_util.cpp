@@ -1,0 +1,138 @@
+#include "io/file_util.h"
+
+#include <cerrno>
+#include <cstring>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tessera/error.h"
+
+namespace tessera::io {
+
+namespace {
+
+// Closes a descriptor when leaving scope.
+struct FdCloser {
+  int fd;
+  ~FdCloser() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+int open_regular_file(const std::string& path, const std::string& what, struct stat* st) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    throw data_error("cannot open " + what + ": " + std::strerror(err), path,
+                     err == ENOENT ? "check the path (the file does not exist)" : "check the path and its permissions");
+  }
+  if (::fstat(fd, st) != 0) {
+    int err = errno;
+    ::close(fd);
+    throw data_error("cannot stat " + what + ": " + std::strerror(err), path);
+  }
+  if (!S_ISREG(st->st_mode)) {
+    ::close(fd);
+    throw data_error(what + " is not a regular file", path, "give the path of a file");
+  }
+  return fd;
+}
+
+}  // namespace
+
+ReadOnlyMapping::~ReadOnlyMapping() {
+  if (data) unmap(data, size);
+}
+
+void* ReadOnlyMapping::release(size_t* bytes) {
+  void* p = data;
+  *bytes = size;
+  data = nullptr;
+  size = 0;
+  return p;
+}
+
+ReadOnlyMapping map_file(const std::string& path, const std::string& what) {
+  struct stat st;
+  FdCloser fd{open_regular_file(path, what, &st)};
+  size_t bytes = size_t(st.st_size);
+  if (bytes == 0) return ReadOnlyMapping();
+  void* p = ::mmap(nullptr, bytes, PROT_READ, MAP_PRIVATE, fd.fd, 0);
+  if (p == MAP_FAILED) throw data_error("cannot map " + what + ": " + std::strerror(errno), path);
+  return ReadOnlyMapping(p, bytes);
+}
+
+void unmap(void* data, size_t bytes) {
+  if (data && bytes) ::munmap(data, bytes);
+}
+
+std::string read_file(const std::string& path, const std::string& what) {
+  struct stat st;
+  FdCloser fd{open_regular_file(path, what, &st)};
+  std::string out;
+  out.resize(size_t(st.st_size));
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = ::read(fd.fd, &out[done], out.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw data_error("cannot read " + what + ": " + std::strerror(errno), path);
+    if (n == 0) break;  // the file shrank while we read it
+    done += size_t(n);
+  }
+  out.resize(done);
+  return out;
+}
+
+AtomicFileWriter::AtomicFileWriter(const std::string& path, const std::string& what)
+    : path_(path), tmp_path_(path + ".tmp"), what_(what) {
+  file_ = std::fopen(tmp_path_.c_str(), "wb");
+  if (!file_)
+    throw config_error("cannot create " + what_ + ": " + std::strerror(errno),
+                       "check that the directory exists and is writable", tmp_path_);
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (file_) {
+    std::fclose(file_);
+    std::remove(tmp_path_.c_str());
+  }
+}
+
+void AtomicFileWriter::fail(const std::string& doing) {
+  int err = errno;
+  std::fclose(file_);
+  file_ = nullptr;
+  std::remove(tmp_path_.c_str());
+  throw data_error("cannot " + doing + " " + what_ + ": " + std::strerror(err), tmp_path_,
+                   "check free disk space and permissions");
+}
+
+void AtomicFileWriter::write(const void* data, size_t bytes) {
+  TESSERA_CHECK(file_ != nullptr, "write after commit");
+  if (bytes && std::fwrite(data, 1, bytes, file_) != bytes) fail("write");
+}
+
+void AtomicFileWriter::commit() {
+  TESSERA_CHECK(file_ != nullptr, "commit called twice");
+  if (std::fflush(file_) != 0) fail("write");
+  if (::fsync(::fileno(file_)) != 0) fail("sync");
+  std::FILE* f = file_;
+  file_ = nullptr;
+  if (std::fclose(f) != 0) {
+    int err = errno;
+    std::remove(tmp_path_.c_str());
+    throw data_error("cannot close " + what_ + ": " + std::strerror(err), tmp_path_,
+                     "check free disk space and permissions");
+  }
+  if (std::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
+    int err = errno;
+    std::remove(tmp_path_.c_str());
+    throw config_error("cannot move the finished " + what_ + " into place: " + std::strerror(err),
+                       "check that the destination is writable and not a directory", path_);
+  }
+}
+
+}  // namespace tessera::io

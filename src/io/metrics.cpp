@@ -1,0 +1,69 @@
+#include "tessera/metrics.h"
+
+#include <cerrno>
+#include <cstring>
+
+#include "io/json.h"
+#include "tessera/error.h"
+
+namespace tessera {
+
+MetricsRecord::MetricsRecord(std::string kind) {
+  body_ = "{\"kind\":" + json::quote(kind);
+  keys_.push_back("kind");
+}
+
+void MetricsRecord::add_raw(const std::string& key, const std::string& json_value) {
+  for (const std::string& k : keys_) TESSERA_CHECK(k != key, "metrics key '" + key + "' added twice");
+  keys_.push_back(key);
+  body_ += ',';
+  body_ += json::quote(key);
+  body_ += ':';
+  body_ += json_value;
+}
+
+MetricsRecord& MetricsRecord::add(const std::string& key, double value) {
+  // A float widened to double prints its float digits: they read back to the same float.
+  const float narrowed = static_cast<float>(value);
+  const bool is_float = static_cast<double>(narrowed) == value;
+  add_raw(key, is_float ? json::format_float(narrowed) : json::format_number(value));
+  return *this;
+}
+
+MetricsRecord& MetricsRecord::add(const std::string& key, int64_t value) {
+  add_raw(key, std::to_string(value));
+  return *this;
+}
+
+MetricsRecord& MetricsRecord::add(const std::string& key, int value) { return add(key, int64_t(value)); }
+
+MetricsRecord& MetricsRecord::add(const std::string& key, uint64_t value) {
+  add_raw(key, std::to_string(value));
+  return *this;
+}
+
+MetricsRecord& MetricsRecord::add(const std::string& key, const std::string& value) {
+  add_raw(key, json::quote(value));
+  return *this;
+}
+
+std::string MetricsRecord::json() const { return body_ + "}"; }
+
+MetricsLog::MetricsLog(const std::string& path, bool append) : path_(path) {
+  std::FILE* f = std::fopen(path.c_str(), append ? "a" : "w");
+  if (!f)
+    throw config_error("cannot open the metrics log: " + std::string(std::strerror(errno)),
+                       "check that the directory exists and is writable", path);
+  file_.reset(f);
+}
+
+void MetricsLog::write(const MetricsRecord& r) {
+  if (!file_) return;
+  std::string line = r.json();
+  line += '\n';
+  if (std::fwrite(line.data(), 1, line.size(), file_.get()) != line.size() || std::fflush(file_.get()) != 0)
+    throw data_error("cannot write the metrics log: " + std::string(std::strerror(errno)), path_,
+                     "check free disk space");
+}
+
+}  // namespace tessera

@@ -1,0 +1,237 @@
+// cuDNN frontend SDPA graphs for bf16 causal attention. Q, K and V are described with strides
+// straight into the packed qkv (B,T,3,NH,HS) and O, dO with strides into (B,T,NH,HS), so no
+// transposes are needed; the logsumexp stats (B,NH,T,1) f32 are cuDNN's natural-log "Stats".
+#include "kernels/cuda/attention_cudnn.h"
+
+#ifndef TESSERA_WITH_CUDNN_ATTENTION
+#define TESSERA_WITH_CUDNN_ATTENTION 0
+#endif
+
+#if TESSERA_WITH_CUDNN_ATTENTION
+
+#include <cudnn_frontend.h>
+
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "core/cuda_resources.h"
+#include "core/cudnn_check.h"
+
+namespace tessera::cuda::cudnn_attention {
+
+namespace fe = cudnn_frontend;
+
+namespace {
+
+// Tensor ids in the variant pack.
+enum Uid : int64_t { kQ = 1, kK, kV, kO, kStats, kdO, kdQ, kdK, kdV };
+
+struct GraphKey {
+  cudnnHandle_t handle;
+  int device;
+  int64_t B, NH, T, HS;
+  bool backward;
+  bool operator==(const GraphKey& o) const {
+    return handle == o.handle && device == o.device && B == o.B && NH == o.NH && T == o.T && HS == o.HS && backward == o.backward;
+  }
+};
+
+struct GraphKeyHash {
+  size_t operator()(const GraphKey& k) const {
+    size_t h = std::hash<const void*>()(static_cast<const void*>(k.handle));
+    for (int64_t v : {int64_t(k.device), k.B, k.NH, k.T, k.HS, int64_t(k.backward)}) h = h * 1000003u ^ std::hash<int64_t>()(v);
+    return h;
+  }
+};
+
+// A built graph, or null when cuDNN reported that it cannot run this shape (then the plain
+// kernels run instead, without asking cuDNN again).
+struct CachedGraph {
+  std::shared_ptr<fe::graph::Graph> graph;
+  int64_t workspace_bytes = 0;
+};
+
+[[noreturn]] void throw_frontend_error(const char* call, fe::error_t status, const char* file, int line) {
+  detail::throw_gpu_error("cuDNN frontend", call,
+                          status.get_message() + " (set ContextOptions::use_cudnn_attention = false to use "
+                                                 "the plain CUDA attention kernels instead)",
+                          file, line);
+}
+
+#define TESSERA_CUDNN_FE_CHECK(call)                                             \
+  do {                                                                           \
+    fe::error_t tessera_fe_status_ = (call);                                     \
+    if (tessera_fe_status_.is_bad()) throw_frontend_error(#call, tessera_fe_status_, __FILE__, __LINE__); \
+  } while (0)
+
+// Errors that mean "cuDNN has no engine for this graph here"; anything else while building is a
+// wrong graph description, which is reported rather than hidden behind the fallback.
+bool is_unsupported(fe::error_t status) {
+  return status.code == fe::error_code_t::GRAPH_NOT_SUPPORTED ||
+         status.code == fe::error_code_t::HEURISTIC_QUERY_FAILED ||
+         status.code == fe::error_code_t::GRAPH_EXECUTION_PLAN_CREATION_FAILED;
+}
+
+std::shared_ptr<fe::graph::Tensor_attributes> bf16_tensor(fe::graph::Graph& graph, const char* name, Uid uid,
+                                                          const std::vector<int64_t>& dims,
+                                                          const std::vector<int64_t>& strides) {
+  return graph.tensor(fe::graph::Tensor_attributes()
+                          .set_name(name)
+                          .set_uid(uid)
+                          .set_dim(dims)
+                          .set_stride(strides)
+                          .set_data_type(fe::DataType_t::BFLOAT16));
+}
+
+// Describes the forward (generate_stats) or backward SDPA graph for one shape, builds it, and
+// returns it; an unsupported graph gives an entry with a null graph.
+CachedGraph build_graph(const GraphKey& key) {
+  const int64_t B = key.B, NH = key.NH, T = key.T, HS = key.HS, C = NH * HS;
+  const std::vector<int64_t> dims = {B, NH, T, HS};
+  const std::vector<int64_t> qkv_strides = {T * 3 * C, HS, 3 * C, 1};  // into qkv (B,T,3,NH,HS)
+  const std::vector<int64_t> o_strides = {T * C, HS, C, 1};            // into out (B,T,NH,HS)
+  const std::vector<int64_t> stats_dims = {B, NH, T, 1};
+  const std::vector<int64_t> stats_strides = {NH * T, T, 1, 1};
+  const float scale = 1.0f / std::sqrt(float(HS));
+
+  auto graph = std::make_shared<fe::graph::Graph>();
+  graph->set_io_data_type(fe::DataType_t::BFLOAT16)
+      .set_intermediate_data_type(fe::DataType_t::FLOAT)
+      .set_compute_data_type(fe::DataType_t::FLOAT);
+  auto Q = bf16_tensor(*graph, "Q", kQ, dims, qkv_strides);
+  auto K = bf16_tensor(*graph, "K", kK, dims, qkv_strides);
+  auto V = bf16_tensor(*graph, "V", kV, dims, qkv_strides);
+
+  if (!key.backward) {
+    auto options = fe::graph::SDPA_attributes()
+                       .set_name("tessera_attention_forward")
+                       .set_generate_stats(true)
+                       .set_attn_scale(scale)
+                       .set_diagonal_alignment(fe::DiagonalAlignment_t::TOP_LEFT)
+                       .set_diagonal_band_right_bound(0);  // causal: key j <= query t
+    auto outputs = graph->sdpa(Q, K, V, options);
+    outputs[0]->set_output(true).set_uid(kO).set_dim(dims).set_stride(o_strides).set_data_type(
+        fe::DataType_t::BFLOAT16);
+    outputs[1]->set_output(true).set_uid(kStats).set_dim(stats_dims).set_stride(stats_strides).set_data_type(
+        fe::DataType_t::FLOAT);
+  } else {
+    auto O = bf16_tensor(*graph, "O", kO, dims, o_strides);
+    auto dO = bf16_tensor(*graph, "dO", kdO, dims, o_strides);
+    auto stats = graph->tensor(fe::graph::Tensor_attributes()
+                                   .set_name("Stats")
+                                   .set_uid(kStats)
+                                   .set_dim(stats_dims)
+                                   .set_stride(stats_strides)
+                                   .set_data_type(fe::DataType_t::FLOAT));
+    auto options = fe::graph::SDPA_backward_attributes()
+                       .set_name("tessera_attention_backward")
+                       .set_attn_scale(scale)
+                       .set_diagonal_alignment(fe::DiagonalAlignment_t::TOP_LEFT)
+                       .set_diagonal_band_right_bound(0)
+                       .set_deterministic_algorithm(true);  // tessera's bitwise reproducibility
+    auto grads = graph->sdpa_backward(Q, K, V, O, dO, stats, options);
+    const Uid grad_uids[3] = {kdQ, kdK, kdV};
+    for (int i = 0; i < 3; i++)
+      grads[size_t(i)]->set_output(true).set_uid(grad_uids[i]).set_dim(dims).set_stride(qkv_strides).set_data_type(
+          fe::DataType_t::BFLOAT16);
+  }
+
+  // Each step in order; an unsupported graph at any of them means "use the plain kernels".
+  const std::function<fe::error_t()> steps[] = {
+      [&] { return graph->validate(); },
+      [&] { return graph->build_operation_graph(key.handle); },
+      [&] { return graph->create_execution_plans({fe::HeurMode_t::A}); },
+      [&] { return graph->check_support(); },
+      [&] { return graph->build_plans(fe::BuildPlanPolicy_t::HEURISTICS_CHOICE); },
+  };
+  for (const auto& step : steps) {
+    fe::error_t status = step();
+    if (status.is_good()) continue;
+    if (is_unsupported(status)) return {};
+    throw_frontend_error("building the attention graph", status, __FILE__, __LINE__);
+  }
+  CachedGraph built;
+  built.graph = graph;
+  TESSERA_CUDNN_FE_CHECK(graph->get_workspace_size(built.workspace_bytes));
+  return built;
+}
+
+// Built graphs, keyed by shape and by the cuDNN handle and device they were built with. There
+// is no place for them in Context (building one takes far longer than running it, so they must
+// be kept), hence this function-local cache, which outlives contexts. The handle and device are
+// part of the key because a graph's plans belong to the handle and device they were built for.
+// A handle destroyed with its Context leaves its entries unused (a few plans per shape); a new
+// handle that reuses its address on the same device finds plans built for that same device.
+CachedGraph lookup_or_build(const GraphKey& key) {
+  static std::mutex mutex;
+  static std::unordered_map<GraphKey, CachedGraph, GraphKeyHash> cache;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = cache.find(key);
+  if (it == cache.end()) it = cache.emplace(key, build_graph(key)).first;
+  return it->second;
+}
+
+// cuDNN's kernels use 16-byte vector loads and TMA on every operand; views at other offsets
+// (e.g. a layer's slice of a larger stats buffer) take the plain path instead.
+bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data) % 16 == 0; }
+
+// The checks that do not need cuDNN: dtype, head size, handle, option, alignment.
+bool applies(const Context& ctx, const Tensor& qkv, int n_head) {
+  const int64_t HS = qkv.size(2) / 3 / n_head;
+  return qkv.dtype == DType::bf16 && HS % 8 == 0 && HS <= 128 && ctx.cuda() != nullptr &&
+         ctx.cuda()->cudnn != nullptr && ctx.options().use_cudnn_attention;
+}
+
+bool execute(Context& ctx, const GraphKey& key, std::unordered_map<int64_t, void*>& pack) {
+  CachedGraph cached = lookup_or_build(key);
+  if (!cached.graph) return false;
+  detail::CudaResources* gpu = ctx.cuda();
+  TESSERA_CUDNN_CHECK(cudnnSetStream(gpu->cudnn, gpu->stream));
+  // The scratch area is shared with other kernels, each using it only within its own launches
+  // on this stream, so it is free here.
+  void* workspace = cached.workspace_bytes > 0 ? gpu->scratch(size_t(cached.workspace_bytes)) : nullptr;
+  TESSERA_CUDNN_FE_CHECK(cached.graph->execute(gpu->cudnn, pack, workspace));
+  return true;
+}
+
+}  // namespace
+
+bool try_forward(Context& ctx, Tensor out, Tensor stats, Tensor qkv, int n_head) {
+  if (!applies(ctx, qkv, n_head) || !aligned16(qkv) || !aligned16(out) || !aligned16(stats)) return false;
+  const int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3, HS = C / n_head;
+  auto* q = static_cast<uint16_t*>(qkv.data);  // bf16 elements
+  std::unordered_map<int64_t, void*> pack = {
+      {kQ, q}, {kK, q + C}, {kV, q + 2 * C}, {kO, out.data}, {kStats, stats.data}};
+  return execute(ctx, GraphKey{ctx.cuda()->cudnn, ctx.cuda()->device, B, n_head, T, HS, false}, pack);
+}
+
+bool try_backward(Context& ctx, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats, int n_head) {
+  if (!applies(ctx, qkv, n_head) || !aligned16(qkv) || !aligned16(out) || !aligned16(stats) || !aligned16(dout) ||
+      !aligned16(dqkv))
+    return false;
+  const int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3, HS = C / n_head;
+  auto* q = static_cast<uint16_t*>(qkv.data);
+  auto* dq = static_cast<uint16_t*>(dqkv.data);
+  std::unordered_map<int64_t, void*> pack = {
+      {kQ, q},         {kK, q + C},        {kV, q + 2 * C},  {kO, out.data},      {kdO, dout.data},
+      {kStats, stats.data}, {kdQ, dq}, {kdK, dq + C}, {kdV, dq + 2 * C}};
+  return execute(ctx, GraphKey{ctx.cuda()->cudnn, ctx.cuda()->device, B, n_head, T, HS, true}, pack);
+}
+
+}  // namespace tessera::cuda::cudnn_attention
+
+#else  // built without the cuDNN frontend: the plain kernels always run
+
+namespace tessera::cuda::cudnn_attention {
+
+bool try_forward(Context&, Tensor, Tensor, Tensor, int) { return false; }
+bool try_backward(Context&, Tensor, Tensor, Tensor, Tensor, Tensor, int) { return false; }
+
+}  // namespace tessera::cuda::cudnn_attention
+
+#endif

@@ -1,0 +1,236 @@
+// MPI backend. Reductions are done by tessera, not by MPI: every rank receives all ranks' copies of
+// its chunk (all-to-all), sums them in rank order, and the chunks are gathered back. The result is
+// bitwise the same on every rank and in every run, whatever MPI's algorithm choice.
+// GPU tensors are staged through host memory (NCCL cannot run two ranks on one GPU; this can).
+#include <mpi.h>
+
+#include <climits>
+#include <cstring>
+#include <memory>
+
+#include "parallel/mpi_check.h"
+#include "tessera/buffer.h"
+#include "tessera/communicator.h"
+
+namespace tessera {
+
+namespace {
+
+int checked_count(int64_t count, const char* what) {
+  if (count > INT_MAX)
+    throw config_error(std::string(what) + " of " + std::to_string(count) + " elements exceeds MPI's int count",
+                       "use smaller buckets");
+  return int(count);
+}
+
+// A host-side copy of a tensor for MPI to read or write; the tensor itself when already on the host.
+struct HostStage {
+  std::shared_ptr<Buffer> buffer;
+  Tensor host;
+  Tensor original;
+};
+
+HostStage stage(Context& ctx, const Tensor& t, bool copy_in) {
+  HostStage s;
+  s.original = t;
+  if (t.device == Device::cpu) {
+    s.host = t;
+    return s;
+  }
+  s.buffer = std::make_shared<Buffer>(ctx, t.nbytes(), Device::cpu);
+  s.host = t;
+  s.host.data = s.buffer->data();
+  s.host.device = Device::cpu;
+  if (copy_in) copy_tensor(ctx, s.host, t);
+  return s;
+}
+
+void unstage(Context& ctx, const HostStage& s) {
+  if (s.original.device != Device::cpu) copy_tensor(ctx, s.original, s.host);
+}
+
+// out[i] = sum over r of chunks[r * n + i], r ascending; divided by `ranks` for averages.
+void sum_in_rank_order(float* out, const float* chunks, int ranks, int64_t n, ReduceOp op) {
+  const float inv = 1.0f / float(ranks);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    float acc = chunks[i];
+    for (int r = 1; r < ranks; ++r) acc += chunks[int64_t(r) * n + i];
+    out[i] = op == ReduceOp::avg ? acc * inv : acc;
+  }
+}
+
+void expect_f32(const Tensor& t, const char* op) {
+  if (t.dtype != DType::f32)
+    throw config_error(std::string(op) + ": reductions take float32 tensors, got " + t.shape_str());
+}
+
+class MpiCommunicator final : public Communicator {
+ public:
+  MpiCommunicator(Context& ctx, MPI_Comm comm) : ctx_(ctx), comm_(comm) {
+    TESSERA_MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
+    TESSERA_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+    TESSERA_MPI_CHECK(MPI_Comm_size(comm_, &size_));
+  }
+  ~MpiCommunicator() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!aborted_ && !finalized) MPI_Comm_free(&comm_);
+  }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  const char* backend() const override { return "mpi"; }
+
+  Work all_reduce(Tensor data, ReduceOp op) override {
+    expect_f32(data, "all_reduce");
+    const int64_t n = data.numel();
+    const int64_t chunk = (n + size_ - 1) / size_;
+    const int count = checked_count(chunk, "all_reduce chunk");
+    auto send = std::make_shared<Buffer>(ctx_, size_t(chunk * size_) * 4, Device::cpu);
+    auto recv = std::make_shared<Buffer>(ctx_, size_t(chunk * size_) * 4, Device::cpu);
+    Tensor send_view(send->data(), {chunk * size_}, DType::f32, Device::cpu);
+    copy_tensor(ctx_, send_view.flat_range(0, n), data);
+    std::memset(static_cast<float*>(send->data()) + n, 0, size_t(chunk * size_ - n) * 4);
+    auto request = std::make_shared<MPI_Request>();
+    TESSERA_MPI_CHECK(MPI_Ialltoall(send->data(), count, MPI_FLOAT, recv->data(), count, MPI_FLOAT, comm_,
+                                    request.get()));
+    return Work(
+        [this, data, op, n, chunk, count, send, recv, request] {
+          TESSERA_MPI_CHECK(MPI_Wait(request.get(), MPI_STATUS_IGNORE));
+          float* mine = static_cast<float*>(send->data());  // the send buffer is free again: reuse it
+          sum_in_rank_order(mine, static_cast<const float*>(recv->data()), size_, chunk, op);
+          TESSERA_MPI_CHECK(MPI_Allgather(mine, count, MPI_FLOAT, recv->data(), count, MPI_FLOAT, comm_));
+          Tensor gathered(recv->data(), {n}, DType::f32, Device::cpu);
+          copy_tensor(ctx_, data, gathered);
+        },
+        [request] {
+          int flag = 0;
+          MPI_Test(request.get(), &flag, MPI_STATUS_IGNORE);
+          return false;  // the second phase still has to run in wait()
+        });
+  }
+
+  Work reduce_scatter(Tensor output, Tensor input, ReduceOp op) override {
+    expect_f32(output, "reduce_scatter");
+    expect_f32(input, "reduce_scatter");
+    const int64_t n = output.numel();
+    if (input.numel() != n * size_)
+      throw config_error("reduce_scatter: input " + input.shape_str() + " is not " + std::to_string(size_) +
+                         " chunks of output " + output.shape_str());
+    const int count = checked_count(n, "reduce_scatter chunk");
+    HostStage in = stage(ctx_, input, true);
+    auto recv = std::make_shared<Buffer>(ctx_, size_t(n * size_) * 4, Device::cpu);
+    auto request = std::make_shared<MPI_Request>();
+    TESSERA_MPI_CHECK(MPI_Ialltoall(in.host.data, count, MPI_FLOAT, recv->data(), count, MPI_FLOAT, comm_,
+                                    request.get()));
+    return Work(
+        [this, output, op, n, in, recv, request] {
+          TESSERA_MPI_CHECK(MPI_Wait(request.get(), MPI_STATUS_IGNORE));
+          HostStage out = stage(ctx_, output, false);
+          sum_in_rank_order(out.host.ptr<float>(), static_cast<const float*>(recv->data()), size_, n, op);
+          unstage(ctx_, out);
+        },
+        [request] { return test(request.get()); });
+  }
+
+  Work all_gather(Tensor output, Tensor input) override {
+    if (output.dtype != input.dtype || output.numel() != input.numel() * size_)
+      throw config_error("all_gather: output " + output.shape_str() + " is not " + std::to_string(size_) +
+                         " chunks of input " + input.shape_str());
+    const int bytes = checked_count(int64_t(input.nbytes()), "all_gather bytes");
+    HostStage in = stage(ctx_, input, true);
+    HostStage out = stage(ctx_, output, false);
+    auto request = std::make_shared<MPI_Request>();
+    TESSERA_MPI_CHECK(MPI_Iallgather(in.host.data, bytes, MPI_BYTE, out.host.data, bytes, MPI_BYTE, comm_,
+                                     request.get()));
+    return Work(
+        [this, in, out, request] {
+          TESSERA_MPI_CHECK(MPI_Wait(request.get(), MPI_STATUS_IGNORE));
+          unstage(ctx_, out);
+        },
+        [request] { return test(request.get()); });
+  }
+
+  Work broadcast(Tensor data, int root) override {
+    if (root < 0 || root >= size_) throw config_error("broadcast: root " + std::to_string(root) + " out of range");
+    const int bytes = checked_count(int64_t(data.nbytes()), "broadcast bytes");
+    HostStage s = stage(ctx_, data, rank_ == root);
+    auto request = std::make_shared<MPI_Request>();
+    TESSERA_MPI_CHECK(MPI_Ibcast(s.host.data, bytes, MPI_BYTE, root, comm_, request.get()));
+    return Work(
+        [this, s, request] {
+          TESSERA_MPI_CHECK(MPI_Wait(request.get(), MPI_STATUS_IGNORE));
+          unstage(ctx_, s);
+        },
+        [request] { return test(request.get()); });
+  }
+
+  Work exchange(const std::vector<PeerTransfer>& transfers) override {
+    auto requests = std::make_shared<std::vector<MPI_Request>>(transfers.size());
+    auto stages = std::make_shared<std::vector<HostStage>>();
+    for (size_t i = 0; i < transfers.size(); ++i) {
+      const PeerTransfer& t = transfers[i];
+      if (t.peer < 0 || t.peer >= size_) throw config_error("exchange: peer " + std::to_string(t.peer) + " out of range");
+      const int bytes = checked_count(int64_t(t.tensor.nbytes()), "exchange bytes");
+      bool sending = t.kind == PeerTransfer::Kind::send;
+      stages->push_back(stage(ctx_, t.tensor, sending));
+      void* host = stages->back().host.data;
+      if (sending)
+        TESSERA_MPI_CHECK(MPI_Isend(host, bytes, MPI_BYTE, t.peer, kPeerTag, comm_, &(*requests)[i]));
+      else
+        TESSERA_MPI_CHECK(MPI_Irecv(host, bytes, MPI_BYTE, t.peer, kPeerTag, comm_, &(*requests)[i]));
+    }
+    std::vector<bool> receives;
+    for (const auto& t : transfers) receives.push_back(t.kind == PeerTransfer::Kind::recv);
+    return Work(
+        [this, requests, stages, receives] {
+          TESSERA_MPI_CHECK(MPI_Waitall(int(requests->size()), requests->data(), MPI_STATUSES_IGNORE));
+          for (size_t i = 0; i < receives.size(); ++i)
+            if (receives[i]) unstage(ctx_, (*stages)[i]);
+        },
+        [requests] {
+          int flag = 0;
+          MPI_Testall(int(requests->size()), requests->data(), &flag, MPI_STATUSES_IGNORE);
+          return false;
+        });
+  }
+
+  void barrier() override { TESSERA_MPI_CHECK(MPI_Barrier(comm_)); }
+
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    MPI_Comm sub = MPI_COMM_NULL;
+    TESSERA_MPI_CHECK(MPI_Comm_split(comm_, color, key, &sub));
+    return std::make_unique<MpiCommunicator>(ctx_, sub);
+  }
+
+  void abort() override {
+    aborted_ = true;
+    MPI_Abort(comm_, int(ExitCode::hang_or_peer));
+  }
+
+ private:
+  static constexpr int kPeerTag = 7;
+
+  // The staged result of a GPU receive still has to be copied back in wait(): never "completed" early.
+  static bool test(MPI_Request* request) {
+    int flag = 0;
+    MPI_Test(request, &flag, MPI_STATUS_IGNORE);
+    return false;
+  }
+
+  Context& ctx_;
+  MPI_Comm comm_;
+  int rank_ = 0, size_ = 1;
+  bool aborted_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_mpi_communicator(Context& ctx) {
+  MPI_Comm world = MPI_COMM_NULL;
+  TESSERA_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &world));
+  return std::make_unique<MpiCommunicator>(ctx, world);
+}
+
+}  // namespace tessera

@@ -1,0 +1,233 @@
+// Hugging Face GPT-2 export and import: config.json keys, tensor names and orientation, a bitwise
+// round trip, and the errors for files that do not match the model.
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+#include "io/json.h"
+#include "support/test_support.h"
+#include "tessera/error.h"
+#include "tessera/gpt2.h"
+#include "tessera/hf.h"
+#include "tessera/safetensors.h"
+
+using namespace tessera;
+namespace fs = std::filesystem;
+
+namespace {
+
+ModelOptions f32_options() {
+  ModelOptions o;
+  o.precision = Precision::f32;
+  return o;
+}
+
+std::string scratch_dir(const std::string& name) {
+  fs::path dir = fs::path(TESSERA_BINARY_DIR) / "test_output" / "hf" / name;
+  fs::remove_all(dir);
+  return dir.string();
+}
+
+// Every real value random (biases and LayerNorm parameters too), so each tensor's mapping is tested.
+void randomize(GPT2& model, uint64_t seed) {
+  const ParamTable& table = model.params();
+  const GPT2Config& c = model.config();
+  for (size_t i = 0; i < table.size(); ++i) {
+    int64_t n = table.numel(i);
+    if (table[i].name == "transformer.wte.weight") n = int64_t(c.vocab_size) * c.n_embd;
+    auto v = test::random_normal(size_t(n), seed + i, 0.5f);
+    std::memcpy(model.param(i).data, v.data(), v.size() * sizeof(float));
+  }
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Rewrites dir/model.safetensors after `edit` changes its entries (owning copies of the data).
+template <class Edit>
+void rewrite_weights(const std::string& dir, Edit edit) {
+  const std::string path = dir + "/model.safetensors";
+  std::vector<SafetensorsEntry> entries;
+  std::vector<std::vector<char>> storage;
+  {
+    SafetensorsReader reader(path);
+    for (const std::string& name : reader.names()) {
+      const SafetensorsEntry& e = reader.entry(name);
+      storage.emplace_back(static_cast<const char*>(e.data), static_cast<const char*>(e.data) + e.bytes);
+      entries.push_back(e);
+    }
+  }
+  for (size_t i = 0; i < entries.size(); ++i) entries[i].data = storage[i].data();
+  edit(entries, storage);
+  write_safetensors(path, entries, {{"format", "pt"}});
+}
+
+template <class F>
+Error expect_error(F f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e;
+  }
+  FAIL("no tessera::Error thrown");
+  throw;  // unreachable
+}
+
+}  // namespace
+
+TEST_CASE("hf: export writes transformers' config.json and tensors in Conv1D orientation", "[model][hf]") {
+  Context& ctx = test::cpu_context();
+  GPT2Config c = GPT2Config::custom(2, 2, 8, 11, 6);
+  GPT2 model(ctx, c, f32_options());
+  randomize(model, 1);
+  const std::string dir = scratch_dir("layout");
+  export_gpt2_hf(model, dir);
+
+  json::Value config = json::parse(slurp(dir + "/config.json"));
+  CHECK(config.at("model_type").as_string() == "gpt2");
+  CHECK(config.at("architectures")[0].as_string() == "GPT2LMHeadModel");
+  CHECK(config.at("n_layer").as_int64() == 2);
+  CHECK(config.at("n_head").as_int64() == 2);
+  CHECK(config.at("n_embd").as_int64() == 8);
+  CHECK(config.at("vocab_size").as_int64() == 11);
+  CHECK(config.at("n_positions").as_int64() == 6);
+  CHECK(config.at("n_ctx").as_int64() == 6);
+  CHECK(config.at("layer_norm_epsilon").as_double() == 1e-5);
+  CHECK(config.at("activation_function").as_string() == "gelu_new");
+  CHECK(config.at("tie_word_embeddings").as_bool());
+
+  GPT2Config back = read_gpt2_hf_config(dir);
+  CHECK(back.n_layer == 2);
+  CHECK(back.n_head == 2);
+  CHECK(back.n_embd == 8);
+  CHECK(back.vocab_size == 11);
+  CHECK(back.padded_vocab_size == 128);
+  CHECK(back.max_seq_len == 6);
+
+  SafetensorsReader reader(dir + "/model.safetensors");
+  CHECK(reader.metadata().at("format") == "pt");
+  CHECK(reader.names().size() == model.params().size());
+  CHECK_FALSE(reader.has("lm_head.weight"));
+  const SafetensorsEntry& wte = reader.entry("transformer.wte.weight");
+  CHECK(wte.dtype == "F32");
+  CHECK(wte.shape == std::vector<int64_t>{11, 8});
+  CHECK(std::memcmp(wte.data, model.param(0).data, wte.bytes) == 0);
+  CHECK(reader.entry("transformer.h.1.mlp.c_proj.weight").shape == std::vector<int64_t>{32, 8});
+  const SafetensorsEntry& qkv = reader.entry("transformer.h.0.attn.c_attn.weight");
+  REQUIRE(qkv.shape == std::vector<int64_t>{8, 24});  // (in, out)
+  const float* ours = model.param(size_t(model.params().index_of(qkv.name))).ptr<float>();  // (out, in)
+  std::vector<float> theirs(qkv.bytes / 4);
+  std::memcpy(theirs.data(), qkv.data, qkv.bytes);
+  for (int out = 0; out < 24; ++out)
+    for (int in = 0; in < 8; ++in) REQUIRE(theirs[size_t(in * 24 + out)] == ours[out * 8 + in]);
+}
+
+TEST_CASE("hf: export then import round-trips every parameter bit for bit", "[model][hf]") {
+  Context& ctx = test::cpu_context();
+  GPT2Config c = GPT2Config::custom(2, 2, 8, 11, 6);
+  GPT2 source(ctx, c, f32_options());
+  randomize(source, 2);
+  const std::string dir = scratch_dir("roundtrip");
+  export_gpt2_hf(source, dir);
+
+  GPT2 target(ctx, c, f32_options());
+  target.init_weights(99);
+  import_gpt2_hf(target, dir);
+  const Tensor a = source.param_buffer(), b = target.param_buffer();
+  CHECK(std::memcmp(a.data, b.data, a.nbytes()) == 0);  // padded wte rows are zero in both
+
+  // The same works for files without the "transformer." prefix (the OpenAI checkpoints on the
+  // Hub) and with bf16 tensors (values rounded to bf16).
+  rewrite_weights(dir, [](std::vector<SafetensorsEntry>& entries, std::vector<std::vector<char>>& storage) {
+    for (size_t i = 0; i < entries.size(); ++i) {
+      entries[i].name = entries[i].name.substr(std::string("transformer.").size());
+      std::vector<char> half(storage[i].size() / 2);
+      for (size_t j = 0; j < half.size() / 2; ++j) {
+        float x;
+        std::memcpy(&x, storage[i].data() + 4 * j, 4);
+        bf16 h = float_to_bf16(x);
+        std::memcpy(half.data() + 2 * j, &h.bits, 2);
+      }
+      storage[i] = std::move(half);
+      entries[i].data = storage[i].data();
+      entries[i].bytes = storage[i].size();
+      entries[i].dtype = "BF16";
+    }
+  });
+  GPT2 rounded(ctx, c, f32_options());
+  import_gpt2_hf(rounded, dir);
+  const float* src = a.ptr<float>();
+  const float* got = rounded.param_buffer().ptr<float>();
+  for (int64_t j = 0; j < a.numel(); ++j) REQUIRE(got[j] == bf16_to_float(float_to_bf16(src[j])));
+}
+
+TEST_CASE("hf: import refuses files that do not match the model, naming the tensor", "[model][hf]") {
+  Context& ctx = test::cpu_context();
+  GPT2Config c = GPT2Config::custom(2, 2, 8, 11, 6);
+  GPT2 model(ctx, c, f32_options());
+  randomize(model, 3);
+
+  SECTION("a missing tensor") {
+    const std::string dir = scratch_dir("missing");
+    export_gpt2_hf(model, dir);
+    rewrite_weights(dir, [](std::vector<SafetensorsEntry>& entries, std::vector<std::vector<char>>&) {
+      for (size_t i = 0; i < entries.size(); ++i)
+        if (entries[i].name == "transformer.h.1.ln_2.bias") entries.erase(entries.begin() + std::ptrdiff_t(i));
+    });
+    Error e = expect_error([&] { import_gpt2_hf(model, dir); });
+    CHECK(e.code() == ExitCode::bad_data);
+    CHECK_THAT(e.what(), Catch::Contains("transformer.h.1.ln_2.bias") && Catch::Contains("model.safetensors"));
+  }
+  SECTION("a tensor of the wrong shape (a Conv1D weight in tessera's orientation)") {
+    const std::string dir = scratch_dir("misshaped");
+    export_gpt2_hf(model, dir);
+    rewrite_weights(dir, [](std::vector<SafetensorsEntry>& entries, std::vector<std::vector<char>>&) {
+      for (auto& e : entries)
+        if (e.name == "transformer.h.0.mlp.c_fc.weight") e.shape = {e.shape[1], e.shape[0]};
+    });
+    Error e = expect_error([&] { import_gpt2_hf(model, dir); });
+    CHECK(e.code() == ExitCode::bad_data);
+    CHECK_THAT(e.what(), Catch::Contains("transformer.h.0.mlp.c_fc.weight") && Catch::Contains("[32, 8]"));
+  }
+  SECTION("an unexpected tensor") {
+    const std::string dir = scratch_dir("extra");
+    export_gpt2_hf(model, dir);
+    static const float extra[2] = {1.0f, 2.0f};
+    rewrite_weights(dir, [](std::vector<SafetensorsEntry>& entries, std::vector<std::vector<char>>&) {
+      SafetensorsEntry e;
+      e.name = "transformer.h.2.ln_1.weight";
+      e.dtype = "F32";
+      e.shape = {2};
+      e.data = extra;
+      e.bytes = sizeof(extra);
+      entries.push_back(e);
+    });
+    Error e = expect_error([&] { import_gpt2_hf(model, dir); });
+    CHECK(e.code() == ExitCode::bad_data);
+    CHECK_THAT(e.what(), Catch::Contains("transformer.h.2.ln_1.weight"));
+  }
+  SECTION("a config.json for another model") {
+    const std::string dir = scratch_dir("other_config");
+    export_gpt2_hf(model, dir);
+    GPT2 deeper(ctx, GPT2Config::custom(3, 2, 8, 11, 6), f32_options());
+    Error e = expect_error([&] { import_gpt2_hf(deeper, dir); });
+    CHECK(e.code() == ExitCode::bad_config);
+    CHECK_THAT(e.what(), Catch::Contains("config.json"));
+  }
+  SECTION("a config.json without a required key") {
+    const std::string dir = scratch_dir("bad_config");
+    fs::create_directories(dir);
+    std::ofstream(dir + "/config.json") << R"({"model_type": "gpt2", "n_layer": 2, "n_head": 2, "vocab_size": 11,
+                                               "n_positions": 6})";
+    Error e = expect_error([&] { read_gpt2_hf_config(dir); });
+    CHECK(e.code() == ExitCode::bad_data);
+    CHECK_THAT(e.what(), Catch::Contains("n_embd") && Catch::Contains("config.json"));
+    std::ofstream(dir + "/config.json") << R"({"model_type": "llama", "n_layer": 2})";
+    e = expect_error([&] { read_gpt2_hf_config(dir); });
+    CHECK(e.code() == ExitCode::bad_config);
+    CHECK_THAT(e.what(), Catch::Contains("model_type"));
+  }
+}
