@@ -167,6 +167,7 @@ int bench(int argc, char** argv) {
   options.device = device == "cpu" ? DevicePreference::cpu : device == "cuda" ? DevicePreference::cuda
                                                                                : DevicePreference::automatic;
   options.local_rank = launch.local_rank;
+  options.local_size = launch.local_size;
   options.announce = mpi.rank() == 0;
   Context ctx(options);
   std::unique_ptr<Communicator> comm = backend == "mpi"    ? make_mpi_communicator(ctx)

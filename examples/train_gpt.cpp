@@ -170,9 +170,12 @@ int train(int argc, char** argv) {
   config.validate();
   validate(a, config);
 
+  LaunchInfo launch = detect_launch();
   ContextOptions context_options;
   context_options.device = parse_device(a.device);
   context_options.cpu_threads = a.threads;
+  context_options.local_rank = launch.local_rank;
+  context_options.local_size = launch.local_size;
   Context ctx(context_options);
 
   const int B = a.batch_size, T = a.seq_len;

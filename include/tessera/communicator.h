@@ -18,7 +18,7 @@
 
 namespace tessera {
 
-enum class ReduceOp { sum, avg };
+enum class ReduceOp { sum, avg, max };
 
 // A pending operation. Move-only; waiting twice is harmless; destroying an unwaited Work waits.
 class Work {
@@ -70,7 +70,7 @@ class Communicator {
   virtual void barrier() = 0;
 
   // Ranks passing the same color form a new communicator, ordered by key (then by old rank).
-  // Collective over this communicator.
+  // A negative color joins no group and gets null. Collective over this communicator.
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
 
   // Tears the communicator down without waiting for peers (failure handling); afterwards every

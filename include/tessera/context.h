@@ -17,7 +17,10 @@ struct ContextOptions {
   // GPU ordinal; -1 picks local_rank modulo the visible GPUs.
   int gpu_index = -1;
   int local_rank = 0;
-  // CPU worker threads for the CPU backend (OpenMP and OpenBLAS); 0 = all cores.
+  // Ranks sharing this node (from the launcher): the default thread count divides the cores
+  // among them, since oversubscribed OpenMP teams stall each other and every collective.
+  int local_size = 1;
+  // CPU worker threads for the CPU backend (OpenMP and OpenBLAS); 0 = cores / local_size.
   int cpu_threads = 0;
   // Print the backend choice (and a CPU fallback's reason) once, when the context is made.
   bool announce = true;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "tessera/buffer.h"
+#include "tessera/communicator.h"
 #include "tessera/context.h"
 #include "tessera/data.h"
 #include "tessera/dtype.h"
@@ -10,7 +11,9 @@
 #include "tessera/hf.h"
 #include "tessera/metrics.h"
 #include "tessera/optimizer.h"
+#include "tessera/parallel.h"
 #include "tessera/param_table.h"
 #include "tessera/safetensors.h"
+#include "tessera/schedule.h"
 #include "tessera/tensor.h"
 #include "tessera/tokenizer.h"

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <thread>
 
@@ -14,7 +15,8 @@ namespace tessera {
 
 Context::Context(const ContextOptions& options) : options_(options), cuda_(nullptr, &detail::close_cuda) {
   int hw = int(std::thread::hardware_concurrency());
-  cpu_threads_ = options.cpu_threads > 0 ? options.cpu_threads : (hw > 0 ? hw : 1);
+  const int cores = hw > 0 ? hw : 1;
+  cpu_threads_ = options.cpu_threads > 0 ? options.cpu_threads : std::max(1, cores / std::max(1, options.local_size));
   omp_set_num_threads(cpu_threads_);
   openblas_set_num_threads(cpu_threads_);
 

@@ -65,36 +65,42 @@ void expect_same_dtype(const char* op, const Tensor& a, const char* an, const Te
 
 namespace ops {
 
-void embedding_forward(Context& ctx, Tensor out, Tensor tokens, Tensor wte, Tensor wpe) {
+void embedding_forward(Context& ctx, Tensor out, Tensor tokens, Tensor wte, Tensor wpe, int vocab_start) {
   const char* op = "embedding_forward";
   expect_activation(ctx, op, "out", out);
   expect_dtype(ctx, op, "tokens", tokens, DType::i32);
   expect_activation(ctx, op, "wte", wte);
-  expect_activation(ctx, op, "wpe", wpe);
   if (out.ndim != 3) shape_error(op, "out must be (B,T,C), got " + out.shape_str());
   int64_t B = out.size(0), T = out.size(1), C = out.size(2);
   expect_shape(op, "tokens", tokens, {B, T});
-  if (wte.ndim != 2 || wte.size(1) != C) shape_error(op, "wte must be (Vp,C), got " + wte.shape_str());
-  if (wpe.ndim != 2 || wpe.size(1) != C || wpe.size(0) < T)
-    shape_error(op, "wpe must be (maxT>=T,C), got " + wpe.shape_str());
+  if (wte.ndim != 2 || wte.size(1) != C) shape_error(op, "wte must be (Vl,C), got " + wte.shape_str());
+  if (vocab_start < 0) shape_error(op, "vocab_start must not be negative");
+  if (!wpe.empty()) {
+    expect_activation(ctx, op, "wpe", wpe);
+    if (wpe.ndim != 2 || wpe.size(1) != C || wpe.size(0) < T)
+      shape_error(op, "wpe must be (maxT>=T,C), got " + wpe.shape_str());
+    expect_same_dtype(op, out, "out", wpe, "wpe");
+  }
   expect_same_dtype(op, out, "out", wte, "wte");
-  expect_same_dtype(op, out, "out", wpe, "wpe");
-  TESSERA_DISPATCH(ctx, embedding_forward, out, tokens, wte, wpe);
+  TESSERA_DISPATCH(ctx, embedding_forward, out, tokens, wte, wpe, vocab_start);
 }
 
-void embedding_backward(Context& ctx, Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens) {
+void embedding_backward(Context& ctx, Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens, int vocab_start) {
   const char* op = "embedding_backward";
   expect_dtype(ctx, op, "dwte", dwte, DType::f32);
-  expect_dtype(ctx, op, "dwpe", dwpe, DType::f32);
   expect_activation(ctx, op, "dout", dout);
   expect_dtype(ctx, op, "tokens", tokens, DType::i32);
   if (dout.ndim != 3) shape_error(op, "dout must be (B,T,C), got " + dout.shape_str());
   int64_t B = dout.size(0), T = dout.size(1), C = dout.size(2);
   expect_shape(op, "tokens", tokens, {B, T});
-  if (dwte.ndim != 2 || dwte.size(1) != C) shape_error(op, "dwte must be (Vp,C), got " + dwte.shape_str());
-  if (dwpe.ndim != 2 || dwpe.size(1) != C || dwpe.size(0) < T)
-    shape_error(op, "dwpe must be (maxT>=T,C), got " + dwpe.shape_str());
-  TESSERA_DISPATCH(ctx, embedding_backward, dwte, dwpe, dout, tokens);
+  if (dwte.ndim != 2 || dwte.size(1) != C) shape_error(op, "dwte must be (Vl,C), got " + dwte.shape_str());
+  if (vocab_start < 0) shape_error(op, "vocab_start must not be negative");
+  if (!dwpe.empty()) {
+    expect_dtype(ctx, op, "dwpe", dwpe, DType::f32);
+    if (dwpe.ndim != 2 || dwpe.size(1) != C || dwpe.size(0) < T)
+      shape_error(op, "dwpe must be (maxT>=T,C), got " + dwpe.shape_str());
+  }
+  TESSERA_DISPATCH(ctx, embedding_backward, dwte, dwpe, dout, tokens, vocab_start);
 }
 
 void layernorm_forward(Context& ctx, Tensor out, Tensor mean, Tensor rstd, Tensor inp, Tensor weight,
@@ -273,6 +279,71 @@ void crossentropy_forward_backward(Context& ctx, Tensor losses, Tensor dlogits, 
     expect_same_dtype(op, dlogits, "dlogits", logits, "logits");
   }
   TESSERA_DISPATCH(ctx, crossentropy_forward_backward, losses, dlogits, logits, targets, vocab_size, dloss);
+}
+
+// The vocabulary-parallel steps share these: logits (N,Vl) an activation, 0 <= valid <= Vl, and
+// every per-row tensor (N) f32 on the context's device.
+static void check_vp_logits(const Context& ctx, const char* op, const Tensor& logits, int valid) {
+  expect_activation(ctx, op, "logits", logits);
+  if (logits.ndim != 2) shape_error(op, "logits must be (N,Vl), got " + logits.shape_str());
+  if (valid < 0 || valid > logits.size(1))
+    shape_error(op, "valid " + std::to_string(valid) + " outside [0, " + std::to_string(logits.size(1)) + "]");
+}
+
+static void expect_row_stat(const Context& ctx, const char* op, const char* name, const Tensor& t, int64_t N) {
+  expect_dtype(ctx, op, name, t, DType::f32);
+  expect_shape(op, name, t, {N});
+}
+
+static void check_vp_targets(const Context& ctx, const char* op, const Tensor& targets, int64_t N, int vocab_start) {
+  expect_dtype(ctx, op, "targets", targets, DType::i32);
+  if (targets.numel() != N) shape_error(op, "targets " + targets.shape_str() + " do not match " + std::to_string(N) + " rows");
+  if (vocab_start < 0) shape_error(op, "vocab_start " + std::to_string(vocab_start) + " is negative");
+}
+
+void crossentropy_vp_max(Context& ctx, Tensor row_max, Tensor logits, int valid) {
+  const char* op = "crossentropy_vp_max";
+  check_vp_logits(ctx, op, logits, valid);
+  expect_row_stat(ctx, op, "row_max", row_max, logits.size(0));
+  TESSERA_DISPATCH(ctx, crossentropy_vp_max, row_max, logits, valid);
+}
+
+void crossentropy_vp_sums(Context& ctx, Tensor sum_exp, Tensor target_logit, Tensor logits, Tensor row_max,
+                          Tensor targets, int vocab_start, int valid) {
+  const char* op = "crossentropy_vp_sums";
+  check_vp_logits(ctx, op, logits, valid);
+  const int64_t N = logits.size(0);
+  expect_row_stat(ctx, op, "sum_exp", sum_exp, N);
+  expect_row_stat(ctx, op, "target_logit", target_logit, N);
+  expect_row_stat(ctx, op, "row_max", row_max, N);
+  check_vp_targets(ctx, op, targets, N, vocab_start);
+  TESSERA_DISPATCH(ctx, crossentropy_vp_sums, sum_exp, target_logit, logits, row_max, targets, vocab_start, valid);
+}
+
+void crossentropy_vp_loss(Context& ctx, Tensor losses, Tensor sum_exp, Tensor target_logit, Tensor row_max) {
+  const char* op = "crossentropy_vp_loss";
+  expect_dtype(ctx, op, "losses", losses, DType::f32);
+  if (losses.ndim != 1) shape_error(op, "losses must be (N), got " + losses.shape_str());
+  const int64_t N = losses.size(0);
+  expect_row_stat(ctx, op, "sum_exp", sum_exp, N);
+  expect_row_stat(ctx, op, "target_logit", target_logit, N);
+  expect_row_stat(ctx, op, "row_max", row_max, N);
+  TESSERA_DISPATCH(ctx, crossentropy_vp_loss, losses, sum_exp, target_logit, row_max);
+}
+
+void crossentropy_vp_backward(Context& ctx, Tensor dlogits, Tensor logits, Tensor row_max, Tensor sum_exp,
+                              Tensor targets, int vocab_start, int valid, float dloss) {
+  const char* op = "crossentropy_vp_backward";
+  check_vp_logits(ctx, op, logits, valid);
+  const int64_t N = logits.size(0), Vl = logits.size(1);
+  expect_activation(ctx, op, "dlogits", dlogits);
+  expect_shape(op, "dlogits", dlogits, {N, Vl});
+  expect_same_dtype(op, dlogits, "dlogits", logits, "logits");
+  expect_row_stat(ctx, op, "row_max", row_max, N);
+  expect_row_stat(ctx, op, "sum_exp", sum_exp, N);
+  check_vp_targets(ctx, op, targets, N, vocab_start);
+  TESSERA_DISPATCH(ctx, crossentropy_vp_backward, dlogits, logits, row_max, sum_exp, targets, vocab_start, valid,
+                   dloss);
 }
 
 void adamw_update(Context& ctx, Tensor param, Tensor master, Tensor m, Tensor v, Tensor grad,

@@ -26,10 +26,14 @@ struct AdamWParams {
 };
 
 #define TESSERA_KERNEL_DECLARATIONS                                                                    \
-  /* out (B,T,C) = wte[tokens[b,t]] + wpe[t]. tokens (B,T) i32, wte (Vp,C), wpe (maxT,C). */          \
-  void embedding_forward(Context& ctx, Tensor out, Tensor tokens, Tensor wte, Tensor wpe);             \
-  /* dwte (Vp,C) +=, dwpe (maxT,C) +=, both f32; dout (B,T,C). Deterministic. */                       \
-  void embedding_backward(Context& ctx, Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens);         \
+  /* out (B,T,C) = wte[tokens[b,t] - vocab_start] + wpe[t]. tokens (B,T) i32, wte (Vl,C) holds the     \
+     vocabulary rows [vocab_start, vocab_start+Vl) (a vocabulary-parallel shard; all rows: 0, Vp);     \
+     tokens outside that range contribute zero. wpe (maxT,C) may be empty (no position term). */      \
+  void embedding_forward(Context& ctx, Tensor out, Tensor tokens, Tensor wte, Tensor wpe,              \
+                         int vocab_start);                                                             \
+  /* dwte (Vl,C) +=, dwpe (maxT,C) += (may be empty), both f32; dout (B,T,C). Deterministic. */        \
+  void embedding_backward(Context& ctx, Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens,          \
+                          int vocab_start);                                                            \
   /* out (N,C), mean (N) f32, rstd (N) f32; inp (N,C), weight (C), bias (C); eps 1e-5. */              \
   void layernorm_forward(Context& ctx, Tensor out, Tensor mean, Tensor rstd, Tensor inp,               \
                          Tensor weight, Tensor bias);                                                  \
@@ -61,6 +65,26 @@ struct AdamWParams {
      (softmax - onehot(target)) * dloss, zero in padded columns; dlogits may alias logits. */          \
   void crossentropy_forward_backward(Context& ctx, Tensor losses, Tensor dlogits, Tensor logits,       \
                                      Tensor targets, int vocab_size, float dloss);                     \
+  /* Vocabulary-parallel cross-entropy (Megatron): each tensor-parallel rank holds logits (N,Vl) for   \
+     global columns [vocab_start, vocab_start + Vl), of which the first `valid` are real (valid =      \
+     clamp(vocab_size - vocab_start, 0, Vl)). The caller all-reduces between the steps: max after      \
+     vp_max, sum of sum_exp and target_logit after vp_sums. Step 1: row_max (N) f32 = max of the       \
+     first `valid` columns of logits, -inf when valid == 0. */                                         \
+  void crossentropy_vp_max(Context& ctx, Tensor row_max, Tensor logits, int valid);                    \
+  /* Step 2, with row_max (N) f32 the global max: sum_exp (N) f32 = sum over the valid columns of      \
+     exp(x - row_max); target_logit (N) f32 = logits[n, targets[n] - vocab_start] when that column     \
+     is in [0, valid), else 0. targets (N) i32 are global. */                                          \
+  void crossentropy_vp_sums(Context& ctx, Tensor sum_exp, Tensor target_logit, Tensor logits,          \
+                            Tensor row_max, Tensor targets, int vocab_start, int valid);               \
+  /* Step 3, with sum_exp and target_logit summed over ranks: losses (N) f32 =                         \
+     log(sum_exp) + row_max - target_logit. */                                                         \
+  void crossentropy_vp_loss(Context& ctx, Tensor losses, Tensor sum_exp, Tensor target_logit,          \
+                            Tensor row_max);                                                           \
+  /* dlogits (N,Vl) = (exp(x - row_max) / sum_exp - onehot(target)) * dloss on the valid columns,      \
+     zero in padded ones; row_max, sum_exp (N) f32 global; dlogits may alias logits. */                \
+  void crossentropy_vp_backward(Context& ctx, Tensor dlogits, Tensor logits, Tensor row_max,           \
+                                Tensor sum_exp, Tensor targets, int vocab_start, int valid,            \
+                                float dloss);                                                          \
   /* One AdamW step over a flat range. param (n) f32 or bf16; master (n) f32 holds the fp32 weights    \
      (empty when param is f32: param is its own master); m, v, grad (n) f32. */                         \
   void adamw_update(Context& ctx, Tensor param, Tensor master, Tensor m, Tensor v, Tensor grad,        \

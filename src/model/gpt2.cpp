@@ -262,7 +262,7 @@ float GPT2::forward(const int32_t* tokens, const int32_t* targets, int B, int T)
   copy_tensor(c, a.tokens, Tensor(const_cast<int32_t*>(tokens), {B, T}, DType::i32, Device::cpu));
   if (targets) copy_tensor(c, a.targets, Tensor(const_cast<int32_t*>(targets), {B, T}, DType::i32, Device::cpu));
 
-  ops::embedding_forward(c, a.residual[0].reshape({B, T, C}), a.tokens, m.p.wte, m.p.wpe);
+  ops::embedding_forward(c, a.residual[0].reshape({B, T, C}), a.tokens, m.p.wte, m.p.wpe, 0);
   for (int l = 0; l < L; ++l) m.block_forward(l, m.slot(l), a.residual[size_t(l)], a.residual[size_t(l) + 1], true);
   ops::layernorm_forward(c, a.lnf, a.lnf_mean, a.lnf_rstd, a.residual[size_t(L)], m.p.lnfw, m.p.lnfb);
   ops::matmul_forward(c, a.logits, Tensor(), a.lnf, m.p.wte, Tensor(), Epilogue::none);  // (N,Vp)
@@ -306,7 +306,7 @@ void GPT2::backward(float loss_scale) {
       m.block_forward(int(l), slot, a.residual[size_t(l)], Tensor(), false);
     m.block_backward(int(l), slot, a.residual[size_t(l)]);
   }
-  ops::embedding_backward(c, m.g.wte, m.g.wpe, a.dresidual.reshape({B, T, C}), a.tokens);
+  ops::embedding_backward(c, m.g.wte, m.g.wpe, a.dresidual.reshape({B, T, C}), a.tokens, 0);
 }
 
 void GPT2::zero_grad() { zero_tensor(*impl_->ctx, impl_->grads_flat); }

@@ -4,6 +4,7 @@
 // GPU tensors are staged through host memory (NCCL cannot run two ranks on one GPU; this can).
 #include <mpi.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstring>
 #include <memory>
@@ -49,10 +50,24 @@ void unstage(Context& ctx, const HostStage& s) {
   if (s.original.device != Device::cpu) copy_tensor(ctx, s.original, s.host);
 }
 
-// out[i] = sum over r of chunks[r * n + i], r ascending; divided by `ranks` for averages.
-void sum_in_rank_order(float* out, const float* chunks, int ranks, int64_t n, ReduceOp op) {
+// Below this many elements a reduction runs on the calling thread: waking a thread team costs
+// more than it saves, and idle team threads spinning beside busy-polling MPI ranks on a shared
+// node slow every collective down.
+constexpr int64_t kParallelReduceElements = int64_t(1) << 16;
+
+// out[i] = reduction over r of chunks[r * n + i], r ascending; sums divided by `ranks` for averages.
+void reduce_in_rank_order(float* out, const float* chunks, int ranks, int64_t n, ReduceOp op) {
+  if (op == ReduceOp::max) {
+#pragma omp parallel for schedule(static) if (n >= kParallelReduceElements)
+    for (int64_t i = 0; i < n; ++i) {
+      float acc = chunks[i];
+      for (int r = 1; r < ranks; ++r) acc = std::max(acc, chunks[int64_t(r) * n + i]);
+      out[i] = acc;
+    }
+    return;
+  }
   const float inv = 1.0f / float(ranks);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelReduceElements)
   for (int64_t i = 0; i < n; ++i) {
     float acc = chunks[i];
     for (int r = 1; r < ranks; ++r) acc += chunks[int64_t(r) * n + i];
@@ -99,7 +114,7 @@ class MpiCommunicator final : public Communicator {
         [this, data, op, n, chunk, count, send, recv, request] {
           TESSERA_MPI_CHECK(MPI_Wait(request.get(), MPI_STATUS_IGNORE));
           float* mine = static_cast<float*>(send->data());  // the send buffer is free again: reuse it
-          sum_in_rank_order(mine, static_cast<const float*>(recv->data()), size_, chunk, op);
+          reduce_in_rank_order(mine, static_cast<const float*>(recv->data()), size_, chunk, op);
           TESSERA_MPI_CHECK(MPI_Allgather(mine, count, MPI_FLOAT, recv->data(), count, MPI_FLOAT, comm_));
           Tensor gathered(recv->data(), {n}, DType::f32, Device::cpu);
           copy_tensor(ctx_, data, gathered);
@@ -128,7 +143,7 @@ class MpiCommunicator final : public Communicator {
         [this, output, op, n, in, recv, request] {
           TESSERA_MPI_CHECK(MPI_Wait(request.get(), MPI_STATUS_IGNORE));
           HostStage out = stage(ctx_, output, false);
-          sum_in_rank_order(out.host.ptr<float>(), static_cast<const float*>(recv->data()), size_, n, op);
+          reduce_in_rank_order(out.host.ptr<float>(), static_cast<const float*>(recv->data()), size_, n, op);
           unstage(ctx_, out);
         },
         [request] { return test(request.get()); });
@@ -200,7 +215,8 @@ class MpiCommunicator final : public Communicator {
 
   std::unique_ptr<Communicator> split(int color, int key) override {
     MPI_Comm sub = MPI_COMM_NULL;
-    TESSERA_MPI_CHECK(MPI_Comm_split(comm_, color, key, &sub));
+    TESSERA_MPI_CHECK(MPI_Comm_split(comm_, color < 0 ? MPI_UNDEFINED : color, key, &sub));
+    if (sub == MPI_COMM_NULL) return nullptr;
     return std::make_unique<MpiCommunicator>(ctx_, sub);
   }
 

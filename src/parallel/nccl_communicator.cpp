@@ -108,7 +108,8 @@ class NcclCommunicator final : public Communicator {
 
   std::unique_ptr<Communicator> split(int color, int key) override {
     ncclComm_t sub = nullptr;
-    TESSERA_NCCL_CHECK(ncclCommSplit(comm_, color, key, &sub, nullptr));
+    TESSERA_NCCL_CHECK(ncclCommSplit(comm_, color < 0 ? NCCL_SPLIT_NOCOLOR : color, key, &sub, nullptr));
+    if (sub == nullptr) return nullptr;
     return std::make_unique<NcclCommunicator>(ctx_, sub);
   }
 
@@ -118,7 +119,9 @@ class NcclCommunicator final : public Communicator {
   }
 
  private:
-  static ncclRedOp_t nccl_op(ReduceOp op) { return op == ReduceOp::avg ? ncclAvg : ncclSum; }
+  static ncclRedOp_t nccl_op(ReduceOp op) {
+    return op == ReduceOp::avg ? ncclAvg : op == ReduceOp::max ? ncclMax : ncclSum;
+  }
 
   // Orders `enqueue` after the compute stream's queued work; the Work makes the compute stream
   // wait for it. NCCL errors raised asynchronously surface at wait().

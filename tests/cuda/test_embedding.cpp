@@ -48,15 +48,15 @@ TEST_CASE("embedding: CUDA matches CPU, forward and backward, f32 and bf16", "[c
     auto g_wpe = test::upload(*gpu, wpe, {maxT, C}, dtype);
     auto c_out = test::poisoned(cpu, {B, T, C});
     auto g_out = test::poisoned(*gpu, {B, T, C}, dtype);
-    ops::embedding_forward(cpu, c_out.tensor, c_tok.tensor, c_wte.tensor, c_wpe.tensor);
-    ops::embedding_forward(*gpu, g_out.tensor, g_tok.tensor, g_wte.tensor, g_wpe.tensor);
+    ops::embedding_forward(cpu, c_out.tensor, c_tok.tensor, c_wte.tensor, c_wpe.tensor, 0);
+    ops::embedding_forward(*gpu, g_out.tensor, g_tok.tensor, g_wte.tensor, g_wpe.tensor, 0);
     CHECK(test::max_relative_error(test::download(*gpu, g_out.tensor), test::download(cpu, c_out.tensor), 1e-2) < tol);
 
     auto c_dout = test::upload(cpu, host(dout), {B, T, C});
     auto g_dout = test::upload(*gpu, dout, {B, T, C}, dtype);
     auto c_dwte = test::upload(cpu, dwte0, {V, C});
     auto c_dwpe = test::upload(cpu, dwpe0, {maxT, C});
-    ops::embedding_backward(cpu, c_dwte.tensor, c_dwpe.tensor, c_dout.tensor, c_tok.tensor);
+    ops::embedding_backward(cpu, c_dwte.tensor, c_dwpe.tensor, c_dout.tensor, c_tok.tensor, 0);
     const auto want_wte = test::download(cpu, c_dwte.tensor);
     const auto want_wpe = test::download(cpu, c_dwpe.tensor);
 
@@ -64,7 +64,7 @@ TEST_CASE("embedding: CUDA matches CPU, forward and backward, f32 and bf16", "[c
     for (int run = 0; run < 2; ++run) {
       auto g_dwte = test::upload(*gpu, dwte0, {V, C});
       auto g_dwpe = test::upload(*gpu, dwpe0, {maxT, C});
-      ops::embedding_backward(*gpu, g_dwte.tensor, g_dwpe.tensor, g_dout.tensor, g_tok.tensor);
+      ops::embedding_backward(*gpu, g_dwte.tensor, g_dwpe.tensor, g_dout.tensor, g_tok.tensor, 0);
       auto got_wte = test::download(*gpu, g_dwte.tensor);
       auto got_wpe = test::download(*gpu, g_dwpe.tensor);
       CHECK(test::max_relative_error(got_wte, want_wte, 1e-2) < tol);

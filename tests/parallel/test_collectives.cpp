@@ -4,6 +4,7 @@
 // reductions add in rank order, as the MPI backend promises.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -59,11 +60,11 @@ void expect_equal(const std::vector<float>& got, const std::vector<float>& want,
 
 }  // namespace
 
-TEST_CASE("collectives: all_reduce sum and avg in rank order", "[collectives]") {
+TEST_CASE("collectives: all_reduce sum, avg and max in rank order", "[collectives]") {
   for (auto& be : backends()) {
     Communicator& comm = *be.comm;
     for (int64_t n : kSizes) {
-      for (ReduceOp op : {ReduceOp::sum, ReduceOp::avg}) {
+      for (ReduceOp op : {ReduceOp::sum, ReduceOp::avg, ReduceOp::max}) {
         auto mine = rank_values(comm.rank(), n, 1);
         auto data = test::upload(*be.ctx, mine, {n});
         comm.all_reduce(data.tensor, op).wait();
@@ -72,7 +73,8 @@ TEST_CASE("collectives: all_reduce sum and avg in rank order", "[collectives]") 
         for (int r = 0; r < comm.size(); ++r) all.push_back(rank_values(r, n, 1));
         for (int64_t i = 0; i < n; ++i) {
           float acc = all[0][size_t(i)];
-          for (int r = 1; r < comm.size(); ++r) acc += all[size_t(r)][size_t(i)];
+          for (int r = 1; r < comm.size(); ++r)
+            acc = op == ReduceOp::max ? std::max(acc, all[size_t(r)][size_t(i)]) : acc + all[size_t(r)][size_t(i)];
           want[size_t(i)] = op == ReduceOp::avg ? acc * (1.0f / float(comm.size())) : acc;
         }
         auto got = test::download(*be.ctx, data.tensor);

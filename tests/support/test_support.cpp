@@ -1,6 +1,7 @@
 #include "support/test_support.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <random>
 
@@ -34,7 +35,9 @@ Context& cpu_context() {
   static Context ctx([] {
     ContextOptions o;
     o.device = DevicePreference::cpu;
-    o.cpu_threads = 2;
+    // Two threads, like CI; one per rank when several ranks share the node under mpirun.
+    const char* local_size = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    o.cpu_threads = local_size && std::atoi(local_size) > 1 ? 1 : 2;
     o.announce = false;
     return o;
   }());

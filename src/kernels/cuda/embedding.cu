@@ -17,7 +17,7 @@ constexpr int kBlock = 256;
 // One thread per 16-byte pack of output (or per element when packs do not fit).
 template <class T>
 __global__ void embedding_forward_kernel(T* out, const int32_t* tokens, const T* wte, const T* wpe, int64_t BT,
-                                         int T_, int C, bool vectorized) {
+                                         int T_, int C, int vocab_start, int V, bool vectorized) {
   constexpr int P = Pack<T>::size;
   const int per_row = vectorized ? C / P : C;
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
@@ -25,17 +25,21 @@ __global__ void embedding_forward_kernel(T* out, const int32_t* tokens, const T*
     const int64_t bt = idx / per_row;
     const int j = int(idx % per_row);
     const int t = int(bt % T_);
-    const T* te = wte + int64_t(tokens[bt]) * C;
-    const T* pe = wpe + int64_t(t) * C;
+    const int row = tokens[bt] - vocab_start;  // outside [0, V): another shard's token
+    const T* te = row >= 0 && row < V ? wte + int64_t(row) * C : nullptr;
+    const T* pe = wpe ? wpe + int64_t(t) * C : nullptr;
     T* o = out + bt * C;
     if (vectorized) {
-      Pack<T> a = load_pack(te + j * P);
-      const Pack<T> b = load_pack(pe + j * P);
+      Pack<T> a, b;
+#pragma unroll
+      for (int k = 0; k < P; ++k) a.v[k] = b.v[k] = from_float<T>(0.0f);
+      if (te) a = load_pack(te + j * P);
+      if (pe) b = load_pack(pe + j * P);
 #pragma unroll
       for (int k = 0; k < P; ++k) a.v[k] = from_float<T>(to_float(a.v[k]) + to_float(b.v[k]));
       store_pack(o + j * P, a);
     } else {
-      o[j] = from_float<T>(to_float(te[j]) + to_float(pe[j]));
+      o[j] = from_float<T>((te ? to_float(te[j]) : 0.0f) + (pe ? to_float(pe[j]) : 0.0f));
     }
   }
 }
@@ -48,13 +52,16 @@ __global__ void iota_kernel(int32_t* out, int n) {
 // thread owns channels and adds dout rows in position order onto dwte's existing value.
 template <class T>
 __global__ void embedding_backward_wte_kernel(float* dwte, const T* dout, const uint32_t* sorted_ids,
-                                              const int32_t* sorted_positions, int BT, int C) {
+                                              const int32_t* sorted_positions, int BT, int C, int vocab_start,
+                                              int V) {
   const int start = blockIdx.x;
   const uint32_t id = sorted_ids[start];
   if (start > 0 && sorted_ids[start - 1] == id) return;
+  const int64_t local = int64_t(id) - vocab_start;
+  if (local < 0 || local >= V) return;  // another shard's token
   int end = start + 1;
   while (end < BT && sorted_ids[end] == id) ++end;
-  float* row = dwte + int64_t(id) * C;
+  float* row = dwte + local * C;
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
     float acc = row[c];
     for (int j = start; j < end; ++j) acc += to_float(dout[int64_t(sorted_positions[j]) * C + c]);
@@ -74,28 +81,26 @@ __global__ void embedding_backward_wpe_kernel(float* dwpe, const T* dout, int B,
   }
 }
 
-int bits_for(int64_t max_value) {
-  int bits = 1;
-  while (bits < 32 && (int64_t(1) << bits) <= max_value) ++bits;
-  return bits;
-}
-
 template <class T>
-void forward(Context& ctx, Tensor out, Tensor tokens, Tensor wte, Tensor wpe) {
+void forward(Context& ctx, Tensor out, Tensor tokens, Tensor wte, Tensor wpe, int vocab_start) {
   const int64_t B = out.size(0), T_ = out.size(1), C = out.size(2);
-  const bool vec = C % Pack<T>::size == 0 && aligned16(out.data) && aligned16(wte.data) && aligned16(wpe.data);
+  const bool vec = C % Pack<T>::size == 0 && aligned16(out.data) && aligned16(wte.data) &&
+                   (wpe.empty() || aligned16(wpe.data));
   const int64_t items = B * T_ * (vec ? C / Pack<T>::size : C);
   embedding_forward_kernel<T><<<grid_for(items, kBlock), kBlock, 0, stream_of(ctx)>>>(
-      out.ptr<T>(), tokens.ptr<int32_t>(), wte.ptr<T>(), wpe.ptr<T>(), B * T_, int(T_), int(C), vec);
+      out.ptr<T>(), tokens.ptr<int32_t>(), wte.ptr<T>(), wpe.ptr<T>(), B * T_, int(T_), int(C), vocab_start,
+      int(wte.size(0)), vec);
   TESSERA_CUDA_CHECK_LAUNCH();
 }
 
 template <class T>
-void backward(Context& ctx, Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens) {
+void backward(Context& ctx, Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens, int vocab_start) {
   const int B = int(dout.size(0)), T_ = int(dout.size(1)), C = int(dout.size(2));
   const int BT = B * T_;
   cudaStream_t stream = stream_of(ctx);
-  const int end_bit = bits_for(dwte.size(0) - 1);
+  // Tokens of other vocabulary shards can be larger than this shard's last row, so the sort
+  // covers every bit an id can have.
+  const int end_bit = 32;
   const auto* ids = reinterpret_cast<const uint32_t*>(tokens.ptr<int32_t>());  // ids are >= 0
 
   // Scratch: positions, sorted ids, sorted positions, then cub's temporary storage.
@@ -115,27 +120,30 @@ void backward(Context& ctx, Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens
   TESSERA_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp, temp_bytes, ids, sorted_ids, positions, sorted_positions,
                                                      BT, 0, end_bit, stream));
   embedding_backward_wte_kernel<T><<<BT, kBlock, 0, stream>>>(dwte.ptr<float>(), dout.ptr<T>(), sorted_ids,
-                                                              sorted_positions, BT, C);
+                                                              sorted_positions, BT, C, vocab_start,
+                                                              int(dwte.size(0)));
   TESSERA_CUDA_CHECK_LAUNCH();
-  embedding_backward_wpe_kernel<T><<<grid_for(int64_t(T_) * C, kBlock), kBlock, 0, stream>>>(
-      dwpe.ptr<float>(), dout.ptr<T>(), B, T_, C);
-  TESSERA_CUDA_CHECK_LAUNCH();
+  if (!dwpe.empty()) {
+    embedding_backward_wpe_kernel<T><<<grid_for(int64_t(T_) * C, kBlock), kBlock, 0, stream>>>(
+        dwpe.ptr<float>(), dout.ptr<T>(), B, T_, C);
+    TESSERA_CUDA_CHECK_LAUNCH();
+  }
 }
 
 }  // namespace
 
-void embedding_forward(Context& ctx, Tensor out, Tensor tokens, Tensor wte, Tensor wpe) {
+void embedding_forward(Context& ctx, Tensor out, Tensor tokens, Tensor wte, Tensor wpe, int vocab_start) {
   if (out.dtype == DType::bf16)
-    forward<bf16_t>(ctx, out, tokens, wte, wpe);
+    forward<bf16_t>(ctx, out, tokens, wte, wpe, vocab_start);
   else
-    forward<float>(ctx, out, tokens, wte, wpe);
+    forward<float>(ctx, out, tokens, wte, wpe, vocab_start);
 }
 
-void embedding_backward(Context& ctx, Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens) {
+void embedding_backward(Context& ctx, Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens, int vocab_start) {
   if (dout.dtype == DType::bf16)
-    backward<bf16_t>(ctx, dwte, dwpe, dout, tokens);
+    backward<bf16_t>(ctx, dwte, dwpe, dout, tokens, vocab_start);
   else
-    backward<float>(ctx, dwte, dwpe, dout, tokens);
+    backward<float>(ctx, dwte, dwpe, dout, tokens, vocab_start);
 }
 
 }  // namespace tessera::cuda
