@@ -59,8 +59,10 @@ class Communicator {
   // In place over `data` (f32).
   virtual Work all_reduce(Tensor data, ReduceOp op) = 0;
   // input holds size() equal chunks of output's length; rank r receives the reduction of chunk r (f32).
+  // output may be input's chunk rank() (in place).
   virtual Work reduce_scatter(Tensor output, Tensor input, ReduceOp op) = 0;
-  // output holds size() chunks of input's length, chunk r from rank r (any dtype).
+  // output holds size() chunks of input's length, chunk r from rank r (any dtype). input may be
+  // output's chunk rank() (in place).
   virtual Work all_gather(Tensor output, Tensor input) = 0;
   // data on every rank becomes root's (any dtype).
   virtual Work broadcast(Tensor data, int root) = 0;

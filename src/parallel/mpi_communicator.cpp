@@ -154,11 +154,15 @@ class MpiCommunicator final : public Communicator {
       throw config_error("all_gather: output " + output.shape_str() + " is not " + std::to_string(size_) +
                          " chunks of input " + input.shape_str());
     const int bytes = checked_count(int64_t(input.nbytes()), "all_gather bytes");
-    HostStage in = stage(ctx_, input, true);
-    HostStage out = stage(ctx_, output, false);
+    // In place when the input already is this rank's chunk of the output (MPI_IN_PLACE): MPI
+    // forbids overlapping send and receive buffers otherwise.
+    const bool in_place = input.device == output.device &&
+                          input.data == static_cast<char*>(output.data) + size_t(rank_) * input.nbytes();
+    HostStage in = in_place ? HostStage{} : stage(ctx_, input, true);
+    HostStage out = stage(ctx_, output, in_place);
     auto request = std::make_shared<MPI_Request>();
-    TESSERA_MPI_CHECK(MPI_Iallgather(in.host.data, bytes, MPI_BYTE, out.host.data, bytes, MPI_BYTE, comm_,
-                                     request.get()));
+    TESSERA_MPI_CHECK(MPI_Iallgather(in_place ? MPI_IN_PLACE : in.host.data, bytes, MPI_BYTE, out.host.data, bytes,
+                                     MPI_BYTE, comm_, request.get()));
     return Work(
         [this, in, out, request] {
           TESSERA_MPI_CHECK(MPI_Wait(request.get(), MPI_STATUS_IGNORE));

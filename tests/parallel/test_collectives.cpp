@@ -246,3 +246,38 @@ TEST_CASE("launch: rank information comes from the launcher's environment", "[co
   CHECK(info.local_rank >= 0);
   CHECK(info.local_rank < info.local_size);
 }
+
+TEST_CASE("collectives: all_gather and reduce_scatter in place", "[collectives]") {
+  for (auto& be : backends()) {
+    Communicator& comm = *be.comm;
+    const int64_t n = 1031;
+    // all_gather: this rank's chunk already sits at its place in the output.
+    std::vector<float> initial(size_t(n * comm.size()), -7.0f);
+    auto mine = rank_values(comm.rank(), n, 11);
+    std::copy(mine.begin(), mine.end(), initial.begin() + comm.rank() * n);
+    auto whole = test::upload(*be.ctx, initial, {n * comm.size()});
+    comm.all_gather(whole.tensor, whole.tensor.flat_range(comm.rank() * n, n)).wait();
+    std::vector<float> want;
+    for (int r = 0; r < comm.size(); ++r) {
+      auto theirs = rank_values(r, n, 11);
+      want.insert(want.end(), theirs.begin(), theirs.end());
+    }
+    expect_equal(test::download(*be.ctx, whole.tensor), want, be.name + " all_gather in place");
+
+    // reduce_scatter: the output is this rank's chunk of the input.
+    auto input = test::upload(*be.ctx, rank_values(comm.rank(), n * comm.size(), 12), {n * comm.size()});
+    Tensor out = input.tensor.flat_range(comm.rank() * n, n);
+    comm.reduce_scatter(out, input.tensor, ReduceOp::sum).wait();
+    std::vector<float> sum(static_cast<size_t>(n), 0.0f);
+    for (int r = 0; r < comm.size(); ++r) {
+      auto theirs = rank_values(r, n * comm.size(), 12);
+      for (int64_t i = 0; i < n; ++i)
+        sum[size_t(i)] = r == 0 ? theirs[size_t(comm.rank() * n + i)] : sum[size_t(i)] + theirs[size_t(comm.rank() * n + i)];
+    }
+    auto got = test::download(*be.ctx, out);
+    if (be.name == "nccl")
+      CHECK(test::max_relative_error(got, sum) < 1e-6);
+    else
+      expect_equal(got, sum, be.name + " reduce_scatter in place");
+  }
+}

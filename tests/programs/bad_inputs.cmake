@@ -1,6 +1,6 @@
 # Bad input gets a clear error and the documented exit code, never a crash:
 # 1 = bad arguments or config, 2 = bad data.
-include(${CMAKE_CURRENT_LIST_DIR}/common.cmake)
+include(${CMAKE_CURRENT_LIST_DIR}/../support/program_helpers.cmake)
 file(REMOVE_RECURSE ${WORK_DIR})
 file(MAKE_DIRECTORY ${WORK_DIR})
 prepare_corpus(small 60000)

@@ -1,7 +1,7 @@
 # tessera-train on the bundled corpus: the tiny model's loss falls steadily over 200 steps, the JSON
 # log has the documented fields, evaluation and sampling run, and a second run with the same seed
 # reproduces every loss exactly.
-include(${CMAKE_CURRENT_LIST_DIR}/common.cmake)
+include(${CMAKE_CURRENT_LIST_DIR}/../support/program_helpers.cmake)
 file(REMOVE_RECURSE ${WORK_DIR})
 file(MAKE_DIRECTORY ${WORK_DIR})
 prepare_corpus(corpus 400000)

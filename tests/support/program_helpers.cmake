@@ -1,4 +1,4 @@
-# Helpers for the program tests (included by the tests/programs/*.cmake scripts).
+# Helpers for the program tests (included by the tests/programs/*.cmake scripts; not a test itself).
 set(TRAIN ${BINARY_DIR}/tessera-train)
 set(PREPARE ${BINARY_DIR}/tessera-prepare-data)
 
