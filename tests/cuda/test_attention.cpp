@@ -10,6 +10,8 @@
 #include "tessera/dtype.h"
 
 using namespace tessera;
+using test::bitwise_equal;
+using test::round_to_bf16;
 
 namespace {
 
@@ -37,11 +39,6 @@ AttentionResult run_attention(Context& ctx, const Shape& s, const std::vector<fl
 }
 
 // The values a bf16 tensor holds, so that the CPU reference sees exactly the GPU's inputs.
-std::vector<float> round_to_bf16(std::vector<float> v) {
-  for (float& x : v) x = bf16_to_float(float_to_bf16(x));
-  return v;
-}
-
 // Largest |got - ref| / max(|ref|, floor_fraction * max|ref|): relative error, with small
 // elements judged against a fraction of the largest one.
 double scaled_error(const std::vector<float>& got, const std::vector<float>& ref, double floor_fraction) {

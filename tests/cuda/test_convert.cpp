@@ -7,14 +7,8 @@
 #include "tessera/dtype.h"
 
 using namespace tessera;
-
-namespace {
-
-bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
-}  // namespace
+using test::bitwise_equal;
+using test::round_to_bf16;
 
 TEST_CASE("convert: CUDA f32 <-> bf16 equals the CPU bit for bit", "[cuda][convert]") {
   TESSERA_REQUIRE_GPU(gpu);

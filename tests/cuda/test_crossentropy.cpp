@@ -10,6 +10,8 @@
 #include "tessera/dtype.h"
 
 using namespace tessera;
+using test::bitwise_equal;
+using test::round_to_bf16;
 
 namespace {
 
@@ -28,11 +30,6 @@ CrossEntropyResult run_crossentropy(Context& ctx, const std::vector<float>& logi
   Tensor dlogits = in_place ? logits.tensor : separate.tensor;
   ops::crossentropy_forward_backward(ctx, losses.tensor, dlogits, logits.tensor, targets.tensor, int(V), dloss);
   return {test::download(ctx, losses.tensor), test::download(ctx, dlogits)};
-}
-
-std::vector<float> round_to_bf16(std::vector<float> v) {
-  for (float& x : v) x = bf16_to_float(float_to_bf16(x));
-  return v;
 }
 
 double largest(const std::vector<float>& v) {

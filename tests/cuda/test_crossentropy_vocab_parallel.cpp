@@ -13,6 +13,8 @@
 #include "tessera/dtype.h"
 
 using namespace tessera;
+using test::bitwise_equal;
+using test::round_to_bf16;
 
 namespace {
 
@@ -36,11 +38,6 @@ Slice slice_of(int rank, int64_t Vl) {
 // column, token 0, and one random token inside each rank.
 std::vector<int32_t> targets_for(int64_t Vl) {
   return {int32_t(Vl), int32_t(kVocab - 1), int32_t(Vl - 1), 0, 12345, 40000};
-}
-
-std::vector<float> round_to_bf16(std::vector<float> v) {
-  for (float& x : v) x = bf16_to_float(float_to_bf16(x));
-  return v;
 }
 
 // Element-for-element equality (-inf equals -inf, NaN poison equals nothing).

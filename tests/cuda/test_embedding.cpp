@@ -7,19 +7,8 @@
 #include "tessera/dtype.h"
 
 using namespace tessera;
-
-namespace {
-
-std::vector<float> round_to_bf16(std::vector<float> v) {
-  for (float& x : v) x = bf16_to_float(float_to_bf16(x));
-  return v;
-}
-
-bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
-}  // namespace
+using test::bitwise_equal;
+using test::round_to_bf16;
 
 TEST_CASE("embedding: CUDA matches CPU, forward and backward, f32 and bf16", "[cuda][embedding]") {
   TESSERA_REQUIRE_GPU(gpu);

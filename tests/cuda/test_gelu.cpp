@@ -6,15 +6,8 @@
 #include "tessera/dtype.h"
 
 using namespace tessera;
-
-namespace {
-
-std::vector<float> round_to_bf16(std::vector<float> v) {
-  for (float& x : v) x = bf16_to_float(float_to_bf16(x));
-  return v;
-}
-
-}  // namespace
+using test::bitwise_equal;
+using test::round_to_bf16;
 
 TEST_CASE("gelu: CUDA matches CPU, forward and backward, f32 and bf16", "[cuda][gelu]") {
   TESSERA_REQUIRE_GPU(gpu);

@@ -7,17 +7,10 @@
 #include "tessera/dtype.h"
 
 using namespace tessera;
+using test::bitwise_equal;
+using test::round_to_bf16;
 
 namespace {
-
-std::vector<float> round_to_bf16(std::vector<float> v) {
-  for (float& x : v) x = bf16_to_float(float_to_bf16(x));
-  return v;
-}
-
-bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
 
 struct Shape {
   int64_t N, C, OC;

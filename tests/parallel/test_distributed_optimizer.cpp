@@ -18,6 +18,8 @@
 #include "tessera/param_table.h"
 
 using namespace tessera;
+using test::bitwise_equal;
+using test::round_to_bf16;
 
 namespace {
 
@@ -155,10 +157,6 @@ AdamWConfig no_clip_config() {
   c.weight_decay = 0.1f;
   c.grad_clip = 0.0f;
   return c;
-}
-
-bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <random>
 
@@ -134,6 +135,15 @@ double max_abs_error(const std::vector<float>& a, const std::vector<float>& b) {
     worst = std::max(worst, std::fabs(double(a[i]) - double(b[i])));
   }
   return worst;
+}
+
+std::vector<float> round_to_bf16(std::vector<float> v) {
+  for (float& x : v) x = bf16_to_float(float_to_bf16(x));
+  return v;
+}
+
+bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 double finite_difference(const std::function<double()>& f, std::vector<double>& x, size_t i, double h) {

@@ -42,6 +42,9 @@ std::vector<float> download(Context& ctx, const Tensor& t);
 // Largest |a-b| / max(|b|, floor) over all elements; NaN anywhere counts as infinite error.
 double max_relative_error(const std::vector<float>& a, const std::vector<float>& b, double floor = 1e-3);
 double max_abs_error(const std::vector<float>& a, const std::vector<float>& b);
+// The values a bf16 tensor holds after rounding these floats (the expectation of a bf16 upload).
+std::vector<float> round_to_bf16(std::vector<float> v);
+bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b);
 
 // Central finite difference of f with respect to x[i] in float64.
 double finite_difference(const std::function<double()>& f, std::vector<double>& x, size_t i, double h = 1e-6);
