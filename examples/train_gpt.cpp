@@ -1,15 +1,19 @@
-// tessera-train: trains a GPT-2 model on token shards, one process (parallel layouts arrive with
-// the parallelism layer). Reads top to bottom: arguments -> context, data, model, optimizer ->
-// for each step: micro-steps (forward, backward) -> update -> log -> eval -> sample and export.
+// tessera-train: trains a GPT-2 model on token shards, on one process or many (mpirun/srun) in any
+// layout tp x pp x dp. Reads top to bottom: arguments -> MPI, context, process grid, data, trainer
+// -> for each step: trainer step (microbatches through the pipeline schedule, gradient averaging,
+// update) -> log -> eval -> sample and export on rank 0.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/flags.h"
 #include "common/sampling.h"
 #include "tessera/tessera.h"
+#include "tessera/trainer.h"
 
 namespace tessera::program {
 namespace {
@@ -24,7 +28,13 @@ struct TrainArgs {
   std::string val_data;
   int batch_size = 8;
   int seq_len = 128;
-  int grad_accum = 1;
+  // parallel layout
+  int tp = 1, pp = 1, dp = 0;
+  bool sp = false;
+  int zero = 0;
+  int microbatches = 1;
+  std::string schedule = "1f1b";
+  int virtual_stages = 1;
   // optimisation
   int steps = 300;
   float lr = 1e-3f;
@@ -62,9 +72,17 @@ FlagParser make_parser(TrainArgs& a) {
   p.section("Data");
   p.add("data", &a.data, "training shards: a path, a comma-separated list or a glob");
   p.add("val-data", &a.val_data, "validation shards (default: the training path with _train -> _val, if it exists)");
-  p.add("batch-size", &a.batch_size, "sequences per micro-batch");
+  p.add("batch-size", &a.batch_size, "sequences per microbatch per data-parallel rank");
   p.add("seq-len", &a.seq_len, "tokens per sequence");
-  p.add("grad-accum", &a.grad_accum, "micro-batches accumulated per optimizer step");
+  p.section("Parallel layout (global batch = batch-size x dp x microbatches sequences)");
+  p.add("tp", &a.tp, "tensor-parallel ranks (heads, MLP and vocabulary split; adjacent ranks)");
+  p.add("pp", &a.pp, "pipeline stages");
+  p.add("dp", &a.dp, "data-parallel replicas (0: world size / (tp x pp))");
+  p.add("sp", &a.sp, "sequence parallelism inside tensor-parallel groups");
+  p.add("zero", &a.zero, "1: ZeRO-1, optimizer state sharded over data-parallel ranks");
+  p.add("microbatches", &a.microbatches, "microbatches per step (pipeline microbatches; gradient accumulation)");
+  p.add("schedule", &a.schedule, "pipeline schedule: gpipe, 1f1b or interleaved");
+  p.add("virtual-stages", &a.virtual_stages, "model chunks per pipeline rank (interleaved schedule)");
   p.section("Optimisation");
   p.add("steps", &a.steps, "optimizer steps");
   p.add("lr", &a.lr, "peak learning rate");
@@ -126,7 +144,7 @@ void validate(const TrainArgs& a, const GPT2Config& config) {
     throw config_error("--seq-len " + std::to_string(a.seq_len) + " is longer than the model's context of " +
                            std::to_string(config.max_seq_len) + " tokens",
                        "use --seq-len " + std::to_string(config.max_seq_len) + " or less");
-  if (a.grad_accum <= 0) throw config_error("--grad-accum must be positive");
+  if (a.microbatches <= 0) throw config_error("--microbatches must be positive");
   if (a.steps < 0) throw config_error("--steps must not be negative");
   if (a.warmup < 0) throw config_error("--warmup must not be negative");
   if (!(a.lr > 0) || a.min_lr < 0 || a.min_lr > a.lr)
@@ -144,24 +162,46 @@ std::string default_val_path(const std::string& train) {
   return "";
 }
 
-float evaluate(GPT2& model, DataLoader& loader, int batches, int B, int T) {
-  std::vector<int32_t> inputs(size_t(B) * T), targets(size_t(B) * T);
-  loader.reset();  // every evaluation sees the same batches
-  double total = 0;
-  for (int i = 0; i < batches; ++i) {
-    loader.next_batch(inputs.data(), targets.data());
-    total += model.forward(inputs.data(), targets.data(), B, T);
-  }
-  return float(total / batches);
-}
-
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// Copies gathered global parameters into a one-process model (for sampling and export on rank 0).
+void load_parameters(GPT2& model, const std::map<std::string, std::vector<float>>& values) {
+  Context& ctx = model.context();
+  for (size_t i = 0; i < model.params().size(); ++i) {
+    const std::vector<float>& v = values.at(model.params()[i].name);
+    Tensor dst = model.param(i);
+    if (dst.dtype == DType::f32) {
+      copy_tensor(ctx, dst, Tensor(const_cast<float*>(v.data()), {int64_t(v.size())}, DType::f32, Device::cpu)
+                                .reshape({dst.numel()}).flat_range(0, dst.numel()));
+    } else {
+      std::vector<bf16> h(v.size());
+      for (size_t k = 0; k < v.size(); ++k) h[k] = float_to_bf16(v[k]);
+      copy_tensor(ctx, dst.flat_range(0, dst.numel()), Tensor(h.data(), {int64_t(h.size())}, DType::bf16, Device::cpu));
+    }
+  }
+}
+
+ParallelLayout parse_layout(const TrainArgs& a) {
+  ParallelLayout l;
+  l.tp = a.tp;
+  l.pp = a.pp;
+  l.dp = a.dp;
+  l.sequence_parallel = a.sp;
+  l.zero_stage = a.zero;
+  l.microbatches = a.microbatches;
+  l.schedule = parse_schedule_kind(a.schedule);
+  l.virtual_stages = a.virtual_stages;
+  return l;
+}
+
 int train(int argc, char** argv) {
+  MpiSession mpi(&argc, &argv);
   TrainArgs a;
   FlagParser parser = make_parser(a);
+  const bool lead = mpi.rank() == 0;
+  if (!lead) std::freopen("/dev/null", "w", stdout);  // one progress stream per job; errors still reach stderr
   if (!parser.parse(argc, argv)) return 0;
   if (!parser.positional().empty())
     throw config_error("unexpected argument '" + parser.positional()[0] + "'", "flags start with --; see --help");
@@ -169,6 +209,8 @@ int train(int argc, char** argv) {
   GPT2Config config = model_config(a);
   config.validate();
   validate(a, config);
+  const ParallelLayout requested = parse_layout(a);
+  requested.resolved(mpi.world_size());  // a layout that does not fit fails before any work
 
   LaunchInfo launch = detect_launch();
   ContextOptions context_options;
@@ -176,86 +218,88 @@ int train(int argc, char** argv) {
   context_options.cpu_threads = a.threads;
   context_options.local_rank = launch.local_rank;
   context_options.local_size = launch.local_size;
+  context_options.announce = lead;
   Context ctx(context_options);
+  std::unique_ptr<Communicator> world = make_communicator(ctx);
+  ProcessGrid grid(*world, requested);
+  const ParallelLayout& layout = grid.layout();
 
   const int B = a.batch_size, T = a.seq_len;
-  DataLoader train_loader(a.data, B, T, config.vocab_size);
+  DataLoader train_loader(a.data, B, T, config.vocab_size, grid.dp_rank(), layout.dp);
   std::string val_path = a.val_data.empty() ? default_val_path(a.data) : a.val_data;
   std::unique_ptr<DataLoader> val_loader;
-  if (!val_path.empty()) val_loader = std::make_unique<DataLoader>(val_path, B, T, config.vocab_size);
+  if (!val_path.empty())
+    val_loader = std::make_unique<DataLoader>(val_path, B, T, config.vocab_size, grid.dp_rank(), layout.dp);
 
-  GPT2 model(ctx, config, parse_model_options(a));
-  if (a.init_from.empty()) {
-    model.init_weights(uint64_t(a.seed));
-  } else {
-    import_gpt2_hf(model, a.init_from);
-  }
-  AdamWConfig adamw;
-  adamw.beta1 = a.beta1;
-  adamw.beta2 = a.beta2;
-  adamw.weight_decay = a.weight_decay;
-  adamw.grad_clip = a.grad_clip;
-  AdamW optimizer(ctx, model.params(), model.param_buffer(), model.grad_buffer(), adamw);
+  ModelOptions model_options = parse_model_options(a);
+  model_options.grid = &grid;
+  TrainerOptions trainer_options;
+  trainer_options.batch_size = B;
+  trainer_options.seq_len = T;
+  trainer_options.seed = uint64_t(a.seed);
+  trainer_options.adamw.beta1 = a.beta1;
+  trainer_options.adamw.beta2 = a.beta2;
+  trainer_options.adamw.weight_decay = a.weight_decay;
+  trainer_options.adamw.grad_clip = a.grad_clip;
+  Trainer trainer(ctx, config, trainer_options, model_options);
+  GPT2& model = trainer.model();
+  if (!a.init_from.empty()) import_gpt2_hf(model, a.init_from);
   LRSchedule schedule;
   schedule.max_lr = a.lr;
   schedule.min_lr = a.min_lr;
   schedule.warmup_steps = a.warmup;
   schedule.total_steps = a.steps;
 
-  MetricsLog log = a.log.empty() ? MetricsLog() : MetricsLog(a.log);
-  const int64_t tokens_per_step = int64_t(B) * T * a.grad_accum;
+  MetricsLog log = (lead && !a.log.empty()) ? MetricsLog(a.log) : MetricsLog();
+  const int64_t tokens_per_step = int64_t(B) * T * layout.microbatches * layout.dp;
   std::printf("model: %s, %s, %s\n", config.describe().c_str(), dtype_name(model.dtype()),
               a.recompute == "full" ? "full recomputation" : "no recomputation");
+  std::printf("layout: %d ranks, %s, backend %s\n", grid.world_size(), layout.describe().c_str(), world->backend());
+  if (layout.pp > 1)
+    std::printf("pipeline: %s\n", describe(trainer.schedule()).c_str());
   std::printf("data: %s (%lld tokens), validation: %s\n", a.data.c_str(),
               static_cast<long long>(train_loader.total_tokens()), val_loader ? val_path.c_str() : "none");
-  std::printf("batch: %d x %d tokens x %d micro-batches = %lld tokens per step\n", B, T, a.grad_accum,
-              static_cast<long long>(tokens_per_step));
+  std::printf("batch: %d x %d tokens x %d microbatches x %d replicas = %lld tokens per step\n", B, T,
+              layout.microbatches, layout.dp, static_cast<long long>(tokens_per_step));
   std::printf("MFU convention: 6N + 12*L*C*T FLOPs per token (PaLM), against %s peak\n",
-              ctx.peak_flops() > 0 ? "the GPU's dense bf16" : "no known (CPU)");
+              ctx.peak_flops() > 0 ? "the GPUs' dense bf16" : "no known (CPU)");
   std::fflush(stdout);
 
-  std::vector<int32_t> inputs(size_t(B) * T), targets(size_t(B) * T);
   const double flops_per_token = model.flops_per_token_palm(T);
-  double memory_gb = double(model.params().flat_numel()) * (dtype_size(model.dtype()) + 4) / 1e9 +
-                     double(optimizer.state_bytes() + model.activation_bytes()) / 1e9;
+  const double peak = ctx.peak_flops() * grid.world_size();
   double train_seconds = 0;
-
   for (int step = 0; step < a.steps; ++step) {
     auto t0 = std::chrono::steady_clock::now();
-    model.zero_grad();
-    double loss = 0;
-    for (int micro = 0; micro < a.grad_accum; ++micro) {
-      train_loader.next_batch(inputs.data(), targets.data());
-      loss += model.forward(inputs.data(), targets.data(), B, T);
-      model.backward(1.0f / float(a.grad_accum));
-    }
-    loss /= a.grad_accum;
     float lr = schedule.at(step);
-    float grad_norm = optimizer.step(lr);
+    StepStats stats = trainer.step(train_loader, lr);
     ctx.synchronize();
     double seconds = seconds_since(t0);
     train_seconds += seconds;
     double tokens_per_s = double(tokens_per_step) / seconds;
-    double mfu = ctx.peak_flops() > 0 ? flops_per_token * tokens_per_s / ctx.peak_flops() : 0.0;
-    memory_gb = double(model.params().flat_numel()) * (dtype_size(model.dtype()) + 4) / 1e9 +
-                double(optimizer.state_bytes() + model.activation_bytes()) / 1e9;
+    double mfu = peak > 0 ? flops_per_token * tokens_per_s / peak : 0.0;
+    double memory_gb = double(model.params().flat_numel()) * (dtype_size(model.dtype()) + 4) / 1e9 +
+                       double(trainer.optimizer()->state_bytes() + model.activation_bytes()) / 1e9;
+    if (step == 0)
+      std::printf("optimizer state: %.2f MB on rank 0%s\n", double(trainer.optimizer()->state_bytes()) / 1e6,
+                  layout.zero_stage == 1 ? " (ZeRO-1: sharded over the data-parallel ranks)" : "");
 
-    if (!std::isfinite(loss))
-      throw Error(ExitCode::nonfinite_loss, "loss is " + std::to_string(loss) + " at step " + std::to_string(step),
+    if (!std::isfinite(stats.loss))
+      throw Error(ExitCode::nonfinite_loss, "loss is " + std::to_string(stats.loss) + " at step " + std::to_string(step),
                   "tessera-train", "lower --lr, or check the data");
-    std::printf("step %5d/%d | loss %.4f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s", step + 1, a.steps, loss, lr,
-                grad_norm, seconds * 1e3, tokens_per_s);
+    std::printf("step %5d/%d | loss %.4f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s", step + 1, a.steps,
+                stats.loss, lr, stats.grad_norm, seconds * 1e3, tokens_per_s);
     if (mfu > 0) std::printf(" | MFU %.1f%%", 100.0 * mfu);
     std::printf("\n");
     std::fflush(stdout);
     MetricsRecord record("train");
-    record.add("step", step).add("loss", loss).add("lr", double(lr)).add("grad_norm", double(grad_norm));
+    record.add("step", step).add("loss", double(stats.loss)).add("lr", double(lr)).add("grad_norm", double(stats.grad_norm));
     record.add("ms", seconds * 1e3).add("tokens_per_s", tokens_per_s).add("mfu", mfu).add("mem_gb", memory_gb);
     log.write(record);
 
     bool last = step + 1 == a.steps;
     if (val_loader && ((a.eval_every > 0 && (step + 1) % a.eval_every == 0) || last)) {
-      float val_loss = evaluate(model, *val_loader, a.eval_batches, B, T);
+      val_loader->reset();  // every evaluation sees the same batches
+      float val_loss = trainer.evaluate(*val_loader, a.eval_batches);
       std::printf("eval  %5d | val loss %.4f\n", step + 1, val_loss);
       std::fflush(stdout);
       log.write(MetricsRecord("eval").add("step", step).add("loss", double(val_loss)));
@@ -265,12 +309,27 @@ int train(int argc, char** argv) {
     std::printf("trained %d steps in %.1f s (%.0f tokens/s)\n", a.steps, train_seconds,
                 double(tokens_per_step) * a.steps / train_seconds);
 
+  if (a.sample_tokens <= 0 && a.export_dir.empty()) return 0;
+  // Sampling and export run on rank 0 with the whole model: the trainer's own when it is unsplit,
+  // otherwise one assembled from every rank's shards (a collective, so every rank takes part).
+  std::unique_ptr<GPT2> assembled;
+  GPT2* whole = &model;
+  if (!model.holds_all_parameters()) {
+    auto values = trainer.gather_parameters();
+    if (!lead) return 0;
+    ModelOptions single;
+    single.precision = model.dtype() == DType::bf16 ? Precision::bf16 : Precision::f32;
+    assembled = std::make_unique<GPT2>(ctx, config, single);
+    load_parameters(*assembled, values);
+    whole = assembled.get();
+  }
+  if (!lead) return 0;
   if (a.sample_tokens > 0) {
     ByteTokenizer tokenizer;
     bool byte_vocab = config.vocab_size == ByteTokenizer::kVocabSize;
     int window = std::min(T, config.max_seq_len);
     std::vector<int32_t> prompt{byte_vocab ? ByteTokenizer::kEndOfText : 0};
-    std::vector<int32_t> text = generate(model, prompt, a.sample_tokens, window, a.top_k, a.temperature,
+    std::vector<int32_t> text = generate(*whole, prompt, a.sample_tokens, window, a.top_k, a.temperature,
                                          uint64_t(a.seed) + 1);
     std::printf("--- sample (%d tokens, top-k %d) ---\n", a.sample_tokens, a.top_k);
     if (byte_vocab) {
@@ -282,7 +341,7 @@ int train(int argc, char** argv) {
     std::printf("---\n");
   }
   if (!a.export_dir.empty()) {
-    export_gpt2_hf(model, a.export_dir);
+    export_gpt2_hf(*whole, a.export_dir);
     std::printf("exported Hugging Face GPT-2 model to %s\n", a.export_dir.c_str());
     log.write(MetricsRecord("export").add("path", a.export_dir));
   }

@@ -19,6 +19,9 @@ struct ParamSpec {
   ParamInit init = ParamInit::normal;
   float init_std = 0.02f;       // for ParamInit::normal
   int split_dim = -1;           // -1: replicated across tensor-parallel ranks; else split along this dim
+  // The extent of split_dim is this many equal parts packed side by side (c_attn's q|k|v: 3), each
+  // split across the tensor-parallel ranks on its own, so a rank's shard holds its slice of every part.
+  int split_parts = 1;
 };
 
 class ParamTable {

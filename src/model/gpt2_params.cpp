@@ -14,7 +14,7 @@ ParamTable gpt2_param_table(const GPT2Config& config) {
   // split_dim says how Megatron would split each parameter across a tensor-parallel group:
   // column-parallel c_attn/c_fc along dim 0 (weight and bias), row-parallel c_proj weights along
   // dim 1, the vocab-parallel embedding along its rows; everything else is replicated.
-  auto matrix = [&](std::string name, int64_t rows, int64_t cols, int layer, float std, int split) {
+  auto matrix = [&](std::string name, int64_t rows, int64_t cols, int layer, float std, int split, int parts = 1) {
     ParamSpec s;
     s.name = std::move(name);
     s.shape = {rows, cols};
@@ -23,9 +23,10 @@ ParamTable gpt2_param_table(const GPT2Config& config) {
     s.init = ParamInit::normal;
     s.init_std = std;
     s.split_dim = split;
+    s.split_parts = parts;
     table.add(std::move(s));
   };
-  auto vector = [&](std::string name, int64_t n, int layer, ParamInit init, int split) {
+  auto vector = [&](std::string name, int64_t n, int layer, ParamInit init, int split, int parts = 1) {
     ParamSpec s;
     s.name = std::move(name);
     s.shape = {n};
@@ -34,6 +35,7 @@ ParamTable gpt2_param_table(const GPT2Config& config) {
     s.init = init;
     s.init_std = 0.0f;
     s.split_dim = split;
+    s.split_parts = parts;
     table.add(std::move(s));
   };
   matrix("transformer.wte.weight", config.padded_vocab_size, C, -1, 0.02f, 0);
@@ -42,8 +44,9 @@ ParamTable gpt2_param_table(const GPT2Config& config) {
     const std::string p = "transformer.h." + std::to_string(l) + ".";
     vector(p + "ln_1.weight", C, l, ParamInit::ones, -1);
     vector(p + "ln_1.bias", C, l, ParamInit::zeros, -1);
-    matrix(p + "attn.c_attn.weight", 3 * C, C, l, 0.02f, 0);
-    vector(p + "attn.c_attn.bias", 3 * C, l, ParamInit::zeros, 0);
+    // q|k|v packed: each of the three is split by heads, so a rank holds its heads' q, k and v.
+    matrix(p + "attn.c_attn.weight", 3 * C, C, l, 0.02f, 0, 3);
+    vector(p + "attn.c_attn.bias", 3 * C, l, ParamInit::zeros, 0, 3);
     matrix(p + "attn.c_proj.weight", C, C, l, residual_std, 1);
     vector(p + "attn.c_proj.bias", C, l, ParamInit::zeros, -1);
     vector(p + "ln_2.weight", C, l, ParamInit::ones, -1);
@@ -64,7 +67,11 @@ Tensor table_view(const ParamTable& table, size_t i, const Tensor& flat) {
 }
 
 GPT2Params gpt2_param_views(const ParamTable& table, const GPT2Config& config, const Tensor& flat) {
-  auto view = [&](const std::string& name) { return table_view(table, size_t(table.index_of(name)), flat); };
+  // A table of one rank's parameters lacks other stages' entries: their views stay empty.
+  auto view = [&](const std::string& name) {
+    const int i = table.find(name);
+    return i < 0 ? Tensor() : table_view(table, size_t(i), flat);
+  };
   GPT2Params p;
   p.wte = view("transformer.wte.weight");
   p.wpe = view("transformer.wpe.weight");

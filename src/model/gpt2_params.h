@@ -31,6 +31,8 @@ struct GPT2Params {
   Tensor lnfw, lnfb;  // (C)
 };
 
+// Views of every parameter the table holds; blocks has n_layer entries, and parameters the table
+// lacks (another pipeline stage's) are empty views.
 GPT2Params gpt2_param_views(const ParamTable& table, const GPT2Config& config, const Tensor& flat);
 
 // Initial values of one parameter: numel floats from a random stream derived from (seed, name),

@@ -13,8 +13,10 @@
 
 #include "io/file_util.h"
 #include "io/json.h"
+#include "model/gpt2_layout.h"
 #include "model/host_transfer.h"
 #include "tessera/error.h"
+#include "tessera/parallel.h"
 #include "tessera/safetensors.h"
 
 namespace tessera {
@@ -176,6 +178,10 @@ GPT2Config read_gpt2_hf_config(const std::string& dir) {
 }
 
 void export_gpt2_hf(const GPT2& model, const std::string& dir) {
+  if (!model.holds_all_parameters())
+    throw config_error("export_gpt2_hf needs the whole model, but this rank holds one tensor- or pipeline-parallel "
+                       "part of it",
+                       "assemble the parameters first (Trainer::gather_parameters) and export from one rank");
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec)
@@ -232,7 +238,13 @@ void import_gpt2_hf(GPT2& model, const std::string& dir) {
   const bool prefixed = reader.has(kWte) || !reader.has("wte.weight");
   auto file_name = [&](const std::string& name) { return prefixed ? name : name.substr(prefix.size()); };
 
-  const ParamTable& table = model.params();
+  // Every tensor of the model is checked; this rank loads its own part (its stages, its shards).
+  const ParamTable& table = model.global_params();
+  const ParamTable& local = model.params();
+  std::vector<int> local_of(table.size(), -1);
+  for (size_t i = 0; i < local.size(); ++i) local_of[model.global_index(i)] = int(i);
+  const ProcessGrid* grid = model.options().grid;
+  const int tp = grid ? grid->layout().tp : 1, tp_rank = grid ? grid->tp_rank() : 0;
   std::set<std::string> used;
   for (size_t i = 0; i < table.size(); ++i) {
     const ParamSpec& spec = table[i];
@@ -249,11 +261,14 @@ void import_gpt2_hf(GPT2& model, const std::string& dir) {
       throw data_error(fmt::format("tensor {} has shape {}, expected {}", name, shape_string(e.shape),
                                    shape_string(expected)),
                        path, "the file does not hold a GPT-2 model of this configuration");
+    used.insert(name);
+    if (local_of[i] < 0) continue;
     std::vector<float> v = entry_floats(e, path);
     if (conv1d) v = transposed(v, expected[0], expected[1]);
     if (spec.name == kWte) v.resize(size_t(table.numel(i)), 0.0f);  // padded rows are zero
-    model::upload_floats(model.context(), model.param(i), v.data());
-    used.insert(name);
+    std::vector<float> shard(size_t(local.numel(size_t(local_of[i]))));
+    model::extract_shard(spec, tp, tp_rank, v.data(), shard.data());
+    model::upload_floats(model.context(), model.param(size_t(local_of[i])), shard.data());
   }
   for (const std::string& name : reader.names()) {
     if (!used.count(name) && !ignorable(name))

@@ -1,0 +1,489 @@
+// tessera-launch: runs a job under its real launcher (mpirun, srun, or any command) and relaunches it
+// when it fails, up to --max-restarts times, logging one line per restart: why, the exit code, the
+// failed rank and host when known, and the time lost.
+//
+//   tessera-launch --max-restarts 3 --failure-dir ckpt/failures -- mpirun -np 8 tessera-train ...
+//   (in a Slurm batch script)  tessera-launch --max-restarts 3 -- srun tessera-train ...
+//
+// Exit 0 is done. Exit codes 1 (bad arguments or config) and 2 (bad data or checkpoint) are not
+// restarted, since the same command would fail the same way (--no-restart-codes changes the list).
+// Anything else (3: a hang or a peer failure, a rank killed by a signal) is restarted; the job
+// resumes from its latest checkpoint. The job sees TESSERA_RESTART_COUNT (0 on the first launch)
+// and TESSERA_FAILURE_DIR (where ranks write failure reports); with Open MPI across nodes forward
+// them with `-x TESSERA_RESTART_COUNT -x TESSERA_FAILURE_DIR`.
+//
+// The failed rank comes from mpirun's or srun's messages about a rank that died, or else from the
+// failure reports (the rank that entered its operation first). --exclude-failed-hosts leaves that
+// rank's host out of the next launch: a rewritten copy of mpirun's --hostfile, or srun --exclude.
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/flags.h"
+#include "tessera/error.h"
+#include "tessera/metrics.h"
+#include "tessera/watchdog.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace tessera;
+
+// The signal handler's only way to reach the job: a program-level pair of flags.
+volatile sig_atomic_t g_child_pid = 0;
+volatile sig_atomic_t g_stop_signal = 0;
+
+void forward_signal(int sig) {
+  g_stop_signal = sig;
+  pid_t pid = pid_t(g_child_pid);
+  if (pid > 0) ::kill(pid, sig);
+}
+
+void install_signal_forwarding() {
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = forward_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: poll and sleep wake up
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2}) sigaction(sig, &sa, nullptr);
+}
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string fixed1(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f", v);
+  return buf;
+}
+
+void say(const std::string& line) {
+  std::fprintf(stderr, "tessera-launch: %s\n", line.c_str());
+  std::fflush(stderr);
+}
+
+void write_all(int fd, const char* data, size_t n) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, data, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;  // our stderr is gone: keep the job running regardless
+    data += w;
+    n -= size_t(w);
+  }
+}
+
+// What the job's launcher printed about the failure.
+struct Clues {
+  int rank = -1;
+  std::string host;
+  bool died = false;  // a rank was killed by a signal: the surest cause
+  std::string line;
+
+  void scan(const std::string& text) {
+    static const std::regex ompi_signal(R"(process rank ([0-9]+) with PID [0-9]+ on node (\S+) exited on signal ([0-9]+))");
+    static const std::regex slurm_task(R"(srun: error: ([^:\s]+): tasks? ([0-9]+)[^:]*: (.*))");
+    static const std::regex mpi_abort(R"(MPI_ABORT was invoked on rank ([0-9]+))");
+    static const std::regex ompi_process(R"(Process name: \[\[[0-9]+,[0-9]+\],([0-9]+)\])");
+    static const std::regex watchdog(R"(tessera: watchdog: rank ([0-9]+) on (\S+) )");
+    if (died) return;
+    std::smatch m;
+    if (std::regex_search(text, m, ompi_signal)) {
+      set(std::stoi(m[1]), m[2], true, text);
+    } else if (std::regex_search(text, m, slurm_task)) {
+      bool exited = m[3].str().find("Exited with exit code") != std::string::npos;
+      set(std::stoi(m[2]), m[1], !exited, text);
+    } else if (rank < 0 && std::regex_search(text, m, watchdog)) {
+      set(std::stoi(m[1]), m[2], false, text);
+    } else if (rank < 0 && (std::regex_search(text, m, mpi_abort) || std::regex_search(text, m, ompi_process))) {
+      set(std::stoi(m[1]), "", false, text);
+    }
+  }
+
+ private:
+  void set(int r, const std::string& h, bool d, const std::string& text) {
+    if (rank >= 0 && !d) return;
+    rank = r;
+    host = h;
+    died = d;
+    line = text;
+  }
+};
+
+struct AttemptResult {
+  int exit_code = 0;  // the launcher's view: the exit status, or 128 + signal
+  int signal = 0;
+  bool exec_failed = false;
+  std::string exec_error;
+  double started_unix = 0, ended_unix = 0;
+  Clues clues;
+};
+
+// Runs the command, passing its stderr through while reading it for clues about a failed rank.
+AttemptResult run_attempt(const std::vector<std::string>& command) {
+  AttemptResult result;
+  result.started_unix = now_seconds();
+  int err_pipe[2], exec_pipe[2];
+  if (::pipe(err_pipe) != 0 || ::pipe2(exec_pipe, O_CLOEXEC) != 0)
+    throw config_error("cannot create a pipe: " + std::string(std::strerror(errno)));
+  std::vector<char*> argv;
+  for (const auto& a : command) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+
+  pid_t pid = ::fork();
+  if (pid < 0) throw config_error("cannot start the job: fork failed: " + std::string(std::strerror(errno)));
+  if (pid == 0) {
+    ::dup2(err_pipe[1], 2);
+    ::close(err_pipe[0]);
+    ::close(err_pipe[1]);
+    ::close(exec_pipe[0]);
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2}) sigaction(sig, &sa, nullptr);
+    ::execvp(argv[0], argv.data());
+    int err = errno;
+    ssize_t ignored = ::write(exec_pipe[1], &err, sizeof(err));
+    (void)ignored;
+    ::_exit(127);
+  }
+  g_child_pid = pid;
+  ::close(err_pipe[1]);
+  ::close(exec_pipe[1]);
+  int exec_errno = 0;
+  ssize_t got;
+  do {
+    got = ::read(exec_pipe[0], &exec_errno, sizeof(exec_errno));
+  } while (got < 0 && errno == EINTR);
+  ::close(exec_pipe[0]);
+  if (got == ssize_t(sizeof(exec_errno))) {
+    result.exec_failed = true;
+    result.exec_error = std::strerror(exec_errno);
+  }
+
+  std::string pending;
+  auto consume = [&](const char* data, size_t n) {
+    write_all(2, data, n);
+    pending.append(data, n);
+    size_t start = 0;
+    for (size_t nl; (nl = pending.find('\n', start)) != std::string::npos; start = nl + 1)
+      result.clues.scan(pending.substr(start, nl - start));
+    pending.erase(0, start);
+    if (pending.size() > (1u << 16)) pending.clear();
+  };
+  char buf[8192];
+  int status = 0;
+  bool exited = false, eof = false;
+  double drain_until = 0;
+  while (!eof) {
+    if (!exited) {
+      pid_t w = ::waitpid(pid, &status, WNOHANG);
+      if (w == pid) {
+        exited = true;
+        drain_until = now_seconds() + 1.0;  // what is still in the pipe, without waiting on stray holders of it
+      }
+    } else if (now_seconds() > drain_until) {
+      break;
+    }
+    struct pollfd pfd{err_pipe[0], POLLIN, 0};
+    int rc = ::poll(&pfd, 1, exited ? 50 : 200);
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc > 0) {
+      ssize_t n = ::read(err_pipe[0], buf, sizeof(buf));
+      if (n > 0) consume(buf, size_t(n));
+      else if (n == 0) eof = true;
+    }
+  }
+  ::close(err_pipe[0]);
+  if (!pending.empty()) result.clues.scan(pending);
+  while (!exited) {
+    pid_t w = ::waitpid(pid, &status, 0);
+    if (w == pid) exited = true;
+    else if (w < 0 && errno != EINTR) break;
+  }
+  g_child_pid = 0;
+  result.ended_unix = now_seconds();
+  if (WIFSIGNALED(status)) {
+    result.signal = WTERMSIG(status);
+    result.exit_code = 128 + result.signal;
+  } else {
+    result.exit_code = WEXITSTATUS(status);
+  }
+  return result;
+}
+
+std::string signal_name(int sig) {
+  const char* s = ::strsignal(sig);
+  return "signal " + std::to_string(sig) + (s ? std::string(" (") + s + ")" : "");
+}
+
+std::string describe_exit(const AttemptResult& r) {
+  if (r.signal) return "killed by " + signal_name(r.signal);
+  switch (r.exit_code) {
+    case 0: return "finished";
+    case 1: return "bad arguments or config";
+    case 2: return "bad data or checkpoint";
+    case 3: return "hang or peer failure detected";
+    case 4: return "non-finite loss";
+    default:
+      if (r.exit_code > 128 && r.exit_code < 128 + 65) return "a process was killed by " + signal_name(r.exit_code - 128);
+      return "abnormal exit";
+  }
+}
+
+std::set<int> parse_code_list(const std::string& text) {
+  std::set<int> codes;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    char* end = nullptr;
+    long v = std::strtol(item.c_str(), &end, 10);
+    if (*end != '\0' || v < 1 || v > 255)
+      throw config_error("--no-restart-codes: '" + item + "' is not an exit code 1..255", "give a comma-separated list such as 1,2");
+    codes.insert(int(v));
+  }
+  return codes;
+}
+
+// Where the command names its hostfile: the index of the value (or of the --hostfile=VALUE word).
+int hostfile_index(const std::vector<std::string>& command, bool* joined) {
+  for (size_t i = 1; i < command.size(); ++i) {
+    const std::string& a = command[i];
+    for (const char* flag : {"--hostfile", "-hostfile", "--machinefile", "-machinefile"}) {
+      if (a == flag && i + 1 < command.size()) {
+        *joined = false;
+        return int(i + 1);
+      }
+      if (a.rfind(std::string(flag) + "=", 0) == 0) {
+        *joined = true;
+        return int(i);
+      }
+    }
+  }
+  return -1;
+}
+
+// Copies a hostfile without the excluded hosts; returns how many host lines remain.
+int rewrite_hostfile(const std::string& from, const std::string& to, const std::set<std::string>& excluded) {
+  std::ifstream in(from);
+  if (!in) throw config_error("cannot read the hostfile", "", from);
+  std::ostringstream out;
+  int remaining = 0;
+  std::string line;
+  while (std::getline(in, line)) {
+    std::string body = line.substr(0, line.find('#'));
+    size_t b = body.find_first_not_of(" \t");
+    if (b != std::string::npos) {
+      std::string host = body.substr(b, body.find_first_of(" \t:", b) - b);
+      if (excluded.count(host)) continue;
+      ++remaining;
+    }
+    out << line << "\n";
+  }
+  std::ofstream o(to, std::ios::trunc);
+  o << out.str();
+  if (!o) throw config_error("cannot write the rewritten hostfile", "", to);
+  return remaining;
+}
+
+std::string join_hosts(const std::set<std::string>& hosts) {
+  std::string s;
+  for (const auto& h : hosts) s += (s.empty() ? "" : ",") + h;
+  return s;
+}
+
+// Moves failure reports aside so that the next attempt's reports are its own.
+void archive_reports(const std::string& dir, const std::string& into) {
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (name.rfind("failure-rank-", 0) != 0) continue;
+    fs::create_directories(fs::path(dir) / into, ec);
+    std::error_code mv;
+    fs::rename(it->path(), fs::path(dir) / into / name, mv);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return tessera::program::run_program("tessera-launch", [&]() -> int {
+    int split = argc;
+    for (int i = 1; i < argc; ++i)
+      if (std::string(argv[i]) == "--") {
+        split = i;
+        break;
+      }
+    std::vector<std::string> command(argv + std::min(split + 1, argc), argv + argc);
+
+    int max_restarts = 3;
+    std::string failure_dir, checkpoint_dir, no_restart = "1,2", log_path;
+    double restart_delay = 2;
+    bool exclude_failed_hosts = false;
+    program::FlagParser flags(
+        "tessera-launch",
+        "tessera-launch [flags] -- COMMAND [ARGS...]\n"
+        "Runs COMMAND (mpirun ..., srun ..., or any program) and relaunches it when it exits abnormally.\n"
+        "Exit 0 ends it; exit codes 1 (bad arguments or config) and 2 (bad data or checkpoint) are not restarted\n"
+        "because they would fail again. The job sees TESSERA_RESTART_COUNT and TESSERA_FAILURE_DIR.");
+    flags.add("max-restarts", &max_restarts, "how many times to relaunch the job after a failure");
+    flags.add("failure-dir", &failure_dir,
+              "directory of the ranks' failure reports (exported as TESSERA_FAILURE_DIR); names the failed rank and host");
+    flags.add("checkpoint-dir", &checkpoint_dir, "the job's checkpoint directory: time lost counts from its last checkpoint");
+    flags.add("no-restart-codes", &no_restart, "exit codes that end the job without a restart (comma-separated)");
+    flags.add("restart-delay", &restart_delay, "seconds to wait before a relaunch");
+    flags.add("exclude-failed-hosts", &exclude_failed_hosts,
+              "leave the failed rank's host out of later launches (mpirun --hostfile rewritten, srun --exclude)");
+    flags.add("log", &log_path, "append one JSON line per restart and one at the end to this file");
+    if (!flags.parse(split, argv)) return 0;
+    if (!flags.positional().empty())
+      throw config_error("unexpected argument '" + flags.positional().front() + "' before --",
+                         "write the command to run after --: tessera-launch [flags] -- mpirun ...");
+    if (command.empty()) throw config_error("no command to run", "write it after --: tessera-launch [flags] -- mpirun ...");
+    if (max_restarts < 0) throw config_error("--max-restarts must be 0 or more");
+    if (restart_delay < 0) throw config_error("--restart-delay must be 0 or more");
+    const std::set<int> final_codes = parse_code_list(no_restart);
+
+    MetricsLog log;
+    if (!log_path.empty()) log = MetricsLog(log_path, /*append=*/true);
+    if (!failure_dir.empty()) {
+      std::error_code ec;
+      fs::create_directories(failure_dir, ec);
+      if (ec) throw config_error("cannot create --failure-dir: " + ec.message(), "", failure_dir);
+      ::setenv("TESSERA_FAILURE_DIR", failure_dir.c_str(), 1);
+      archive_reports(failure_dir, "earlier");
+    }
+    install_signal_forwarding();
+
+    std::set<std::string> excluded;
+    double total_lost = 0;
+    for (int restarts = 0;; ++restarts) {
+      std::vector<std::string> cmd = command;
+      if (!excluded.empty()) {
+        bool joined = false;
+        int hf = hostfile_index(cmd, &joined);
+        if (hf >= 0) {
+          std::string original = joined ? cmd[size_t(hf)].substr(cmd[size_t(hf)].find('=') + 1) : cmd[size_t(hf)];
+          std::string dir = failure_dir.empty() ? fs::path(original).parent_path().string() : failure_dir;
+          std::string rewritten =
+              (fs::path(dir.empty() ? "." : dir) / (fs::path(original).filename().string() + ".attempt-" + std::to_string(restarts)))
+                  .string();
+          if (rewrite_hostfile(original, rewritten, excluded) > 0) {
+            cmd[size_t(hf)] = joined ? cmd[size_t(hf)].substr(0, cmd[size_t(hf)].find('=') + 1) + rewritten : rewritten;
+            say("launching without " + join_hosts(excluded) + " (hostfile " + rewritten + ")");
+          } else {
+            say("not excluding " + join_hosts(excluded) + ": no host would be left in " + original);
+          }
+        } else if (fs::path(cmd[0]).filename() == "srun") {
+          cmd.insert(cmd.begin() + 1, "--exclude=" + join_hosts(excluded));
+          say("launching without " + join_hosts(excluded) + " (srun --exclude)");
+        } else {
+          say("cannot exclude " + join_hosts(excluded) + ": the command has no --hostfile and is not srun");
+        }
+      }
+      ::setenv("TESSERA_RESTART_COUNT", std::to_string(restarts).c_str(), 1);
+
+      AttemptResult r = run_attempt(cmd);
+      if (r.exec_failed)
+        throw config_error("cannot run '" + cmd[0] + "': " + r.exec_error, "check the command after --");
+      const double attempt_s = r.ended_unix - r.started_unix;
+      const std::string why = describe_exit(r);
+
+      if (g_stop_signal) {
+        say("stopped by " + signal_name(g_stop_signal) + " (forwarded to the job); exit code " + std::to_string(r.exit_code) +
+            "; not restarting");
+        log.write(MetricsRecord("launch_end").add("result", "stopped").add("exit_code", r.exit_code).add("restarts", restarts));
+        return r.exit_code;
+      }
+      if (r.exit_code == 0) {
+        say("job finished after " + std::to_string(restarts) + " restart" + (restarts == 1 ? "" : "s") + " (time lost " +
+            fixed1(total_lost) + " s)");
+        log.write(MetricsRecord("launch_end").add("result", "finished").add("exit_code", 0).add("restarts", restarts)
+                      .add("lost_s", total_lost));
+        return 0;
+      }
+      if (final_codes.count(r.exit_code)) {
+        say("not restarting: exit code " + std::to_string(r.exit_code) + " (" + why +
+            ") would fail again the same way; fix the cause and launch again");
+        log.write(MetricsRecord("launch_end").add("result", "not_restarted").add("exit_code", r.exit_code)
+                      .add("reason", why).add("restarts", restarts));
+        return r.exit_code;
+      }
+
+      // Who failed: a rank the launcher saw die, else the failure report that started waiting first.
+      int failed_rank = -1;
+      std::string host, source;
+      std::vector<FailureReport> reports = failure_dir.empty() ? std::vector<FailureReport>{} : read_failure_reports(failure_dir);
+      if (r.clues.died || (reports.empty() && r.clues.rank >= 0)) {
+        failed_rank = r.clues.rank;
+        host = r.clues.host;
+        source = "launcher output";
+      } else if (!reports.empty()) {
+        const FailureReport& f = reports.front();
+        failed_rank = f.rank;
+        host = f.host;
+        source = "failure report: " + f.op + " at step " + std::to_string(f.step) + " for " + fixed1(f.waited_s) + " s";
+      }
+      double lost = attempt_s;
+      if (!checkpoint_dir.empty()) {
+        struct stat st;
+        std::string latest = (fs::path(checkpoint_dir) / "latest").string();
+        if (::stat(latest.c_str(), &st) == 0 && double(st.st_mtime) >= r.started_unix)
+          lost = std::max(0.0, r.ended_unix - double(st.st_mtime));
+      }
+      total_lost += lost;
+
+      std::string where = failed_rank >= 0 ? "rank " + std::to_string(failed_rank) + (host.empty() ? "" : " on " + host) +
+                                                 " (" + source + ")"
+                                           : "failed rank unknown";
+      if (restarts >= max_restarts) {
+        say("giving up: exit code " + std::to_string(r.exit_code) + " (" + why + "), " + where + ", after " +
+            std::to_string(restarts) + " restart" + (restarts == 1 ? "" : "s") + " (--max-restarts " +
+            std::to_string(max_restarts) + ")");
+        log.write(MetricsRecord("launch_end").add("result", "gave_up").add("exit_code", r.exit_code).add("reason", why)
+                      .add("failed_rank", failed_rank).add("host", host).add("restarts", restarts).add("lost_s", total_lost));
+        return r.exit_code;
+      }
+      say("restart " + std::to_string(restarts + 1) + "/" + std::to_string(max_restarts) + ": exit code " +
+          std::to_string(r.exit_code) + " (" + why + "), " + where + ", time lost " + fixed1(lost) + " s (attempt ran " +
+          fixed1(attempt_s) + " s)");
+      log.write(MetricsRecord("restart")
+                    .add("restart", restarts + 1)
+                    .add("max_restarts", max_restarts)
+                    .add("exit_code", r.exit_code)
+                    .add("reason", why)
+                    .add("failed_rank", failed_rank)
+                    .add("host", host)
+                    .add("attempt_s", attempt_s)
+                    .add("lost_s", lost));
+      if (exclude_failed_hosts && !host.empty()) excluded.insert(host);
+      if (!failure_dir.empty()) archive_reports(failure_dir, "attempt-" + std::to_string(restarts));
+
+      for (double waited = 0; waited < restart_delay && !g_stop_signal; waited += 0.05)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (g_stop_signal) {
+        say("stopped by " + signal_name(g_stop_signal) + " before the relaunch");
+        return r.exit_code;
+      }
+    }
+  });
+}
