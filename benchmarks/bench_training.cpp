@@ -1,0 +1,192 @@
+// tessera-bench-training: training throughput of the real Trainer per parallel layout.
+//   mpirun -np N tessera-bench-training [--model tiny] [--batch-size B --seq-len T] [--layouts "tp=2 pp=2,mb=4 ..."]
+// Every layout uses all N ranks (dp = N / (tp x pp)). For each it runs warm-up steps, then timed
+// steps on fixed random tokens, and prints the median step time, tokens/s, MFU and the pipeline
+// bubble. MFU = model FLOPs per token (6N + 12*L*C*T, PaLM) x tokens/s / (ranks x peak); the peak
+// is the GPU's dense bf16 peak, or --peak-tflops per rank (e.g. a measured CPU GEMM peak).
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/flags.h"
+#include "tessera/tessera.h"
+
+namespace tessera::program {
+namespace {
+
+// "tp=2,pp=2,mb=4,schedule=interleaved,v=2,sp,zero" -> layout (dp derived later).
+ParallelLayout parse_layout_spec(const std::string& spec) {
+  ParallelLayout l;
+  std::stringstream items(spec);
+  std::string item;
+  while (std::getline(items, item, ',')) {
+    auto eq = item.find('=');
+    std::string key = item.substr(0, eq), value = eq == std::string::npos ? "" : item.substr(eq + 1);
+    auto number = [&] {
+      try {
+        return std::stoi(value);
+      } catch (...) {
+        throw config_error("layout '" + spec + "': '" + item + "' needs a number");
+      }
+    };
+    if (key == "tp") l.tp = number();
+    else if (key == "pp") l.pp = number();
+    else if (key == "dp") l.dp = number();
+    else if (key == "mb") l.microbatches = number();
+    else if (key == "v") l.virtual_stages = number();
+    else if (key == "schedule") l.schedule = parse_schedule_kind(value);
+    else if (key == "sp") l.sequence_parallel = true;
+    else if (key == "zero") l.zero_stage = 1;
+    else throw config_error("layout '" + spec + "': unknown item '" + item + "'",
+                            "use tp=, pp=, dp=, mb=, schedule=, v=, sp, zero");
+  }
+  return l;
+}
+
+// Every (tp, pp) that divides the world, with enough microbatches to keep a pipeline busy.
+std::vector<ParallelLayout> default_layouts(int world, const GPT2Config& config) {
+  std::vector<ParallelLayout> out;
+  for (int tp = 1; tp <= world; tp *= 2)
+    for (int pp = 1; tp * pp <= world; pp *= 2) {
+      if (world % (tp * pp) != 0 || config.n_head % tp != 0 || config.n_layer < pp) continue;
+      ParallelLayout l;
+      l.tp = tp;
+      l.pp = pp;
+      l.microbatches = pp > 1 ? 2 * pp : 1;
+      out.push_back(l);
+    }
+  return out;
+}
+
+struct Result {
+  ParallelLayout layout;
+  double median_ms = 0, tokens_per_s = 0, mfu = 0, bubble = 0;
+  size_t optimizer_bytes = 0;
+};
+
+int bench(int argc, char** argv) {
+  MpiSession mpi(&argc, &argv);
+  std::string model = "tiny", layouts_text, json, device = "auto", precision = "auto";
+  int batch_size = 8, seq_len = 128, warmup = 2, steps = 8, threads = 0;
+  double peak_tflops = 0;
+  FlagParser p("tessera-bench-training", "mpirun -np N tessera-bench-training [flags]");
+  p.add("model", &model, "model preset");
+  p.add("batch-size", &batch_size, "sequences per microbatch per data-parallel rank");
+  p.add("seq-len", &seq_len, "tokens per sequence");
+  p.add("layouts", &layouts_text, "space-separated layouts, e.g. \"tp=2 pp=2,mb=4 tp=2,sp zero\" (default: every tp x pp)");
+  p.add("warmup", &warmup, "untimed steps per layout");
+  p.add("steps", &steps, "timed steps per layout");
+  p.add("peak-tflops", &peak_tflops, "peak TFLOP/s per rank for MFU (default: the GPU's dense bf16 peak)");
+  p.add("device", &device, "auto, cpu or cuda");
+  p.add("precision", &precision, "auto, f32 or bf16");
+  p.add("threads", &threads, "CPU threads per rank (0: cores / ranks per node)");
+  p.add("json", &json, "write one JSON line per layout to this file (rank 0)");
+  if (!p.parse(argc, argv)) return 0;
+  if (steps < 1 || warmup < 0) throw config_error("--steps must be >= 1 and --warmup >= 0");
+  const bool lead = mpi.rank() == 0;
+
+  LaunchInfo launch = detect_launch();
+  ContextOptions options;
+  options.device = device == "cpu" ? DevicePreference::cpu : device == "cuda" ? DevicePreference::cuda
+                                                                               : DevicePreference::automatic;
+  options.local_rank = launch.local_rank;
+  options.local_size = launch.local_size;
+  options.cpu_threads = threads;
+  options.announce = lead;
+  Context ctx(options);
+  std::unique_ptr<Communicator> world = make_communicator(ctx);
+  const GPT2Config config = GPT2Config::preset(model);
+  if (seq_len > config.max_seq_len) throw config_error("--seq-len exceeds the model's context");
+
+  std::vector<ParallelLayout> layouts;
+  if (layouts_text.empty()) {
+    layouts = default_layouts(world->size(), config);
+  } else {
+    std::stringstream specs(layouts_text);
+    std::string spec;
+    while (specs >> spec) layouts.push_back(parse_layout_spec(spec));
+  }
+  const double peak = (peak_tflops > 0 ? peak_tflops * 1e12 : ctx.peak_flops()) * world->size();
+  MetricsLog log = (lead && !json.empty()) ? MetricsLog(json) : MetricsLog();
+  if (lead) {
+    std::printf("# tessera training throughput: %s, %d ranks (%s), backend %s, B=%d T=%d\n", config.describe().c_str(),
+                world->size(), ctx.device_description().c_str(), world->backend(), batch_size, seq_len);
+    std::printf("# MFU: (6N + 12*L*C*T) x tokens/s / (%d x %s)\n", world->size(),
+                peak > 0 ? (std::to_string(peak / world->size() / 1e12) + " TFLOP/s").c_str() : "unknown peak");
+    std::printf("# %-66s %10s %12s %7s %8s %12s\n", "layout", "ms/step", "tokens/s", "MFU", "bubble", "optim MB/rank");
+  }
+
+  std::mt19937_64 rng(1234);
+  std::uniform_int_distribution<int32_t> token(0, config.vocab_size - 1);
+  for (const ParallelLayout& requested : layouts) {
+    ProcessGrid grid(*world, requested);
+    const ParallelLayout& l = grid.layout();
+    ModelOptions model_options;
+    model_options.grid = &grid;
+    model_options.precision = precision == "f32" ? Precision::f32 : precision == "bf16" ? Precision::bf16
+                                                                                        : Precision::automatic;
+    TrainerOptions trainer_options;
+    trainer_options.batch_size = batch_size;
+    trainer_options.seq_len = seq_len;
+    trainer_options.seed = 1;
+    Trainer trainer(ctx, config, trainer_options, model_options);
+
+    const size_t n = size_t(batch_size) * seq_len;
+    std::vector<std::vector<int32_t>> tokens(size_t(l.microbatches)), targets(size_t(l.microbatches));
+    std::vector<const int32_t*> token_ptrs, target_ptrs;
+    for (int mb = 0; mb < l.microbatches; ++mb) {
+      for (size_t i = 0; i < n; ++i) {
+        tokens[size_t(mb)].push_back(token(rng));
+        targets[size_t(mb)].push_back(token(rng));
+      }
+      token_ptrs.push_back(tokens[size_t(mb)].data());
+      target_ptrs.push_back(targets[size_t(mb)].data());
+    }
+    std::vector<double> times;
+    for (int s = 0; s < warmup + steps; ++s) {
+      world->barrier();
+      auto t0 = std::chrono::steady_clock::now();
+      trainer.step(token_ptrs, target_ptrs, 1e-4f);
+      ctx.synchronize();
+      double local = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), slowest = 0;
+      MPI_Allreduce(&local, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+      if (s >= warmup) times.push_back(slowest);
+    }
+    std::sort(times.begin(), times.end());
+    Result r;
+    r.layout = l;
+    r.median_ms = times[times.size() / 2] * 1e3;
+    const double tokens_per_step = double(n) * l.microbatches * l.dp;
+    r.tokens_per_s = tokens_per_step / (r.median_ms / 1e3);
+    r.mfu = peak > 0 ? trainer.model().flops_per_token_palm(seq_len) * r.tokens_per_s / peak : 0.0;
+    r.bubble = trainer.bubble_fraction();
+    r.optimizer_bytes = trainer.optimizer()->state_bytes();
+    if (lead) {
+      std::printf("  %-66s %10.1f %12.0f %6.1f%% %7.1f%% %12.2f\n", l.describe().c_str(), r.median_ms, r.tokens_per_s,
+                  100.0 * r.mfu, 100.0 * r.bubble, double(r.optimizer_bytes) / 1e6);
+      std::fflush(stdout);
+      log.write(MetricsRecord("throughput")
+                    .add("layout", l.describe())
+                    .add("ranks", world->size())
+                    .add("ms", r.median_ms)
+                    .add("tokens_per_s", r.tokens_per_s)
+                    .add("mfu", r.mfu)
+                    .add("bubble", r.bubble)
+                    .add("optimizer_bytes", int64_t(r.optimizer_bytes)));
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace tessera::program
+
+int main(int argc, char** argv) {
+  return tessera::program::run_program("tessera-bench-training", [&] { return tessera::program::bench(argc, argv); });
+}
