@@ -5,8 +5,9 @@
 //   tessera-launch --max-restarts 3 --failure-dir ckpt/failures -- mpirun -np 8 tessera-train ...
 //   (in a Slurm batch script)  tessera-launch --max-restarts 3 -- srun tessera-train ...
 //
-// Exit 0 is done. Exit codes 1 (bad arguments or config) and 2 (bad data or checkpoint) are not
-// restarted, since the same command would fail the same way (--no-restart-codes changes the list).
+// Exit 0 is done. Exit codes 1 (bad arguments or config), 2 (bad data or checkpoint) and 4 (a
+// non-finite loss with --on-nan stop) are not restarted, since the same command would fail the
+// same way (--no-restart-codes changes the list).
 // Anything else (3: a hang or a peer failure, a rank killed by a signal) is restarted; the job
 // resumes from its latest checkpoint. The job sees TESSERA_RESTART_COUNT (0 on the first launch)
 // and TESSERA_FAILURE_DIR (where ranks write failure reports); with Open MPI across nodes forward
@@ -336,7 +337,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> command(argv + std::min(split + 1, argc), argv + argc);
 
     int max_restarts = 3;
-    std::string failure_dir, checkpoint_dir, no_restart = "1,2", log_path;
+    std::string failure_dir, checkpoint_dir, no_restart = "1,2,4", log_path;
     double restart_delay = 2;
     bool exclude_failed_hosts = false;
     program::FlagParser flags(

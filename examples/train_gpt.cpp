@@ -1,16 +1,22 @@
 // tessera-train: trains a GPT-2 model on token shards, on one process or many (mpirun/srun) in any
 // layout tp x pp x dp. Reads top to bottom: arguments -> MPI, context, process grid, data, trainer
-// -> for each step: trainer step (microbatches through the pipeline schedule, gradient averaging,
-// update) -> log -> eval -> sample and export on rank 0.
+// -> resume from the newest valid checkpoint -> for each step: trainer step (microbatches through the
+// pipeline schedule, gradient averaging, update) under the watchdog -> non-finite loss policy -> log
+// -> eval -> checkpoint -> effective-time summary -> sample and export on rank 0.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "common/checkpointing.h"
 #include "common/flags.h"
+#include "common/job_clock.h"
 #include "common/sampling.h"
 #include "tessera/tessera.h"
 #include "tessera/trainer.h"
@@ -56,6 +62,14 @@ struct TrainArgs {
   std::string precision = "auto";
   std::string recompute = "none";
   int threads = 0;
+  // checkpoints and failures
+  std::string checkpoint_dir;
+  int checkpoint_every = 0;
+  int keep = 3;
+  std::string resume = "auto";
+  double timeout = 600;
+  std::string on_nan = "stop";
+  std::string fault;
 };
 
 FlagParser make_parser(TrainArgs& a) {
@@ -105,6 +119,15 @@ FlagParser make_parser(TrainArgs& a) {
   p.add("precision", &a.precision, "auto (bf16 on GPU, f32 on CPU), f32 or bf16");
   p.add("recompute", &a.recompute, "activation recomputation: none or full (per layer)");
   p.add("threads", &a.threads, "CPU threads (0: all cores)");
+  p.section("Checkpoints and failures (README.md: Checkpoints and failures)");
+  p.add("checkpoint-dir", &a.checkpoint_dir, "save checkpoints here (one file per rank, written in the background)");
+  p.add("checkpoint-every", &a.checkpoint_every, "save every N steps (0: only at the end)");
+  p.add("keep", &a.keep, "committed checkpoints to keep (0: all)");
+  p.add("resume", &a.resume, "auto: continue from the newest valid checkpoint in --checkpoint-dir, if any; never: start afresh");
+  p.add("timeout", &a.timeout,
+        "seconds a step, evaluation or checkpoint may take before the watchdog reports a hang and exits with code 3 (0: off)");
+  p.add("on-nan", &a.on_nan, "non-finite loss: stop (exit code 4), skip (no update) or rollback (to the latest checkpoint)");
+  p.add("fault", &a.fault, "inject failures for tests, e.g. kill:rank=1:step=12 (empty: $TESSERA_FAULT)");
   return p;
 }
 
@@ -149,6 +172,16 @@ void validate(const TrainArgs& a, const GPT2Config& config) {
   if (a.warmup < 0) throw config_error("--warmup must not be negative");
   if (!(a.lr > 0) || a.min_lr < 0 || a.min_lr > a.lr)
     throw config_error("learning rates must satisfy 0 <= --min-lr <= --lr and --lr > 0");
+  if (a.checkpoint_every < 0) throw config_error("--checkpoint-every must not be negative");
+  if (a.keep < 0) throw config_error("--keep must not be negative");
+  if (a.checkpoint_every > 0 && a.checkpoint_dir.empty())
+    throw config_error("--checkpoint-every needs --checkpoint-dir");
+  if (a.resume != "auto" && a.resume != "never") throw config_error("--resume '" + a.resume + "' is not auto or never");
+  if (!(a.timeout >= 0)) throw config_error("--timeout must be 0 (off) or a number of seconds");
+  if (a.on_nan != "stop" && a.on_nan != "skip" && a.on_nan != "rollback")
+    throw config_error("--on-nan '" + a.on_nan + "' is not stop, skip or rollback");
+  if (a.on_nan == "rollback" && a.checkpoint_dir.empty())
+    throw config_error("--on-nan rollback needs --checkpoint-dir", "roll back to checkpoints saved with --checkpoint-every");
 }
 
 std::string default_val_path(const std::string& train) {
@@ -196,6 +229,57 @@ ParallelLayout parse_layout(const TrainArgs& a) {
   return l;
 }
 
+// Where failure reports go: the launcher's directory, else beside the checkpoints (empty: stderr only).
+std::string failure_report_dir(const TrainArgs& a) {
+  if (const char* env = std::getenv("TESSERA_FAILURE_DIR"); env && *env) return env;
+  return a.checkpoint_dir;
+}
+
+// Where the run stands, besides the model and optimizer: what a checkpoint stores for the program.
+struct RunState {
+  int step = 0;          // steps done
+  int64_t skipped = 0;   // steps skipped for a non-finite loss
+  JobClock clock;
+};
+
+TrainingState training_state(const RunState& run, const DataLoader& loader) {
+  TrainingState s;
+  s.step = run.step;
+  s.train_loader = loader.state();
+  s.skipped_steps = run.skipped;
+  s.program_json = run.clock.to_json();
+  return s;
+}
+
+RunState adopt(const TrainingState& s, DataLoader& loader, const JobClock& fallback) {
+  loader.restore(s.train_loader);
+  RunState run;
+  run.step = int(s.step);
+  run.skipped = s.skipped_steps;
+  run.clock = JobClock::from_json(s.program_json, fallback);
+  return run;
+}
+
+// Whether a nan fault poisons this step on some rank. The loss is averaged over the ranks, so it is
+// then non-finite on all of them: every rank asks for every rank and all decide alike.
+bool nan_fault_at(const FaultInjector& faults, int step) {
+  for (const Fault& f : faults.faults())
+    if (f.kind == FaultKind::nan && f.step == step && f.attempt == faults.attempt()) return true;
+  return false;
+}
+
+// A step whose loss a fault made non-finite: it consumes its batches as the real step would, and
+// neither computes nor updates anything, as a step skipped for a non-finite loss leaves the model.
+StepStats poisoned_step(Trainer& trainer, DataLoader& loader) {
+  std::vector<int32_t> inputs(size_t(loader.batch_size()) * size_t(loader.seq_len())), targets(inputs.size());
+  for (int mb = 0; mb < trainer.microbatches(); ++mb) loader.next_batch(inputs.data(), targets.data());
+  StepStats s;
+  s.loss = std::numeric_limits<float>::quiet_NaN();
+  s.grad_norm = std::numeric_limits<float>::quiet_NaN();
+  s.applied = false;
+  return s;
+}
+
 int train(int argc, char** argv) {
   MpiSession mpi(&argc, &argv);
   TrainArgs a;
@@ -211,6 +295,7 @@ int train(int argc, char** argv) {
   validate(a, config);
   const ParallelLayout requested = parse_layout(a);
   requested.resolved(mpi.world_size());  // a layout that does not fit fails before any work
+  const FaultInjector faults = FaultInjector::from_environment(a.fault);
 
   LaunchInfo launch = detect_launch();
   ContextOptions context_options;
@@ -250,7 +335,20 @@ int train(int argc, char** argv) {
   schedule.warmup_steps = a.warmup;
   schedule.total_steps = a.steps;
 
-  MetricsLog log = (lead && !a.log.empty()) ? MetricsLog(a.log) : MetricsLog();
+  // One watchdog per rank: a step, evaluation or checkpoint that outlives --timeout is a hang. It
+  // writes a failure report, aborts the world communicator (peers blocked on this rank fail too)
+  // and exits with code 3, which tessera-launch restarts.
+  WatchdogOptions watchdog_options;
+  watchdog_options.timeout_s = a.timeout;
+  watchdog_options.report_dir = failure_report_dir(a);
+  watchdog_options.rank = mpi.rank();
+  watchdog_options.abort_fn = [&world] { world->abort(); };
+  Watchdog watchdog(watchdog_options);
+
+  MetricsLog log;
+  Checkpointer checkpoints(trainer, watchdog, CheckpointPolicy{a.checkpoint_dir, a.checkpoint_every, a.keep}, faults,
+                           log, lead);
+
   const int64_t tokens_per_step = int64_t(B) * T * layout.microbatches * layout.dp;
   std::printf("model: %s, %s, %s\n", config.describe().c_str(), dtype_name(model.dtype()),
               a.recompute == "full" ? "full recomputation" : "no recomputation");
@@ -263,29 +361,98 @@ int train(int argc, char** argv) {
               layout.microbatches, layout.dp, static_cast<long long>(tokens_per_step));
   std::printf("MFU convention: 6N + 12*L*C*T FLOPs per token (PaLM), against %s peak\n",
               ctx.peak_flops() > 0 ? "the GPUs' dense bf16" : "no known (CPU)");
+  if (checkpoints.enabled())
+    std::printf("checkpoints: %s, %s, keep %d\n", a.checkpoint_dir.c_str(),
+                a.checkpoint_every > 0 ? ("every " + std::to_string(a.checkpoint_every) + " steps").c_str() : "at the end",
+                a.keep);
+  if (a.timeout > 0) std::printf("failures: watchdog timeout %g s, on a non-finite loss %s\n", a.timeout, a.on_nan.c_str());
+  else std::printf("failures: watchdog off, on a non-finite loss %s\n", a.on_nan.c_str());
+  if (!faults.empty())
+    for (const Fault& f : faults.faults()) std::printf("fault injection: %s (this is attempt %d)\n", describe(f).c_str(), faults.attempt());
+  std::fflush(stdout);
+
+  RunState run;
+  std::optional<TrainingState> resumed;
+  if (a.resume == "auto") resumed = checkpoints.load_latest();
+  if (lead && !a.log.empty()) log = MetricsLog(a.log, /*append=*/resumed.has_value());  // a resumed job's log goes on
+  if (resumed) {
+    run = adopt(*resumed, train_loader, JobClock::starting_now());
+    const std::string dir = checkpoints.loaded_dir();
+    std::printf("resumed from %s at step %d\n", dir.c_str(), run.step);
+    log.write(MetricsRecord("resume").add("step", run.step).add("dir", dir));
+  } else {
+    run.clock = JobClock::starting_now();  // a fresh job starts its clock when training starts
+  }
   std::fflush(stdout);
 
   const double flops_per_token = model.flops_per_token_palm(T);
   const double peak = ctx.peak_flops() * grid.world_size();
   double train_seconds = 0;
-  for (int step = 0; step < a.steps; ++step) {
+  int steps_run = 0;
+  int injected_up_to = run.step - 1;  // faults act once per process, also when a rollback replays their step
+  int rolled_back_for = -1;           // the step whose non-finite loss caused the last rollback
+  for (int step = run.step; step < a.steps;) {
     auto t0 = std::chrono::steady_clock::now();
     float lr = schedule.at(step);
-    StepStats stats = trainer.step(train_loader, lr);
-    ctx.synchronize();
+    StepStats stats;
+    {
+      Watchdog::Scope scope = watchdog.scope("train step", step);
+      bool poisoned = false;
+      if (step > injected_up_to) {
+        injected_up_to = step;
+        faults.maybe_inject(step, mpi.rank());  // kill, hang and exit faults act here and do not return
+        poisoned = nan_fault_at(faults, step);
+      }
+      stats = poisoned ? poisoned_step(trainer, train_loader) : trainer.step(train_loader, lr);
+      ctx.synchronize();
+    }
     double seconds = seconds_since(t0);
     train_seconds += seconds;
+    ++steps_run;
+
+    if (!stats.applied || !std::isfinite(stats.loss)) {
+      // Loss and gradient norm are the same on every rank, so every rank takes the same branch.
+      std::printf("step %5d/%d | loss %f, grad norm %f: non-finite (--on-nan %s)\n", step + 1, a.steps, stats.loss,
+                  stats.grad_norm, a.on_nan.c_str());
+      std::fflush(stdout);
+      if (a.on_nan == "skip") {
+        ++run.skipped;
+        log.write(MetricsRecord("skipped_step").add("step", step).add("loss", double(stats.loss))
+                      .add("skipped_steps", run.skipped));
+        run.step = ++step;
+        if (checkpoints.due(step, a.steps)) checkpoints.save(training_state(run, train_loader));
+        continue;
+      }
+      if (a.on_nan == "rollback" && rolled_back_for != step) {
+        if (std::optional<TrainingState> back = checkpoints.load_latest()) {
+          rolled_back_for = step;
+          run = adopt(*back, train_loader, run.clock);
+          const std::string dir = checkpoints.loaded_dir();
+          std::printf("rolled back from step %d to %s at step %d\n", step, dir.c_str(), run.step);
+          std::fflush(stdout);
+          log.write(MetricsRecord("rollback").add("from_step", step).add("step", run.step).add("dir", dir)
+                        .add("loss", double(stats.loss)));
+          step = run.step;
+          continue;
+        }
+      }
+      std::string why;
+      if (a.on_nan == "rollback") why = rolled_back_for == step ? " again after rolling back" : " with no checkpoint to roll back to";
+      log.write(MetricsRecord("nonfinite_loss").add("step", step).add("loss", double(stats.loss)).add("action", "stop"));
+      checkpoints.finish();  // the save in flight holds a good state: commit it
+      throw Error(ExitCode::nonfinite_loss,
+                  "loss is " + std::to_string(stats.loss) + " at step " + std::to_string(step) + why,
+                  "tessera-train", "lower --lr, check the data, or run with --on-nan skip or rollback");
+    }
+    run.clock.useful_s += seconds;  // a step that advanced training (repeats after a resume count once)
+
     double tokens_per_s = double(tokens_per_step) / seconds;
     double mfu = peak > 0 ? flops_per_token * tokens_per_s / peak : 0.0;
     double memory_gb = double(model.params().flat_numel()) * (dtype_size(model.dtype()) + 4) / 1e9 +
                        double(trainer.optimizer()->state_bytes() + model.activation_bytes()) / 1e9;
-    if (step == 0)
+    if (steps_run == 1)
       std::printf("optimizer state: %.2f MB on rank 0%s\n", double(trainer.optimizer()->state_bytes()) / 1e6,
                   layout.zero_stage == 1 ? " (ZeRO-1: sharded over the data-parallel ranks)" : "");
-
-    if (!std::isfinite(stats.loss))
-      throw Error(ExitCode::nonfinite_loss, "loss is " + std::to_string(stats.loss) + " at step " + std::to_string(step),
-                  "tessera-train", "lower --lr, or check the data");
     std::printf("step %5d/%d | loss %.4f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s", step + 1, a.steps,
                 stats.loss, lr, stats.grad_norm, seconds * 1e3, tokens_per_s);
     if (mfu > 0) std::printf(" | MFU %.1f%%", 100.0 * mfu);
@@ -298,16 +465,33 @@ int train(int argc, char** argv) {
 
     bool last = step + 1 == a.steps;
     if (val_loader && ((a.eval_every > 0 && (step + 1) % a.eval_every == 0) || last)) {
+      Watchdog::Scope scope = watchdog.scope("evaluation", step);
       val_loader->reset();  // every evaluation sees the same batches
       float val_loss = trainer.evaluate(*val_loader, a.eval_batches);
       std::printf("eval  %5d | val loss %.4f\n", step + 1, val_loss);
       std::fflush(stdout);
       log.write(MetricsRecord("eval").add("step", step).add("loss", double(val_loss)));
     }
+
+    run.step = ++step;
+    if (checkpoints.due(step, a.steps)) checkpoints.save(training_state(run, train_loader));
   }
-  if (a.steps > 0)
-    std::printf("trained %d steps in %.1f s (%.0f tokens/s)\n", a.steps, train_seconds,
-                double(tokens_per_step) * a.steps / train_seconds);
+  checkpoints.finish();
+  if (steps_run > 0)
+    std::printf("trained %d steps in %.1f s (%.0f tokens/s)\n", steps_run, train_seconds,
+                double(tokens_per_step) * steps_run / train_seconds);
+  const double wall_s = run.clock.wall_s(), ratio = run.clock.effective_ratio();
+  std::printf("effective training time: %.2f s of steps that advanced training, in %.2f s since the job started "
+              "training (%.1f%%)%s\n",
+              run.clock.useful_s, wall_s, 100.0 * ratio,
+              run.skipped > 0 ? (", " + std::to_string(run.skipped) + " steps skipped").c_str() : "");
+  log.write(MetricsRecord("summary")
+                .add("steps", run.step)
+                .add("useful_step_seconds", run.clock.useful_s)
+                .add("wall_seconds", wall_s)
+                .add("effective_ratio", ratio)
+                .add("skipped_steps", run.skipped)
+                .add("attempt", faults.attempt()));
 
   if (a.sample_tokens <= 0 && a.export_dir.empty()) return 0;
   // Sampling and export run on rank 0 with the whole model: the trainer's own when it is unsplit,
@@ -315,7 +499,10 @@ int train(int argc, char** argv) {
   std::unique_ptr<GPT2> assembled;
   GPT2* whole = &model;
   if (!model.holds_all_parameters()) {
-    auto values = trainer.gather_parameters();
+    auto values = [&] {
+      Watchdog::Scope scope = watchdog.scope("gather parameters", a.steps);
+      return trainer.gather_parameters();
+    }();
     if (!lead) return 0;
     ModelOptions single;
     single.precision = model.dtype() == DType::bf16 ? Precision::bf16 : Precision::f32;

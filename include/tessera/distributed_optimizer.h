@@ -95,6 +95,10 @@ class DistributedAdamW {
   Tensor master() const;
   Tensor m() const;
   Tensor v() const;
+  // Loading a checkpoint, between steps: after the caller wrote the parameters into the params
+  // buffer and master, m and v through the views above, re-derives the copies of this rank's
+  // parameter slices the zero1 update works on and sets the step count.
+  void state_loaded(int64_t step_count);
 
   // Introspection (tests, logs): buckets in launch order, and how many have been launched in
   // the current step.

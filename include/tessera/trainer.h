@@ -10,11 +10,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "tessera/checkpoint.h"
 #include "tessera/context.h"
 #include "tessera/data.h"
 #include "tessera/distributed_optimizer.h"
@@ -33,10 +36,35 @@ struct TrainerOptions {
   size_t bucket_bytes = size_t(25) << 20;  // data-parallel gradient buckets
 };
 
+// What a resume needs besides parameters and optimizer state.
+struct TrainingState {
+  int64_t step = 0;                 // optimizer steps completed
+  LoaderState train_loader;         // the data-parallel loader's state for the NEXT batch (every dp rank's loader is at the same global position)
+  int64_t skipped_steps = 0;        // steps skipped for non-finite loss so far
+  std::string program_json = "{}";  // opaque JSON object the program stores (flags, lr schedule, RNG words as strings...)
+};
+
+struct CheckpointStats {
+  double blocked_ms = 0;  // this save: the snapshot to host memory (training was blocked)
+  double write_ms = 0;    // the completed save: its background write (slowest rank)
+  double commit_ms = 0;   // the completed save: manifest, rename, `latest`, pruning
+  int64_t bytes = 0;      // the completed save: bytes written over all ranks
+  std::string dir;        // the completed save's committed directory
+  int64_t step = -1;      // the completed save's step (-1: none completed)
+};
+
+// What the last load_latest_checkpoint found (the same on every rank).
+struct CheckpointLoadReport {
+  std::string dir;                    // the directory loaded; "" when none
+  int64_t step = -1;                  // its TrainingState::step
+  std::vector<std::string> rejected;  // why each newer checkpoint was passed over (directory, file, rank, problem)
+};
+
 struct StepStats {
   float loss = 0;              // mean over the step's microbatches and data-parallel ranks (same on every rank)
   float grad_norm = 0;         // global, before clipping
   double bubble_fraction = 0;  // the schedule's, simulated (forward 1, backward 2, free p2p)
+  bool applied = true;         // false when a non-finite loss or gradient norm skipped the update
 };
 
 class Trainer {
@@ -62,6 +90,27 @@ class Trainer {
   // Every parameter of the whole model by name, global shape (row-major, wte with its padded rows),
   // assembled from every rank's shards and stages. Collective over the world.
   std::map<std::string, std::vector<float>> gather_parameters();
+
+  // Checkpoints (sharded per rank, written in the background, committed atomically, verified on load).
+  // Collective. Completes the previous save first (waits for its background write, all ranks agree it
+  // succeeded, rank 0 commits), then snapshots this rank's pieces to host memory (the only blocking
+  // part), starts the background write of <root>/.tmp-step-N/rank-R.*, and returns. The returned stats
+  // describe the PREVIOUS save's completion (write_ms, commit_ms, dir) and this one's blocked_ms.
+  CheckpointStats save_checkpoint(const std::string& root, const TrainingState& state, int keep);
+  // Collective. Waits for and commits the save in flight (call before exit and before loading);
+  // returns its stats (step -1 if none).
+  CheckpointStats finish_checkpoint();
+  // Collective. Completes a save in flight, finds the newest checkpoint under root that verifies
+  // (rank 0 prints why each newer one was rejected: file, rank), loads parameters (in the model's
+  // dtype; from the saved fp32 master when the saved parameters have another dtype) and optimizer
+  // state (fp32 master, m, v, step count; ZeRO-1 slices or whole buffers) into THIS layout's shards,
+  // whatever layout saved it, and returns its state; std::nullopt when root has no checkpoint at all.
+  // data_error when checkpoints exist but none verifies, or when the saved model config does not match.
+  std::optional<TrainingState> load_latest_checkpoint(const std::string& root);
+  const CheckpointLoadReport& last_checkpoint_load() const { return load_report_; }
+  // Runs on the checkpoint writer's thread before each write of this rank's files (tests hold a
+  // write with it to see that saving does not wait for the disk). Empty: none.
+  void set_checkpoint_write_hook(std::function<void()> before_write) { write_hook_ = std::move(before_write); }
 
   GPT2& model() { return *model_; }
   // The optimizer is made at the first step (from the parameters as they are then, so weights
@@ -89,6 +138,22 @@ class Trainer {
   int microbatches_ = 1;
   int slots_ = 1;  // activation slots per chunk: the schedule's microbatches in flight
   std::vector<int32_t> tokens_, targets_;  // one batch from a loader
+
+  // Checkpoints (trainer_checkpoint.cpp).
+  struct PendingCheckpoint {
+    bool active = false;
+    std::string root, metadata_json;
+    int64_t step = -1;
+    int keep = 0;
+  };
+  CheckpointSnapshot checkpoint_snapshot();
+  std::string checkpoint_metadata(const TrainingState& state) const;
+  void load_parameters(const CheckpointReader& reader);
+  void load_optimizer_state(const CheckpointReader& reader);
+  PendingCheckpoint pending_;
+  std::function<void()> write_hook_;
+  CheckpointLoadReport load_report_;
+  AsyncCheckpointWriter writer_;  // last member: destroyed first, waiting for a write still running
 };
 
 }  // namespace tessera

@@ -177,6 +177,18 @@ void DistributedAdamW::set_step_count(int64_t n) {
   if (replicated_) replicated_->set_step_count(n);
 }
 
+void DistributedAdamW::state_loaded(int64_t step_count) {
+  if (!works_.empty() || launched_ != 0 || synced_)
+    throw config_error("DistributedAdamW: optimizer state loaded in the middle of a step",
+                       "load a checkpoint between steps");
+  set_step_count(step_count);
+  norm_known_ = false;
+  // Slices kept apart from the parameter buffer (buckets dp does not divide) are copies of it.
+  for (Bucket& b : buckets_)
+    if (b.scratch.data() && b.owned.count > 0)
+      ops::convert(*ctx_, b.slice.flat_range(0, b.owned.count), params_.flat_range(b.owned.offset, b.owned.count));
+}
+
 std::vector<DistributedAdamW::BucketInfo> DistributedAdamW::buckets() const {
   std::vector<BucketInfo> out;
   for (const Bucket& b : buckets_)

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <vector>
 
 #include "model/gpt2_layout.h"
@@ -144,12 +146,21 @@ StepStats Trainer::step(const std::vector<const int32_t*>& tokens, const std::ve
   run_schedule();
   m.finish_backward();
   StepStats s;
-  s.grad_norm = optimizer_->step(lr);
   double sum = 0.0;
   if (m.has_head())
     for (int mb = 0; mb < microbatches_; ++mb) sum += m.microbatch_loss(mb);
   s.loss = reduce_loss(sum, microbatches_);
   s.bubble_fraction = bubble_fraction_;
+  // A non-finite loss or gradient never reaches the weights. Loss and norm are the same on every
+  // rank, so all ranks skip together; the caller decides what happens next (--on-nan).
+  const double norm = std::isfinite(s.loss) ? optimizer_->global_grad_norm() : std::nan("");
+  if (!std::isfinite(norm)) {
+    optimizer_->skip_step();
+    s.grad_norm = float(norm);
+    s.applied = false;
+    return s;
+  }
+  s.grad_norm = optimizer_->step(lr);
   return s;
 }
 

@@ -1,0 +1,153 @@
+// tessera-plan: choose the parallel layout for N GPUs and predict its step time, memory and MFU.
+//   tessera-plan --model gpt2-xl --gpus 1024 --cluster h100 [--global-batch N] [--seq-len T] [--json] [--top K] [--failures]
+// Prints a ranked table of the layouts that fit and the chosen one as tessera-train flags (or JSON).
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "common/flags.h"
+#include "tessera/error.h"
+#include "tessera/plan.h"
+
+namespace tessera::program {
+namespace {
+
+struct Args {
+  std::string model = "gpt2-xl";
+  int layers = 0, hidden = 0, heads = 0, kv_heads = 0, ffn = 0, vocab = 0, seq_len = 0;
+  bool gated_mlp = false;
+  int gpus = 8;
+  std::string cluster = "h100", cluster_json;
+  int gpus_per_node = 0;
+  double peak_tflops = 0, memory_gb = 0, hbm_gbps = 0, intra_gbps = 0, intra_latency_us = -1, inter_gbps = 0,
+         inter_latency_us = -1;
+  int global_batch = 0;
+  bool json = false, failures = false;
+  int top = 10;
+  bool flash_attention = true, overlap_grad_reduce = true, overlap_param_gather = true, tp_comm_overlap = false;
+  double gpu_hours_per_failure = 50000, checkpoint_blocking_s = 10, checkpoint_total_s = 60, restart_s = 600;
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw config_error("cannot read the cluster file '" + path + "'", "check --cluster-json");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+int body(int argc, char** argv) {
+  Args a;
+  FlagParser p("tessera-plan", "tessera-plan --model gpt2-xl --gpus 1024 --cluster h100 [--global-batch N] [--json]");
+  p.section("model");
+  p.add("model", &a.model, "preset (gpt2, gpt2-medium, gpt2-large, gpt2-xl, llama2-7b, llama2-13b, llama2-70b, "
+                           "llama3-8b, llama3-70b, llama3-405b) or custom (with the sizes below)");
+  p.add("layers", &a.layers, "custom/override: transformer layers");
+  p.add("hidden", &a.hidden, "custom/override: hidden size");
+  p.add("heads", &a.heads, "custom/override: attention heads");
+  p.add("kv-heads", &a.kv_heads, "custom/override: key-value heads (0: = heads)");
+  p.add("ffn", &a.ffn, "custom/override: FFN size (0: 4 x hidden)");
+  p.add("vocab", &a.vocab, "custom/override: vocabulary");
+  p.add("seq-len", &a.seq_len, "sequence length (0: the model's)");
+  p.add("gated-mlp", &a.gated_mlp, "custom model: LLaMA shape (SwiGLU, untied head, no dropout)");
+  p.section("cluster");
+  p.add("gpus", &a.gpus, "GPUs");
+  p.add("cluster", &a.cluster, "preset: a100 or h100 (8 per node, NVLink, InfiniBand)");
+  p.add("cluster-json", &a.cluster_json, "JSON file overriding cluster fields (see ClusterSpec::apply_json)");
+  p.add("gpus-per-node", &a.gpus_per_node, "override (0: preset)");
+  p.add("peak-tflops", &a.peak_tflops, "override: dense bf16 TFLOP/s per GPU (0: preset)");
+  p.add("memory-gb", &a.memory_gb, "override: memory per GPU in GB (0: preset)");
+  p.add("hbm-gbps", &a.hbm_gbps, "override: HBM GB/s (0: preset)");
+  p.add("intra-gbps", &a.intra_gbps, "override: intra-node link GB/s per GPU (0: preset)");
+  p.add("intra-latency-us", &a.intra_latency_us, "override: intra-node latency in us (-1: preset)");
+  p.add("inter-gbps", &a.inter_gbps, "override: inter-node GB/s per GPU (0: preset)");
+  p.add("inter-latency-us", &a.inter_latency_us, "override: inter-node latency in us (-1: preset)");
+  p.section("training");
+  p.add("global-batch", &a.global_batch, "sequences per optimizer step (0: ~16M tokens, at least gpus/8)");
+  p.add("flash-attention", &a.flash_attention, "fused attention (no s^2 activations)");
+  p.add("overlap-grad-reduce", &a.overlap_grad_reduce, "overlap DP gradient reduction with the last backward");
+  p.add("overlap-param-gather", &a.overlap_param_gather, "overlap ZeRO-1's parameter all-gather with the next forward");
+  p.add("tp-comm-overlap", &a.tp_comm_overlap, "overlap TP collectives with GEMMs");
+  p.section("output");
+  p.add("json", &a.json, "print JSON instead of the table");
+  p.add("top", &a.top, "rows to show");
+  p.add("failures", &a.failures, "print checkpoint interval and goodput at 1,024, 4,096, 16,384 GPUs and --gpus");
+  p.add("gpu-hours-per-failure", &a.gpu_hours_per_failure, "one interruption per this many GPU-hours (Llama 3: ~50,000)");
+  p.add("checkpoint-blocking-s", &a.checkpoint_blocking_s, "seconds training stalls per checkpoint");
+  p.add("checkpoint-total-s", &a.checkpoint_total_s, "seconds until a checkpoint is durable");
+  p.add("restart-s", &a.restart_s, "seconds to detect a failure, restart and reload");
+  if (!p.parse(argc, argv)) return 0;
+
+  plan::ModelShape m;
+  const bool custom = a.model == "custom";
+  if (custom) {
+    m = a.gated_mlp ? plan::ModelShape::llama(a.layers, a.hidden, a.heads, a.kv_heads ? a.kv_heads : a.heads,
+                                             a.ffn ? a.ffn : 4 * a.hidden, a.vocab, a.seq_len)
+                    : plan::ModelShape::gpt(a.layers, a.hidden, a.heads, a.vocab, a.seq_len);
+    if (!a.gated_mlp && a.ffn) m.ffn = a.ffn;
+    m.name = "custom";
+  } else {
+    m = plan::ModelShape::preset(a.model);
+    if (a.layers) m.layers = a.layers;
+    if (a.hidden) m.hidden = a.hidden;
+    if (a.heads) m.heads = a.heads;
+    if (a.kv_heads) m.kv_heads = a.kv_heads;
+    if (a.ffn) m.ffn = a.ffn;
+    if (a.vocab) m.vocab = a.vocab;
+    if (a.seq_len) m.seq_len = a.seq_len;
+  }
+  m.validate();
+
+  plan::ClusterSpec c = plan::ClusterSpec::preset(a.cluster, a.gpus);
+  if (!a.cluster_json.empty()) c.apply_json(read_file(a.cluster_json), a.cluster_json);
+  if (p.given("gpus")) c.gpus = a.gpus;
+  if (a.gpus_per_node) c.gpus_per_node = a.gpus_per_node;
+  if (a.peak_tflops > 0) c.peak_flops = a.peak_tflops * 1e12;
+  if (a.memory_gb > 0) c.memory_bytes = a.memory_gb * 1e9;
+  if (a.hbm_gbps > 0) c.hbm_bandwidth = a.hbm_gbps * 1e9;
+  if (a.intra_gbps > 0) c.intra_bandwidth = a.intra_gbps * 1e9;
+  if (a.intra_latency_us >= 0) c.intra_latency = a.intra_latency_us * 1e-6;
+  if (a.inter_gbps > 0) c.inter_bandwidth = a.inter_gbps * 1e9;
+  if (a.inter_latency_us >= 0) c.inter_latency = a.inter_latency_us * 1e-6;
+  c.validate();
+
+  int global_batch = a.global_batch;
+  if (global_batch <= 0) {
+    const double want = std::max((16.0 * 1024 * 1024) / m.seq_len, double(c.gpus) / 8);
+    global_batch = 1;
+    while (global_batch < want) global_batch *= 2;
+  }
+  plan::SoftwareSpec sw;
+  sw.flash_attention = a.flash_attention, sw.overlap_grad_reduce = a.overlap_grad_reduce;
+  sw.overlap_param_gather = a.overlap_param_gather, sw.tp_comm_overlap = a.tp_comm_overlap;
+
+  const plan::PlanResult r = plan::plan(m, c, global_batch, sw);
+  if (a.json) std::printf("%s\n", plan::to_json(m, c, global_batch, r, a.top).c_str());
+  else std::printf("%s", plan::format_table(m, c, global_batch, r, a.top).c_str());
+
+  if (a.failures) {
+    plan::FailureModel f;
+    f.gpu_hours_per_failure = a.gpu_hours_per_failure, f.checkpoint_blocking_s = a.checkpoint_blocking_s;
+    f.checkpoint_total_s = a.checkpoint_total_s, f.restart_s = a.restart_s;
+    std::printf("\nfailures: one per %.0f GPU-hours; checkpoint %.0f s blocking, %.0f s total; restart %.0f s\n",
+                f.gpu_hours_per_failure, f.checkpoint_blocking_s, f.checkpoint_total_s, f.restart_s);
+    std::printf("%8s %12s %16s %16s\n", "GPUs", "MTBF (h)", "interval (min)", "effective time");
+    std::vector<int> sizes = {1024, 4096, 16384};
+    if (c.gpus != 1024 && c.gpus != 4096 && c.gpus != 16384) sizes.push_back(c.gpus);
+    for (int n : sizes) {
+      const plan::FailureEstimate e = plan::estimate_failures(f, n);
+      std::printf("%8d %12.2f %16.1f %15.1f%%\n", n, e.mtbf_s / 3600, e.interval_s / 60, 100 * e.effective_ratio);
+    }
+  }
+  if (r.ranked.empty()) return int(ExitCode::bad_config);
+  return 0;
+}
+
+}  // namespace
+}  // namespace tessera::program
+
+int main(int argc, char** argv) {
+  return tessera::program::run_program("tessera-plan", [&] { return tessera::program::body(argc, argv); });
+}

@@ -1,0 +1,207 @@
+// The planner and cluster simulator: given a model shape, a global batch and a cluster, enumerate the
+// parallel layouts tessera can run (tp, pp, dp, sp, ZeRO-1, recomputation, microbatching, schedule),
+// estimate per-GPU memory and step time, and rank them.
+//
+// Cost model, in one place (every constant lives in ClusterSpec or SoftwareSpec, none per case):
+//  - compute: each matmul at peak x gemm_efficiency x s(M) s(N) s(K), s(d) = d / (d + gemm_half_dim)
+//    (saturating in the per-GPU GEMM dimensions); attention by flash kernels at attention_efficiency
+//    (causal: half the model FLOPs), or, without them, batched GEMMs plus the softmax/dropout bytes;
+//    element-wise ops (norms, activations, dropout, residuals) as bytes / (HBM bandwidth x efficiency).
+//    Backward = 2x forward for matmuls and element-wise bytes, 2.5x for flash attention.
+//  - collectives as nccl-tests defines them: all-reduce moves 2(n-1)/n of the data per rank,
+//    all-gather / reduce-scatter (n-1)/n, plus a latency term; a group spanning nodes with k members
+//    per node runs at min(intra bandwidth, k x inter bandwidth per GPU) (one NIC per GPU, as NCCL's
+//    rings use them).
+//  - the pipeline: make_schedule + simulate() with the per-microbatch chunk costs; the bubble, and the
+//    activations in flight (memory), come from the simulation, not from a formula.
+//  - data-parallel gradient reduction (reduce-scatter + all-gather = one all-reduce's volume) overlapped
+//    with the last microbatch's backward when SoftwareSpec::overlap_grad_reduce; only the rest counts.
+//  - memory: bf16 parameters (2 B) + fp32 gradients (4 B) + fp32 master, m, v (12 B, / dp under
+//    ZeRO-1); activations per layer as Korthikanti et al. 2022 (34sbh + 5as^2b without parallelism,
+//    generalised to grouped-query attention and gated MLPs) times the layers a pipeline rank keeps in
+//    flight (simulate()'s peak in-flight (microbatch, chunk) pairs x layers per chunk).
+//
+// MFU convention: model FLOPs = 3 x the forward matmul FLOPs (attention scores and values counted in
+// full, not halved for causality; the logits included; no recomputation). For GPT shapes this is
+// Narayanan et al. 2021's 72 B s l h^2 (1 + s/(6h) + V/(12 l h)). hfu additionally counts the
+// recomputed forward (Narayanan et al. 2021's "96 B s l h^2 (...)" with full recomputation).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tessera/schedule.h"
+
+namespace tessera::plan {
+
+// A transformer's shape: GPT-2 (learned positions, GeLU MLP, biases, tied embedding, dropout) or
+// LLaMA (RoPE, SwiGLU, grouped-query attention, untied head, no dropout).
+struct ModelShape {
+  std::string name = "custom";
+  int layers = 0, hidden = 0, heads = 0, kv_heads = 0, ffn = 0, vocab = 0, seq_len = 0;
+  bool gated_mlp = false;      // SwiGLU: three FFN matrices
+  bool tied_embedding = true;  // the lm head is the embedding matrix
+  bool dropout = true;
+  bool learned_positions = true;
+
+  // gpt2, gpt2-medium, gpt2-large, gpt2-xl, llama2-7b, llama2-13b, llama2-70b, llama3-8b, llama3-70b,
+  // llama3-405b. config_error for an unknown name.
+  static ModelShape preset(const std::string& name);
+  static ModelShape gpt(int layers, int hidden, int heads, int vocab, int seq_len);  // ffn = 4h
+  static ModelShape llama(int layers, int hidden, int heads, int kv_heads, int ffn, int vocab, int seq_len);
+  void validate() const;  // config_error for non-positive sizes, heads not dividing hidden, ...
+
+  int head_dim() const { return hidden / heads; }
+  double layer_parameters() const;
+  double embedding_parameters() const;  // token (+ position) embedding, + untied head
+  double parameters() const;
+  // Forward matmul FLOPs of one token through one layer (attention over seq_len positions in full).
+  double layer_forward_flops_per_token() const;
+  double logits_forward_flops_per_token() const;  // 2 h V
+  // Model FLOPs of one training sequence (3 x forward, the MFU convention above).
+  double model_flops_per_sequence() const;
+  // With full recomputation's extra forward of every layer (Narayanan et al. 2021's hardware FLOPs).
+  double hardware_flops_per_sequence_full_recompute() const;
+  std::string describe() const;
+};
+
+// One GPU type in nodes. Bandwidths in bytes/s per GPU per direction, latencies in seconds.
+struct ClusterSpec {
+  std::string name = "custom";
+  int gpus = 8, gpus_per_node = 8;
+  double peak_flops = 0;          // dense bf16 per GPU
+  double memory_bytes = 0;        // HBM per GPU
+  double hbm_bandwidth = 0;
+  double intra_bandwidth = 0, intra_latency = 0;  // NVLink
+  double inter_bandwidth = 0, inter_latency = 0;  // InfiniBand, per GPU (one NIC each)
+  // Achievable fractions (not per case): large-GEMM efficiency, saturating dimension, flash
+  // attention efficiency, HBM efficiency, collective bus-bandwidth efficiency.
+  double gemm_efficiency = 0.65, gemm_half_dim = 64, attention_efficiency = 0.5;
+  double hbm_efficiency = 0.8, link_efficiency = 0.8;
+  double memory_reserved_bytes = 4e9;  // framework, allocator fragmentation, NCCL buffers
+
+  // "a100" (80 GB, NVLink 300 GB/s, HDR InfiniBand 25 GB/s per GPU) or "h100" (NVLink 450 GB/s,
+  // NDR 50 GB/s per GPU), `gpus` GPUs, 8 per node.
+  static ClusterSpec preset(const std::string& name, int gpus);
+  // Overrides fields from a JSON object with any of the keys above (same names; bandwidths in GB/s,
+  // latencies in microseconds, memory in GB, peak in TFLOP/s, as the program flags take them).
+  void apply_json(const std::string& json_text, const std::string& where);
+  void validate() const;
+  std::string describe() const;
+};
+
+// Properties of the training software, not of the layout.
+struct SoftwareSpec {
+  bool flash_attention = true;
+  bool overlap_grad_reduce = true;   // DP buckets start during the last backward
+  bool overlap_param_gather = true;  // ZeRO-1's all-gather hidden behind the next forward
+  bool tp_comm_overlap = false;      // TP collectives overlapped with the GEMMs around them
+  bool p2p_scatter_gather = true;    // pipeline sends split over tp ranks (Narayanan et al. 2021)
+  double grad_reduce_bytes = 4;      // fp32 gradient reduction
+};
+
+enum class Recompute { none, selective, full };
+const char* recompute_name(Recompute r);
+Recompute parse_recompute(const std::string& s);  // none, selective, full
+
+struct Layout {
+  int tp = 1, pp = 1, dp = 1;
+  bool sp = false;
+  int zero = 0;  // 0 or 1
+  Recompute recompute = Recompute::none;
+  int micro_batch = 1;    // sequences per microbatch (--batch-size)
+  int microbatches = 1;   // per step and data-parallel rank
+  ScheduleKind schedule = ScheduleKind::one_f_one_b;
+  int virtual_stages = 1;
+  std::string describe() const;  // "tp8 pp16 dp8 sp zero1 rc=selective b=1 m=192 1f1b"
+};
+
+struct Memory {
+  double parameters = 0, gradients = 0, optimizer = 0, activations = 0, reserved = 0;
+  double total() const { return parameters + gradients + optimizer + activations + reserved; }
+};
+
+struct Prediction {
+  Layout layout;
+  Memory memory;
+  bool fits = false;
+  int peak_in_flight = 0;      // (microbatch, chunk) pairs on the busiest rank
+  double step_time = 0;        // seconds
+  double pipeline_time = 0;    // simulated forward/backward makespan
+  double bubble_fraction = 0;  // from simulate()
+  double tp_comm_time = 0;     // exposed, per step (inside the pipeline time)
+  double p2p_time = 0;         // per step, per rank, total transfer time
+  double dp_exposed_time = 0;  // after the pipeline
+  double optimizer_time = 0;
+  double exposed_comm_fraction = 0;  // (exposed TP + p2p + DP) / step
+  double tokens_per_s = 0;
+  double mfu = 0, hfu = 0;
+};
+
+// Collectives: time for a group of n GPUs with k members per node, on `bytes` per rank (the larger
+// buffer, nccl-tests' "size"). Bus bandwidth min(intra, k x inter) x link_efficiency when the group
+// spans nodes, intra x link_efficiency inside one. Latency: 2(n-1) alpha for a ring all-reduce
+// ((n-1) alpha for all-gather / reduce-scatter) inside a node; across nodes 2(k-1) alpha_intra +
+// 2 ceil(log2 nodes) alpha_inter (NCCL's tree / ring mix; the ring's n alpha would dominate at 16k).
+double all_reduce_time(const ClusterSpec& c, double bytes, int n, int per_node);
+double all_gather_time(const ClusterSpec& c, double bytes, int n, int per_node);  // = reduce-scatter
+double p2p_time(const ClusterSpec& c, double bytes, bool inter_node);
+
+// Matmul efficiency of an (M x K) @ (K x N) GEMM on this GPU (fraction of peak).
+double gemm_efficiency(const ClusterSpec& c, double m, double n, double k);
+
+// Activation bytes of one layer for one microbatch (b sequences), Korthikanti et al. 2022 generalised.
+double layer_activation_bytes(const ModelShape& m, const Layout& l, const SoftwareSpec& sw);
+// Everything but the activations in flight, then those from simulate().
+Memory memory_per_gpu(const ModelShape& m, const ClusterSpec& c, const Layout& l, const SoftwareSpec& sw,
+                      int peak_in_flight);
+
+// Predicts one layout (no validity check beyond what it needs; see enumerate_layouts).
+Prediction predict(const ModelShape& m, const ClusterSpec& c, const Layout& l, int global_batch,
+                   const SoftwareSpec& sw = {});
+
+struct PlanOptions {
+  std::vector<int> micro_batches = {1, 2, 4, 8};
+  std::vector<int> virtual_stages = {2, 4};
+  bool allow_uneven_pipeline = true;  // pp x v need not divide the layers (the slowest chunk counts)
+};
+
+// Every valid layout: tp within a node dividing heads and kv heads, pp x v <= layers, dp = N/(tp pp),
+// dp dividing the global batch, micro batch dividing the per-rank batch, interleaved needing m % pp == 0.
+std::vector<Layout> enumerate_layouts(const ModelShape& m, const ClusterSpec& c, int global_batch,
+                                      const PlanOptions& o = {});
+
+struct PlanResult {
+  std::vector<Prediction> ranked;  // fitting layouts, fastest first
+  int64_t layouts_considered = 0, layouts_fitting = 0, simulations = 0;
+  double seconds = 0;              // planning time
+};
+PlanResult plan(const ModelShape& m, const ClusterSpec& c, int global_batch, const SoftwareSpec& sw = {},
+                const PlanOptions& o = {});
+
+// The chosen layout as tessera-train flags, e.g. "mpirun -np 1024 tessera-train --model gpt2-xl
+// --seq-len 1024 --batch-size 4 --tp 2 --pp 1 --dp 512 --sp --zero 1 --microbatches 1 --schedule 1f1b
+// --virtual-stages 1 --recompute none".
+std::string train_command(const ModelShape& m, const Prediction& p);
+// A ranked table (top rows) with a header naming the MFU convention.
+std::string format_table(const ModelShape& m, const ClusterSpec& c, int global_batch, const PlanResult& r, int top);
+std::string to_json(const ModelShape& m, const ClusterSpec& c, int global_batch, const PlanResult& r, int top);
+
+// Failures and checkpoints (Young 1974 / Daly 2006).
+struct FailureModel {
+  double gpu_hours_per_failure = 50000;  // Llama 3: 419 interruptions in 54 days on 16,384 GPUs
+  double checkpoint_blocking_s = 10;     // training stalls this long per checkpoint
+  double checkpoint_total_s = 60;        // until the checkpoint is durable (the interval is at least this)
+  double restart_s = 600;                // detect, restart, reload
+};
+struct FailureEstimate {
+  int gpus = 0;
+  double mtbf_s = 0;       // of the whole job
+  double interval_s = 0;   // optimal checkpoint interval: max(sqrt(2 delta M), total save time)
+  double effective_ratio = 0;  // useful training time / wall time
+};
+double young_daly_interval(double blocking_s, double mtbf_s);  // sqrt(2 delta M)
+FailureEstimate estimate_failures(const FailureModel& f, int gpus);
+
+}  // namespace tessera::plan

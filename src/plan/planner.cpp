@@ -1,0 +1,156 @@
+// Layout enumeration, ranking and the planner's output (table, flags, JSON).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
+#include "io/json.h"
+#include "plan/sim_cache.h"
+#include "tessera/error.h"
+#include "tessera/plan.h"
+
+namespace tessera::plan {
+
+std::vector<Layout> enumerate_layouts(const ModelShape& m, const ClusterSpec& c, int global_batch, const PlanOptions& o) {
+  m.validate();
+  c.validate();
+  if (global_batch < 1) throw config_error("--global-batch must be positive", "set --global-batch");
+  std::vector<Layout> out;
+  const int n = c.gpus;
+  for (int tp = 1; tp <= std::min(c.gpus_per_node, n); tp *= 2) {
+    if (m.heads % tp || m.kv_heads % tp || n % tp) continue;
+    for (int pp = 1; pp <= m.layers && tp * pp <= n; ++pp) {
+      if (n % (tp * pp)) continue;
+      if (!o.allow_uneven_pipeline && m.layers % pp) continue;
+      const int dp = n / (tp * pp);
+      if (global_batch % dp) continue;
+      const int per_rank = global_batch / dp;
+      for (int b : o.micro_batches) {
+        if (per_rank % b) continue;
+        const int mbs = per_rank / b;
+        struct Sched { ScheduleKind kind; int v; };
+        std::vector<Sched> schedules = {{ScheduleKind::one_f_one_b, 1}};
+        if (pp > 1 && mbs % pp == 0)
+          for (int v : o.virtual_stages) {
+            if (pp * v > m.layers) continue;
+            if (!o.allow_uneven_pipeline && m.layers % (pp * v)) continue;
+            schedules.push_back({ScheduleKind::interleaved_1f1b, v});
+          }
+        for (const Sched& s : schedules)
+          for (int sp = 0; sp <= (tp > 1 ? 1 : 0); ++sp)
+            for (int zero = 0; zero <= (dp > 1 ? 1 : 0); ++zero)
+              for (Recompute rc : {Recompute::none, Recompute::selective, Recompute::full}) {
+                Layout l;
+                l.tp = tp, l.pp = pp, l.dp = dp, l.sp = sp != 0, l.zero = zero, l.recompute = rc;
+                l.micro_batch = b, l.microbatches = mbs, l.schedule = s.kind, l.virtual_stages = s.v;
+                out.push_back(l);
+              }
+      }
+    }
+  }
+  return out;
+}
+
+PlanResult plan(const ModelShape& m, const ClusterSpec& c, int global_batch, const SoftwareSpec& sw, const PlanOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  PlanResult r;
+  const std::vector<Layout> layouts = enumerate_layouts(m, c, global_batch, o);
+  r.layouts_considered = int64_t(layouts.size());
+  detail::SimCache cache;
+  for (const Layout& l : layouts) {
+    // Flash attention already recomputes the attention core: selective equals none.
+    if (sw.flash_attention && l.recompute == Recompute::selective) continue;
+    Prediction p = detail::predict_cached(m, c, l, global_batch, sw, cache);
+    if (!p.fits) continue;
+    r.ranked.push_back(std::move(p));
+  }
+  r.layouts_fitting = int64_t(r.ranked.size());
+  // Fastest first; ties (within 0.1%) to the smaller memory.
+  std::stable_sort(r.ranked.begin(), r.ranked.end(), [](const Prediction& a, const Prediction& b) {
+    if (std::abs(a.step_time - b.step_time) > 1e-3 * std::min(a.step_time, b.step_time)) return a.step_time < b.step_time;
+    return a.memory.total() < b.memory.total();
+  });
+  r.simulations = cache.simulations();
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+std::string train_command(const ModelShape& m, const Prediction& p) {
+  const Layout& l = p.layout;
+  char buf[600];
+  std::snprintf(buf, sizeof buf,
+                "mpirun -np %d tessera-train --model %s --seq-len %d --batch-size %d --tp %d --pp %d --dp %d%s --zero %d "
+                "--microbatches %d --schedule %s --virtual-stages %d --recompute %s",
+                l.tp * l.pp * l.dp, m.name.c_str(), m.seq_len, l.micro_batch, l.tp, l.pp, l.dp, l.sp ? " --sp" : "",
+                l.zero, l.microbatches, schedule_kind_name(l.schedule), l.virtual_stages, recompute_name(l.recompute));
+  return buf;
+}
+
+namespace {
+const char* kConvention =
+    "MFU: model FLOPs = 3 x forward matmul FLOPs (attention in full, logits included, no recomputation); "
+    "for GPT 72 B s l h^2 (1 + s/(6h) + V/(12 l h)) (Narayanan et al. 2021)";
+}
+
+std::string format_table(const ModelShape& m, const ClusterSpec& c, int global_batch, const PlanResult& r, int top) {
+  std::string out;
+  char buf[512];
+  out += "model   " + m.describe() + "\n";
+  out += "cluster " + c.describe() + "\n";
+  std::snprintf(buf, sizeof buf, "global batch %d sequences (%.2fM tokens); %lld layouts, %lld fit, %lld simulations, %.2f s\n",
+                global_batch, double(global_batch) * m.seq_len / 1e6, (long long)r.layouts_considered,
+                (long long)r.layouts_fitting, (long long)r.simulations, r.seconds);
+  out += buf;
+  out += std::string(kConvention) + "\n\n";
+  std::snprintf(buf, sizeof buf, "%4s  %-52s %8s %9s %12s %6s %7s %7s\n", "rank", "layout", "mem GB", "step s",
+                "tokens/s", "MFU%", "bubble%", "comm%");
+  out += buf;
+  const int rows = std::min<int>(top, int(r.ranked.size()));
+  for (int i = 0; i < rows; ++i) {
+    const Prediction& p = r.ranked[size_t(i)];
+    std::snprintf(buf, sizeof buf, "%4d  %-52s %8.1f %9.3f %12.4g %6.1f %7.1f %7.1f\n", i + 1, p.layout.describe().c_str(),
+                  p.memory.total() / 1e9, p.step_time, p.tokens_per_s, 100 * p.mfu, 100 * p.bubble_fraction,
+                  100 * p.exposed_comm_fraction);
+    out += buf;
+  }
+  if (r.ranked.empty()) {
+    out += "no layout fits in " + std::to_string(int(c.memory_bytes / 1e9)) + " GB per GPU\n";
+  } else {
+    out += "\nchosen: " + train_command(m, r.ranked.front()) + "\n";
+  }
+  return out;
+}
+
+std::string to_json(const ModelShape& m, const ClusterSpec& c, int global_batch, const PlanResult& r, int top) {
+  json::Value root = json::Value::object();
+  json::Value model = json::Value::object();
+  model.set("name", m.name), model.set("layers", m.layers), model.set("hidden", m.hidden), model.set("heads", m.heads);
+  model.set("kv_heads", m.kv_heads), model.set("ffn", m.ffn), model.set("vocab", m.vocab), model.set("seq_len", m.seq_len);
+  model.set("parameters", m.parameters());
+  root.set("model", model);
+  json::Value cluster = json::Value::object();
+  cluster.set("name", c.name), cluster.set("gpus", c.gpus), cluster.set("gpus_per_node", c.gpus_per_node);
+  cluster.set("peak_tflops", c.peak_flops / 1e12), cluster.set("memory_gb", c.memory_bytes / 1e9);
+  root.set("cluster", cluster);
+  root.set("global_batch", global_batch);
+  root.set("mfu_convention", kConvention);
+  root.set("layouts_considered", r.layouts_considered), root.set("layouts_fitting", r.layouts_fitting);
+  root.set("planning_seconds", r.seconds);
+  json::Value rows = json::Value::array();
+  for (int i = 0; i < std::min<int>(top, int(r.ranked.size())); ++i) {
+    const Prediction& p = r.ranked[size_t(i)];
+    const Layout& l = p.layout;
+    json::Value row = json::Value::object();
+    row.set("tp", l.tp), row.set("pp", l.pp), row.set("dp", l.dp), row.set("sp", l.sp), row.set("zero", l.zero);
+    row.set("recompute", recompute_name(l.recompute)), row.set("batch_size", l.micro_batch);
+    row.set("microbatches", l.microbatches), row.set("schedule", schedule_kind_name(l.schedule));
+    row.set("virtual_stages", l.virtual_stages);
+    row.set("memory_gb", p.memory.total() / 1e9), row.set("step_s", p.step_time), row.set("tokens_per_s", p.tokens_per_s);
+    row.set("mfu", p.mfu), row.set("hfu", p.hfu), row.set("bubble", p.bubble_fraction);
+    row.set("exposed_comm", p.exposed_comm_fraction), row.set("command", train_command(m, p));
+    rows.push_back(row);
+  }
+  root.set("layouts", rows);
+  return root.dump(2);
+}
+
+}  // namespace tessera::plan

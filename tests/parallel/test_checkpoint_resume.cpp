@@ -1,0 +1,481 @@
+// Trainer checkpoints under mpirun: a run stopped after 6 of 12 steps, saved, and resumed by a new
+// Trainer in the same layout ends bitwise where the uninterrupted run ends; resumed in another
+// layout it follows the uninterrupted run within float tolerance. Saving returns before the files
+// are written and `latest` moves only at the commit; a damaged newest checkpoint is passed over
+// (the report names the file and rank); keep-K prunes.
+// Each case needs one world size (it says so and skips otherwise); CTest launches each size.
+#include <catch2/catch.hpp>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "io/checkpoint_layout.h"
+#include "support/test_support.h"
+#include "tessera/checkpoint.h"
+#include "tessera/communicator.h"
+#include "tessera/data.h"
+#include "tessera/error.h"
+#include "tessera/parallel.h"
+#include "tessera/trainer.h"
+
+using namespace tessera;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kSteps = 12;
+constexpr int kStop = 6;       // the interrupted run saves after this many steps
+constexpr int kGlobalB = 2;    // sequences per microbatch over all data-parallel ranks
+constexpr int kMicrobatches = 4;
+constexpr int kT = 16;
+constexpr uint64_t kSeed = 4321;
+
+Communicator& world() {
+  static std::unique_ptr<Communicator> comm = make_mpi_communicator(test::cpu_context());
+  return *comm;
+}
+
+// The test executable's directory: scratch files stay in the build tree.
+fs::path scratch_root() {
+  return fs::read_symlink("/proc/self/exe").parent_path() / "checkpoint_resume_tmp";
+}
+
+// A fresh directory shared by every rank (rank 0 clears it), unique per world size and case.
+std::string fresh_dir(const std::string& name) {
+  const fs::path dir = scratch_root() / ("w" + std::to_string(world().size()) + "_" + name);
+  if (world().rank() == 0) {
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+  }
+  world().barrier();
+  return dir.string();
+}
+
+GPT2Config small_config(int layers = 4) { return GPT2Config::custom(layers, 4, 32, 257, kT); }
+
+float learning_rate(int step) {
+  LRSchedule s;
+  s.max_lr = 3e-3f;
+  s.min_lr = 3e-4f;
+  s.warmup_steps = 3;
+  s.total_steps = kSteps;
+  return s.at(step);
+}
+
+// Motifs of 8 tokens drawn by a fixed LCG (the stream test_equivalence trains on), one file per rank.
+const std::string& token_path() {
+  struct File {
+    std::string path;
+    File() {
+      fs::create_directories(scratch_root());
+      path = (scratch_root() / ("tokens_" + std::to_string(::getpid()) + ".bin")).string();
+      std::vector<uint16_t> tokens(20000);
+      uint64_t state = 12345;
+      for (size_t i = 0; i < tokens.size(); i += 8) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        const uint64_t motif = (state >> 33) % 24;
+        for (size_t k = 0; k < 8 && i + k < tokens.size(); ++k)
+          tokens[i + k] = uint16_t((motif * 37 + k * k * 11 + (k == 7 ? (state >> 20) % 5 : 0)) % 257);
+      }
+      write_token_shard(path, tokens.data(), int64_t(tokens.size()));
+    }
+    ~File() { std::remove(path.c_str()); }
+  };
+  static File file;
+  return file.path;
+}
+
+// tp x pp x dp, or one process without a grid (grid = false).
+struct Layout {
+  int tp = 1, pp = 1, dp = 1;
+  bool grid = true;
+  bool sp = false;
+  int zero = 0;
+  ScheduleKind schedule = ScheduleKind::one_f_one_b;
+  int virtual_stages = 1;
+  int batch = 0;            // sequences per microbatch per data-parallel rank; 0: kGlobalB / dp
+  size_t bucket_bytes = 0;  // data-parallel gradient buckets; 0: the Trainer's default
+
+  int ranks() const { return grid ? tp * pp * dp : 1; }
+  std::string describe() const {
+    if (!grid) return "one process";
+    return "tp=" + std::to_string(tp) + " pp=" + std::to_string(pp) + " dp=" + std::to_string(dp) + (sp ? " sp" : "") +
+           (zero ? " zero1" : "") + (virtual_stages > 1 ? " interleaved v=" + std::to_string(virtual_stages) : "") +
+           (bucket_bytes ? " buckets of " + std::to_string(bucket_bytes) + " bytes" : "");
+  }
+};
+
+Layout one_process() {
+  Layout l;
+  l.grid = false;
+  return l;
+}
+
+// A Trainer in a layout with its data-parallel loader.
+struct Session {
+  std::unique_ptr<ProcessGrid> grid;
+  std::unique_ptr<Trainer> trainer;
+  std::unique_ptr<DataLoader> loader;
+
+  explicit Session(const Layout& l, int layers = 4) {
+    ParallelLayout p;
+    if (l.grid) {
+      p.tp = l.tp;
+      p.pp = l.pp;
+      p.dp = l.dp;
+      p.sequence_parallel = l.sp;
+      p.zero_stage = l.zero;
+      p.schedule = l.schedule;
+      p.virtual_stages = l.virtual_stages;
+      p.microbatches = kMicrobatches;
+      grid = std::make_unique<ProcessGrid>(world(), p);
+    }
+    const int dp = l.grid ? l.dp : 1;
+    TrainerOptions o;
+    o.batch_size = l.batch ? l.batch : kGlobalB / dp;
+    o.seq_len = kT;
+    if (l.bucket_bytes) o.bucket_bytes = l.bucket_bytes;
+    o.microbatches = l.grid ? 0 : kMicrobatches;
+    o.seed = kSeed;
+    ModelOptions mo;
+    mo.precision = Precision::f32;
+    mo.grid = grid.get();
+    trainer = std::make_unique<Trainer>(test::cpu_context(), small_config(layers), o, mo);
+    loader = std::make_unique<DataLoader>(token_path(), o.batch_size, kT, 257, grid ? grid->dp_rank() : 0, dp);
+  }
+
+  std::vector<float> train(int from, int to) {
+    std::vector<float> losses;
+    for (int s = from; s < to; ++s) losses.push_back(trainer->step(*loader, learning_rate(s)).loss);
+    return losses;
+  }
+  TrainingState state(int step) const {
+    TrainingState s;
+    s.step = step;
+    s.train_loader = loader->state();
+    s.program_json = "{\"lr_schedule\":\"cosine\",\"rng\":[\"12345678901234567890\"]}";
+    return s;
+  }
+};
+
+struct Run {
+  std::vector<float> losses;  // of every step, 0..kSteps-1
+  std::map<std::string, std::vector<float>> params;
+};
+
+Run straight(const Layout& l) {
+  Session s(l);
+  Run run;
+  run.losses = s.train(0, kSteps);
+  run.params = s.trainer->gather_parameters();
+  return run;
+}
+
+const Run& one_process_reference() {
+  static const Run run = straight(one_process());
+  return run;
+}
+
+// kStop steps in `first`, a checkpoint, a new Trainer in `second` that loads it and trains on.
+Run interrupted(const Layout& first, const Layout& second, const std::string& root) {
+  Run run;
+  {
+    Session s(first);
+    run.losses = s.train(0, kStop);
+    s.trainer->save_checkpoint(root, s.state(kStop), 0);
+    const CheckpointStats done = s.trainer->finish_checkpoint();
+    CHECK(done.step == kStop);
+    CHECK(done.bytes > 0);
+  }
+  Session s(second);
+  const std::optional<TrainingState> state = s.trainer->load_latest_checkpoint(root);
+  REQUIRE(state);
+  CHECK(state->step == kStop);
+  CHECK(state->skipped_steps == 0);
+  CHECK(state->program_json == "{\"lr_schedule\":\"cosine\",\"rng\":[\"12345678901234567890\"]}");
+  CHECK(s.trainer->last_checkpoint_load().rejected.empty());
+  s.loader->restore(state->train_loader);
+  const std::vector<float> rest = s.train(int(state->step), kSteps);
+  run.losses.insert(run.losses.end(), rest.begin(), rest.end());
+  run.params = s.trainer->gather_parameters();
+  return run;
+}
+
+bool runs_here(const Layout& a, const Layout& b = one_process()) {
+  const int need = std::max(a.ranks(), b.ranks());
+  if (world().size() == need) return true;
+  WARN("skipped: " << a.describe() << " / " << b.describe() << " needs " << need << " ranks, launched with "
+                   << world().size());
+  return false;
+}
+
+void check_exact_resume(const Layout& l, const std::string& name) {
+  INFO(l.describe());
+  if (!runs_here(l)) return;
+  const Run want = straight(l);
+  const Run got = interrupted(l, l, fresh_dir(name));
+  REQUIRE(got.losses.size() == want.losses.size());
+  CHECK(want.losses.back() < want.losses.front() - 0.2f);  // it learns: the comparison means something
+  for (size_t s = 0; s < want.losses.size(); ++s) {
+    INFO("step " << s);
+    CHECK(std::memcmp(&got.losses[s], &want.losses[s], sizeof(float)) == 0);
+  }
+  REQUIRE(got.params.size() == want.params.size());
+  for (const auto& [param, values] : want.params) {
+    INFO(param);
+    REQUIRE(got.params.count(param));
+    CHECK(test::bitwise_equal(got.params.at(param), values));
+  }
+}
+
+void check_resharded_resume(const Layout& first, const Layout& second, const std::string& name) {
+  INFO(first.describe() << " -> " << second.describe());
+  if (!runs_here(first, second)) return;
+  const Run& want = one_process_reference();
+  const Run got = interrupted(first, second, fresh_dir(name));
+  REQUIRE(got.losses.size() == want.losses.size());
+  double worst = 0;
+  for (size_t s = 0; s < want.losses.size(); ++s)
+    worst = std::max(worst, std::fabs(double(got.losses[s]) - want.losses[s]) / std::fabs(double(want.losses[s])));
+  INFO("worst relative loss difference " << worst);
+  CHECK(worst <= 1e-5);
+  double worst_param = 0;
+  for (const auto& [param, values] : want.params) {
+    REQUIRE(got.params.count(param));
+    worst_param = std::max(worst_param, test::max_relative_error(got.params.at(param), values, 1.0));
+  }
+  INFO("worst parameter difference " << worst_param);
+  CHECK(worst_param <= 1e-5);
+}
+
+std::string read_latest(const std::string& root) { return io::ckpt::read_latest(root); }
+
+void flip_byte(const std::string& path) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  REQUIRE(f);
+  f.seekg(0, std::ios::end);
+  const std::streamoff size = f.tellg();
+  REQUIRE(size > 0);
+  f.seekg(size / 2);
+  char c = 0;
+  f.read(&c, 1);
+  c = char(c ^ 0x5a);
+  f.seekp(size / 2);
+  f.write(&c, 1);
+}
+
+// A layout that uses every rank of the world, each rank saving something (tensor-parallel shards).
+Layout all_ranks_layout() {
+  Layout l;
+  if (world().size() == 1) return one_process();
+  l.zero = 1;  // under ZeRO-1 every data-parallel rank saves its slices of the optimizer state
+  if (world().size() % 2) {
+    l.dp = world().size();
+    l.batch = 1;
+    return l;
+  }
+  l.tp = 2;
+  l.dp = world().size() / 2;
+  return l;
+}
+
+}  // namespace
+
+TEST_CASE("resume: exact in one process", "[resume]") { check_exact_resume(one_process(), "exact_one"); }
+
+TEST_CASE("resume: exact under dp2 with ZeRO-1 and under pp2 interleaved", "[resume]") {
+  Layout zero;
+  zero.dp = 2;
+  zero.zero = 1;
+  check_exact_resume(zero, "exact_zero1");
+  Layout interleaved;
+  interleaved.pp = 2;
+  interleaved.schedule = ScheduleKind::interleaved_1f1b;
+  interleaved.virtual_stages = 2;
+  check_exact_resume(interleaved, "exact_interleaved");
+}
+
+TEST_CASE("resume: exact under dp3 with ZeRO-1 and small buckets (slices apart from the parameters)", "[resume]") {
+  // dp 3 divides no bucket (their sizes are multiples of 64): each rank's slice of every bucket is a
+  // copy of the parameters, which loading must refresh.
+  Layout l;
+  l.dp = 3;
+  l.zero = 1;
+  l.batch = 1;
+  l.bucket_bytes = 16 << 10;
+  check_exact_resume(l, "exact_dp3_zero1");
+}
+
+TEST_CASE("resume: exact under tp2 pp2", "[resume]") {
+  Layout l;
+  l.tp = 2;
+  l.pp = 2;
+  check_exact_resume(l, "exact_tp2pp2");
+}
+
+TEST_CASE("resume: resharded between layouts on 2 ranks", "[resume]") {
+  Layout tp2, dp2, pp2, tp2sp, dp2zero;
+  tp2.tp = 2;
+  dp2.dp = 2;
+  pp2.pp = 2;
+  tp2sp.tp = 2;
+  tp2sp.sp = true;
+  dp2zero.dp = 2;
+  dp2zero.zero = 1;
+  check_resharded_resume(tp2, dp2, "tp2_to_dp2");
+  check_resharded_resume(pp2, tp2sp, "pp2_to_tp2sp");
+  check_resharded_resume(dp2zero, dp2, "zero1_to_zero0");
+}
+
+TEST_CASE("resume: resharded from tp2 pp2 to one process and from tp2 dp2 ZeRO-1 to tp2 pp2", "[resume]") {
+  Layout tp2pp2, tp2dp2;
+  tp2pp2.tp = 2;
+  tp2pp2.pp = 2;
+  tp2dp2.tp = 2;
+  tp2dp2.dp = 2;
+  tp2dp2.zero = 1;
+  check_resharded_resume(tp2pp2, one_process(), "tp2pp2_to_one");
+  check_resharded_resume(tp2dp2, tp2pp2, "tp2dp2zero1_to_tp2pp2");
+}
+
+TEST_CASE("resume: saving returns before the files are written; latest moves at the commit", "[resume]") {
+  const Layout l = all_ranks_layout();
+  INFO(l.describe());
+  const std::string root = fresh_dir("async");
+  Session s(l);
+  s.train(0, 1);
+  CheckpointStats stats = s.trainer->save_checkpoint(root, s.state(1), 0);
+  CHECK(stats.step == -1);  // nothing was in flight
+  stats = s.trainer->finish_checkpoint();
+  CHECK(stats.step == 1);
+  CHECK(stats.dir == root + "/step-00000001");
+  CHECK(read_latest(root) == "step-00000001");
+  CHECK(s.trainer->finish_checkpoint().step == -1);
+
+  // Hold this rank's write until the main thread lets it go.
+  std::atomic<bool> release{false};
+  s.trainer->set_checkpoint_write_hook([&release] {
+    const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!release.load() && std::chrono::steady_clock::now() < limit)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  });
+  s.train(1, 2);
+  stats = s.trainer->save_checkpoint(root, s.state(2), 0);
+  const std::string tmp = root + "/.tmp-step-00000002";
+  const std::string mine = tmp + "/" + io::ckpt::rank_file_name(world().rank());
+  CHECK_FALSE(fs::exists(mine));  // the write has not happened: save_checkpoint did not wait for it
+  CHECK(read_latest(root) == "step-00000001");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  release = true;
+  s.trainer->set_checkpoint_write_hook({});
+  s.train(2, 3);  // training goes on while the write runs
+  world().barrier();
+  CHECK(read_latest(root) == "step-00000001");  // written or not, nothing is committed before the next save
+  stats = s.trainer->save_checkpoint(root, s.state(3), 0);
+  // This save completed the previous one: its write took the held 100 ms, the snapshot far less.
+  CHECK(stats.step == 2);
+  CHECK(stats.write_ms >= 100.0);
+  CHECK(stats.blocked_ms < stats.write_ms);
+  CHECK(stats.dir == root + "/step-00000002");
+  CHECK(read_latest(root) == "step-00000002");
+  CHECK_FALSE(fs::exists(tmp));
+  stats = s.trainer->finish_checkpoint();
+  CHECK(stats.step == 3);
+  CHECK(read_latest(root) == "step-00000003");
+  const std::optional<CheckpointInfo> info = find_latest_valid_checkpoint(root);
+  REQUIRE(info);
+  CHECK(info->step == 3);
+  CHECK(info->world_size == world().size());
+}
+
+TEST_CASE("resume: a damaged newest checkpoint falls back to the previous one", "[resume]") {
+  const Layout l = all_ranks_layout();
+  INFO(l.describe());
+  const std::string root = fresh_dir("corrupt");
+  std::map<std::string, std::vector<float>> at3;
+  {
+    Session s(l);
+    s.train(0, 3);
+    s.trainer->save_checkpoint(root, s.state(3), 0);
+    at3 = s.trainer->gather_parameters();
+    s.train(3, 6);
+    s.trainer->save_checkpoint(root, s.state(6), 0);
+    s.trainer->finish_checkpoint();
+  }
+  const int victim = world().size() - 1;
+  if (world().rank() == 0) flip_byte(checkpoint_rank_file(root + "/step-00000006", victim));
+  world().barrier();
+
+  Session s(l);
+  std::optional<TrainingState> state = s.trainer->load_latest_checkpoint(root);
+  REQUIRE(state);
+  CHECK(state->step == 3);
+  const CheckpointLoadReport& report = s.trainer->last_checkpoint_load();
+  CHECK(report.dir == root + "/step-00000003");
+  CHECK(report.step == 3);
+  REQUIRE(report.rejected.size() == 1);
+  CHECK_THAT(report.rejected[0], Catch::Contains("step-00000006") &&
+                                     Catch::Contains(io::ckpt::rank_file_name(victim)) &&
+                                     Catch::Contains("rank " + std::to_string(victim)));
+  CHECK(s.trainer->gather_parameters() == at3);
+
+  // Every checkpoint damaged: a data error, on every rank; no checkpoint at all: nothing to load.
+  if (world().rank() == 0) flip_byte(checkpoint_rank_file(root + "/step-00000003", 0));
+  world().barrier();
+  try {
+    s.trainer->load_latest_checkpoint(root);
+    FAIL("a damaged checkpoint was loaded");
+  } catch (const Error& e) {
+    CHECK(e.code() == ExitCode::bad_data);
+    CHECK_THAT(e.what(), Catch::Contains("verifies"));
+  }
+  CHECK_FALSE(s.trainer->load_latest_checkpoint(fresh_dir("empty")).has_value());
+}
+
+TEST_CASE("resume: keep-K keeps the newest K checkpoints", "[resume]") {
+  const Layout l = all_ranks_layout();
+  const std::string root = fresh_dir("keep");
+  Session s(l);
+  for (int step = 1; step <= 4; ++step) {
+    s.train(step - 1, step);
+    s.trainer->save_checkpoint(root, s.state(step), 2);
+  }
+  s.trainer->finish_checkpoint();
+  world().barrier();
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(root)) names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  CHECK(names == std::vector<std::string>{"latest", "step-00000003", "step-00000004"});
+}
+
+TEST_CASE("resume: a checkpoint of another model is refused", "[resume]") {
+  const Layout l = all_ranks_layout();
+  const std::string root = fresh_dir("other_model");
+  {
+    Session s(l);
+    s.trainer->save_checkpoint(root, s.state(0), 0);  // before any step: the starting state
+    s.trainer->finish_checkpoint();
+  }
+  Session other(l, 2);
+  try {
+    other.trainer->load_latest_checkpoint(root);
+    FAIL("a checkpoint of another model was loaded");
+  } catch (const Error& e) {
+    CHECK(e.code() == ExitCode::bad_data);
+    CHECK_THAT(e.what(), Catch::Contains("n_layer"));
+  }
+}

@@ -1,0 +1,81 @@
+# tessera-train under tessera-launch survives a killed rank and a hung rank: the job restarts itself
+# from its latest checkpoint and ends bitwise where an uninterrupted run ends (the last losses and the
+# exported model). A hang is detected within the timeout plus a few seconds, with a failure report
+# and exit code 3. The summary's effective training time is ~1 without failures and < 1 with them.
+include(${CMAKE_CURRENT_LIST_DIR}/../support/fault_test_helpers.cmake)
+fault_test_setup()
+
+# --- The uninterrupted reference (no checkpoints at all: saving must not change training).
+run(ref ${MPI2} ${TRAIN} ${MODEL} --log ${WORK_DIR}/ref.jsonl --export ${WORK_DIR}/ref)
+expect_rc(ref 0 "uninterrupted run")
+last_record_field(${WORK_DIR}/ref.jsonl summary effective_ratio ref_ratio)
+to_milli(${ref_ratio} ref_milli)
+if(ref_milli LESS 500 OR ref_milli GREATER 1000)
+  message(FATAL_ERROR "the uninterrupted run's effective ratio is ${ref_ratio}, expected close to 1 (> 0.5)")
+endif()
+
+# --- Rank 1 is killed at the start of step 7; checkpoints every 3 steps.
+set(ckpt ${WORK_DIR}/kill_ckpt)
+run(kill ${LAUNCH} --max-restarts 3 --restart-delay 0 --checkpoint-dir ${ckpt} --failure-dir ${ckpt}/failures --
+    ${MPI2} ${TRAIN} ${MODEL} --checkpoint-dir ${ckpt} --checkpoint-every 3 --fault kill:rank=1:step=7
+    --log ${WORK_DIR}/kill.jsonl --export ${WORK_DIR}/kill)
+expect_rc(kill 0 "killed rank under tessera-launch")
+expect_match(kill "fault injection: killing \\(SIGKILL\\) rank 1 at step 7" "the kill")
+expect_match(kill "restart 1/3: exit code [0-9]+ \\([^)]*killed by signal 9" "the restart after the kill")
+# The save of step 6 was still uncommitted when rank 1 died: the job resumes from step 3.
+expect_match(kill "resumed from [^\n]*step-00000003 at step 3" "the resume")
+expect_match(kill "job finished after 1 restart" "the launcher's last line")
+expect_same_last_losses(${WORK_DIR}/kill.jsonl ${WORK_DIR}/ref.jsonl 5 "killed and restarted vs uninterrupted")
+expect_same_model(${WORK_DIR}/kill ${WORK_DIR}/ref "killed and restarted vs uninterrupted")
+log_records(${WORK_DIR}/kill.jsonl resume resumes)
+list(LENGTH resumes n)
+if(NOT n EQUAL 1)
+  message(FATAL_ERROR "expected one resume record in the appended log, got ${n}")
+endif()
+log_records(${WORK_DIR}/kill.jsonl checkpoint saves)
+list(GET saves -1 last_save)
+foreach(key step blocked_ms write_ms commit_ms bytes dir)
+  string(JSON value ERROR_VARIABLE missing GET "${last_save}" ${key})
+  if(missing)
+    message(FATAL_ERROR "checkpoint record lacks '${key}': ${last_save}")
+  endif()
+endforeach()
+string(JSON last_step GET "${last_save}" step)
+if(NOT last_step EQUAL 12)
+  message(FATAL_ERROR "the final checkpoint is of step ${last_step}, expected 12")
+endif()
+
+last_record_field(${WORK_DIR}/kill.jsonl summary effective_ratio kill_ratio)
+last_record_field(${WORK_DIR}/kill.jsonl summary useful_step_seconds kill_useful)
+last_record_field(${WORK_DIR}/kill.jsonl summary wall_seconds kill_wall)
+to_milli(${kill_ratio} kill_milli)
+if(NOT kill_milli LESS 1000 OR NOT kill_milli LESS ref_milli)
+  message(FATAL_ERROR "the run with a failure reports an effective ratio of ${kill_ratio} (uninterrupted: ${ref_ratio})")
+endif()
+message(STATUS "effective training time with a killed rank: ${kill_useful} s of steps in ${kill_wall} s "
+               "(ratio ${kill_ratio}; uninterrupted: ${ref_ratio})")
+
+# --- Rank 0 hangs at step 5; the watchdog (timeout 3 s) catches it on every rank.
+set(ckpt ${WORK_DIR}/hang_ckpt)
+run(hang ${LAUNCH} --max-restarts 3 --restart-delay 0 --checkpoint-dir ${ckpt} --failure-dir ${ckpt}/failures --
+    ${MPI2} ${TRAIN} ${MODEL} --checkpoint-dir ${ckpt} --checkpoint-every 2 --timeout 3 --fault hang:rank=0:step=5
+    --log ${WORK_DIR}/hang.jsonl --export ${WORK_DIR}/hang)
+expect_rc(hang 0 "hung rank under tessera-launch")
+expect_match(hang "watchdog: rank [01] on [^ ]+ has been in train step at step 5" "the watchdog's line")
+expect_match(hang "restart 1/3: exit code 3 \\(hang or peer failure detected\\), rank [01] on [^ ]+ \\(failure report: train step at step 5"
+             "the restart names the failure report")
+expect_match(hang "resumed from [^\n]*step-00000002 at step 2" "the resume")
+if(NOT EXISTS ${ckpt}/failures/attempt-0/failure-rank-0.json)
+  message(FATAL_ERROR "no failure report of rank 0 (archived by tessera-launch in ${ckpt}/failures/attempt-0)")
+endif()
+file(READ ${ckpt}/failures/attempt-0/failure-rank-0.json report)
+string(JSON waited GET "${report}" waited_s)
+string(JSON op GET "${report}" op)
+to_milli(${waited} waited_milli)
+if(NOT op STREQUAL "train step" OR waited_milli LESS 3000 OR waited_milli GREATER 6000)
+  message(FATAL_ERROR "the failure report says '${op}' after ${waited} s, expected the train step after 3..6 s:\n${report}")
+endif()
+expect_same_last_losses(${WORK_DIR}/hang.jsonl ${WORK_DIR}/ref.jsonl 5 "hung and restarted vs uninterrupted")
+expect_same_model(${WORK_DIR}/hang ${WORK_DIR}/ref "hung and restarted vs uninterrupted")
+last_record_field(${WORK_DIR}/hang.jsonl summary effective_ratio hang_ratio)
+message(STATUS "effective training time with a hung rank (3 s timeout): ratio ${hang_ratio}")
