@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "common/flags.h"
+#include "tessera/calibration.h"
 #include "tessera/error.h"
+#include "tessera/gpt2.h"
 #include "tessera/plan.h"
 
 namespace tessera::program {
@@ -28,6 +30,11 @@ struct Args {
   int top = 10;
   bool flash_attention = true, overlap_grad_reduce = true, overlap_param_gather = true, tp_comm_overlap = false;
   double gpu_hours_per_failure = 50000, checkpoint_blocking_s = 10, checkpoint_total_s = 60, restart_s = 600;
+  // The calibrated mode: the real Trainer on this machine.
+  std::string calibration, predict_layouts, measured;
+  int ranks = 1, batch_size = 0;
+  double tolerance = 0.2, straggler_pct = 0, jitter = 0;
+  int slow_rank = 0;
 };
 
 std::string read_file(const std::string& path) {
@@ -36,6 +43,93 @@ std::string read_file(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+std::vector<std::string> split_list(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, sep))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+// tessera-bench-training's layout line ("tp=2 pp=1 dp=1 sp=off zero=0 schedule=1f1b v=1 microbatches=4")
+// as a --predict-layouts spec.
+std::string spec_from_description(const std::string& d) {
+  std::string spec;
+  for (const std::string& kv : split_list(d, ' ')) {
+    const auto eq = kv.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
+    std::string item;
+    if (k == "tp" || k == "pp" || k == "dp" || k == "v") item = k + "=" + v;
+    else if (k == "microbatches") item = "mb=" + v;
+    else if (k == "schedule") item = "schedule=" + v;
+    else if (k == "sp" && v == "on") item = "sp";
+    else if (k == "zero" && v != "0") item = "zero";
+    if (!item.empty()) spec += (spec.empty() ? "" : ",") + item;
+  }
+  return spec;
+}
+
+int calibrated(const Args& a) {
+  std::vector<plan::Calibration> cals;
+  for (const std::string& path : split_list(a.calibration, ',')) cals.push_back(plan::Calibration::load(path));
+  auto calibration_for = [&](int ranks) -> const plan::Calibration& {
+    for (const plan::Calibration& c : cals)
+      if (c.ranks == ranks) return c;
+    throw config_error("no calibration file for " + std::to_string(ranks) + " ranks",
+                       "run mpirun -np " + std::to_string(ranks) + " tessera-calibrate and pass it to --calibration");
+  };
+  const std::string model = a.model == "gpt2-xl" && !cals.front().model.empty() ? cals.front().model : a.model;
+  const GPT2Config config = GPT2Config::preset(model);
+  plan::Disturbance d;
+  if (a.straggler_pct > 0) d.slow_rank = a.slow_rank, d.slowdown = a.straggler_pct / 100.0;
+  d.jitter = a.jitter;
+
+  struct Row { std::string spec; int ranks; double measured_ms; };
+  std::vector<Row> rows;
+  if (!a.measured.empty()) {
+    for (const std::string& path : split_list(a.measured, ','))
+      for (const plan::MeasuredStep& m : plan::read_throughput_log(path))
+        rows.push_back({spec_from_description(m.layout), m.ranks, m.ms});
+  } else {
+    for (const std::string& spec : split_list(a.predict_layouts, ' ')) rows.push_back({spec, a.ranks, 0});
+  }
+  if (rows.empty()) throw config_error("nothing to predict", "give --predict-layouts or --measured");
+  std::printf("# calibrated prediction of the real Trainer: %s\n", config.describe().c_str());
+  std::printf("# %-5s %-34s %10s %10s %8s %8s %8s %8s\n", "ranks", "layout", "predicted", "measured", "error", "bubble",
+              "tp comm", "sync+opt");
+  bool all_ok = true;
+  for (const Row& r : rows) {
+    const plan::Calibration& cal = calibration_for(r.ranks);
+    const int B = a.batch_size > 0 ? a.batch_size : cal.batch_size, T = a.seq_len > 0 ? a.seq_len : cal.seq_len;
+    const plan::TrainerLayout l = plan::parse_trainer_layout(r.spec, r.ranks, B, T);
+    const plan::TrainerPrediction base = plan::predict_trainer_step(config, cal, l);
+    char err[32] = "", meas[32] = "";
+    if (r.measured_ms > 0) {
+      const double e = base.step_time * 1e3 / r.measured_ms - 1;
+      std::snprintf(err, sizeof err, "%+.1f%%", 100 * e);
+      std::snprintf(meas, sizeof meas, "%.1f ms", r.measured_ms);
+      if (std::abs(e) > a.tolerance) all_ok = false;
+    }
+    std::printf("  %-5d %-34s %7.1f ms %10s %8s %7.1f%% %5.1f ms %5.1f ms\n", r.ranks, l.describe().c_str(),
+                base.step_time * 1e3, meas, err, 100 * base.bubble_fraction, base.tp_comm_time * 1e3,
+                (base.grad_sync_time + base.optimizer_time) * 1e3);
+    if (d.slow_rank >= 0 || d.jitter > 0) {
+      const plan::TrainerPrediction x = plan::predict_trainer_step(config, cal, l, d);
+      std::printf("        with %s: %.1f ms (+%.1f%%)\n",
+                  d.jitter > 0 ? ("jitter " + std::to_string(d.jitter)).c_str() : "a straggler",
+                  x.step_time * 1e3, 100 * (x.step_time / base.step_time - 1));
+    }
+  }
+  if (!a.measured.empty()) {
+    std::printf("%s: every prediction within %.0f%% of the measured median step time\n", all_ok ? "PASS" : "FAIL",
+                100 * a.tolerance);
+    return all_ok ? 0 : 1;
+  }
+  return 0;
 }
 
 int body(int argc, char** argv) {
@@ -78,7 +172,18 @@ int body(int argc, char** argv) {
   p.add("checkpoint-blocking-s", &a.checkpoint_blocking_s, "seconds training stalls per checkpoint");
   p.add("checkpoint-total-s", &a.checkpoint_total_s, "seconds until a checkpoint is durable");
   p.add("restart-s", &a.restart_s, "seconds to detect a failure, restart and reload");
+  p.section("calibrated (this machine, the real Trainer: tessera-calibrate writes the file)");
+  p.add("calibration", &a.calibration, "calibration file(s), comma-separated (one per rank count)");
+  p.add("predict-layouts", &a.predict_layouts, "space-separated layouts (tessera-bench-training syntax: tp=2,pp=2,mb=4)");
+  p.add("ranks", &a.ranks, "ranks of --predict-layouts");
+  p.add("batch-size", &a.batch_size, "sequences per microbatch (0: the calibration's)");
+  p.add("measured", &a.measured, "tessera-bench-training --json file(s), comma-separated: compare predictions with them");
+  p.add("tolerance", &a.tolerance, "with --measured: exit 1 when a prediction is off by more than this fraction");
+  p.add("straggler", &a.straggler_pct, "one rank (--slow-rank) this many percent slower: the step-time loss");
+  p.add("slow-rank", &a.slow_rank, "the straggler's world rank");
+  p.add("jitter", &a.jitter, "per-step, per-rank relative spread of computation time: the expected step-time loss");
   if (!p.parse(argc, argv)) return 0;
+  if (!a.calibration.empty()) return calibrated(a);
 
   plan::ModelShape m;
   const bool custom = a.model == "custom";

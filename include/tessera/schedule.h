@@ -96,6 +96,17 @@ struct SimulationResult {
 // A violation, a FIFO mismatch or a deadlock throws internal_error naming the ranks and actions.
 SimulationResult simulate(const PipelineSchedule& s, const SimulationCosts& costs = {});
 
+// Non-uniform costs (the planner's stragglers and uneven stages): per-model-chunk computation costs
+// and per-rank slowdown factors, in the same discrete-event simulation.
+struct SimulationVariation {
+  // Per model chunk (stages x virtual_stages entries, model chunk order); empty: costs.forward / backward.
+  std::vector<double> forward_per_chunk, backward_per_chunk;
+  // Per pipeline rank, multiplies that rank's computation (1.05: 5% slower); empty: 1 for every rank.
+  std::vector<double> rank_factor;
+};
+// simulate() with the variation applied (an empty variation gives simulate(s, costs) exactly).
+SimulationResult simulate(const PipelineSchedule& s, const SimulationCosts& costs, const SimulationVariation& variation);
+
 // The textbook bubble: (p-1)/(v*m + p-1) (v = 1 for GPipe and 1F1B).
 double ideal_bubble_fraction(const PipelineSchedule& s);
 

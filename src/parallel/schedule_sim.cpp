@@ -12,6 +12,7 @@
 
 #include "tessera/error.h"
 #include "tessera/schedule.h"
+#include "tessera/schedule.h"
 
 namespace tessera {
 
@@ -45,7 +46,8 @@ struct Channel {
 
 class Simulator {
  public:
-  Simulator(const PipelineSchedule& s, const SimulationCosts& costs) : s_(s), costs_(costs) {
+  Simulator(const PipelineSchedule& s, const SimulationCosts& costs, const SimulationVariation& variation = {})
+      : s_(s), costs_(costs), variation_(variation) {
     const size_t n = size_t(s.stages);
     if (s.per_rank.size() != n)
       fail("the schedule has " + std::to_string(s.per_rank.size()) + " rank programs for " +
@@ -180,7 +182,7 @@ class Simulator {
       }
       rk.forward_done[at] = 1;
       rk.peak_in_flight = std::max(rk.peak_in_flight, ++rk.in_flight);
-      cost = costs_.forward;
+      cost = variation_.forward_per_chunk.empty() ? costs_.forward : variation_.forward_per_chunk.at(size_t(c));
     } else {
       if (rk.backward_done[at]) fail_at(r, i, "runs twice");
       if (!rk.forward_done[at]) fail_at(r, i, "runs before its forward");
@@ -195,8 +197,9 @@ class Simulator {
       }
       rk.backward_done[at] = 1;
       --rk.in_flight;
-      cost = costs_.backward;
+      cost = variation_.backward_per_chunk.empty() ? costs_.backward : variation_.backward_per_chunk.at(size_t(c));
     }
+    if (!variation_.rank_factor.empty()) cost *= variation_.rank_factor.at(size_t(r));
     result_.start[size_t(r)][i] = rk.time;
     rk.time += cost;
     rk.busy += cost;
@@ -312,6 +315,7 @@ class Simulator {
 
   const PipelineSchedule& s_;
   SimulationCosts costs_;
+  SimulationVariation variation_;
   std::vector<Rank> ranks_;
   std::map<std::pair<int, int>, Channel> channels_;
   SimulationResult result_;
@@ -323,6 +327,18 @@ SimulationResult simulate(const PipelineSchedule& s, const SimulationCosts& cost
   if (s.stages < 1 || s.virtual_stages < 1 || s.microbatches < 1)
     throw internal_error("simulate: a pipeline schedule needs stages, chunks and microbatches >= 1", TESSERA_HERE);
   return Simulator(s, costs).run();
+}
+
+SimulationResult simulate(const PipelineSchedule& s, const SimulationCosts& costs, const SimulationVariation& variation) {
+  if (s.stages < 1 || s.virtual_stages < 1 || s.microbatches < 1)
+    throw internal_error("simulate: a pipeline schedule needs stages, chunks and microbatches >= 1", TESSERA_HERE);
+  const size_t chunks = size_t(model_chunk_count(s));
+  if ((!variation.forward_per_chunk.empty() && variation.forward_per_chunk.size() != chunks) ||
+      (!variation.backward_per_chunk.empty() && variation.backward_per_chunk.size() != chunks) ||
+      (!variation.rank_factor.empty() && variation.rank_factor.size() != size_t(s.stages)))
+    throw internal_error("simulate: per-chunk costs need one entry per model chunk and rank factors one per stage",
+                         TESSERA_HERE);
+  return Simulator(s, costs, variation).run();
 }
 
 }  // namespace tessera

@@ -76,13 +76,24 @@ PlanResult plan(const ModelShape& m, const ClusterSpec& c, int global_batch, con
 
 std::string train_command(const ModelShape& m, const Prediction& p) {
   const Layout& l = p.layout;
-  char buf[600];
+  // tessera-train trains the GPT-2 presets, with recomputation none or full: anything else gets the
+  // layout flags and a note saying what tessera-train cannot do yet, never flags it would refuse.
+  static const char* kTrainable[] = {"tiny", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"};
+  bool trainable = false;
+  for (const char* name : kTrainable) trainable = trainable || m.name == name;
+  const bool recompute_ok = l.recompute != Recompute::selective;
+  char buf[700];
   std::snprintf(buf, sizeof buf,
                 "mpirun -np %d tessera-train --model %s --seq-len %d --batch-size %d --tp %d --pp %d --dp %d%s --zero %d "
                 "--microbatches %d --schedule %s --virtual-stages %d --recompute %s",
                 l.tp * l.pp * l.dp, m.name.c_str(), m.seq_len, l.micro_batch, l.tp, l.pp, l.dp, l.sp ? " --sp" : "",
-                l.zero, l.microbatches, schedule_kind_name(l.schedule), l.virtual_stages, recompute_name(l.recompute));
-  return buf;
+                l.zero, l.microbatches, schedule_kind_name(l.schedule), l.virtual_stages,
+                recompute_ok ? recompute_name(l.recompute) : "full");
+  std::string command = buf;
+  if (!trainable) command += "   (note: tessera-train trains GPT-2 models only so far; " + m.name + " needs its model first)";
+  if (!recompute_ok)
+    command += "   (note: the plan assumes selective recomputation, which tessera-train does not have yet; full shown)";
+  return command;
 }
 
 namespace {

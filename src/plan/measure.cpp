@@ -1,0 +1,201 @@
+// tessera-calibrate's measurements (calibration.h): the Trainer's kernels at the model's shapes and
+// the Communicator's collectives, timed on every rank at once.
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <random>
+
+#include "kernels/ops.h"
+#include "tessera/buffer.h"
+#include "tessera/calibration.h"
+#include "tessera/communicator.h"
+#include "tessera/context.h"
+#include "tessera/error.h"
+
+namespace tessera::plan {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Median seconds of `reps` runs (after one warm-up), averaged over the ranks of `world`.
+double time_on_all(Context& ctx, Communicator& world, int reps, const std::function<void()>& fn) {
+  world.barrier();
+  fn();
+  ctx.synchronize();
+  std::vector<double> t;
+  for (int r = 0; r < reps; ++r) {
+    world.barrier();
+    const auto t0 = Clock::now();
+    fn();
+    ctx.synchronize();
+    t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  float median = float(t[t.size() / 2]);
+  Buffer b(ctx, sizeof(float), ctx.device());
+  Tensor x = b.view({1}, DType::f32);
+  copy_tensor(ctx, x, Tensor(&median, {1}, DType::f32, Device::cpu));
+  world.all_reduce(x, ReduceOp::avg).wait();
+  copy_tensor(ctx, Tensor(&median, {1}, DType::f32, Device::cpu), x);
+  return double(median);
+}
+
+// Buffers with small random values (never zeros: denormal-free, realistic softmax inputs).
+class Arena {
+ public:
+  explicit Arena(Context& ctx) : ctx_(ctx) {}
+  Tensor f32(std::vector<int64_t> shape) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    std::vector<float> host(static_cast<size_t>(n));
+    std::uniform_real_distribution<float> u(-0.5f, 0.5f);
+    for (float& v : host) v = u(rng_);
+    return upload(shape, DType::f32, host.data(), size_t(n) * 4);
+  }
+  Tensor tokens(std::vector<int64_t> shape, int bound) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    std::vector<int32_t> host(static_cast<size_t>(n));
+    std::uniform_int_distribution<int32_t> u(0, bound - 1);
+    for (int32_t& v : host) v = u(rng_);
+    return upload(shape, DType::i32, host.data(), size_t(n) * 4);
+  }
+
+ private:
+  Tensor upload(const std::vector<int64_t>& shape, DType dtype, const void* data, size_t bytes) {
+    buffers_.emplace_back(ctx_, bytes, ctx_.device());
+    Tensor flat = buffers_.back().view({int64_t(bytes / 4)}, dtype);
+    copy_tensor(ctx_, flat, Tensor(const_cast<void*>(data), {int64_t(bytes / 4)}, dtype, Device::cpu));
+    Tensor t = flat;  // same memory, the requested shape
+    t.ndim = int(shape.size());
+    for (size_t i = 0; i < shape.size(); ++i) t.dims[i] = shape[i];
+    return t;
+  }
+  Context& ctx_;
+  std::mt19937 rng_{7};
+  std::vector<Buffer> buffers_;
+};
+
+// Runs one op sample (the shapes of trainer_op_shapes) on fresh buffers.
+std::function<void()> make_op(Context& ctx, Arena& a, const OpSample& s, const GPT2Config& cfg) {
+  const std::vector<int64_t>& d = s.dims;
+  if (s.op == "matmul_forward") {
+    const int64_t N = d[0], K = d[1], OC = d[2];
+    Tensor out = a.f32({N, OC}), inp = a.f32({N, K}), w = a.f32({OC, K}), bias = a.f32({OC});
+    Tensor pre = d[3] ? a.f32({N, OC}) : Tensor();
+    const Epilogue e = d[3] ? Epilogue::gelu : Epilogue::none;
+    return [&ctx, out, pre, inp, w, bias, e] { ops::matmul_forward(ctx, out, pre, inp, w, bias, e); };
+  }
+  if (s.op == "matmul_backward") {
+    const int64_t N = d[0], K = d[1], OC = d[2];
+    Tensor dinp = a.f32({N, K}), dw = a.f32({OC, K}), db = d[3] ? a.f32({OC}) : Tensor(), dout = a.f32({N, OC}),
+           inp = a.f32({N, K}), w = a.f32({OC, K});
+    return [&ctx, dinp, dw, db, dout, inp, w] { ops::matmul_backward(ctx, dinp, dw, db, dout, inp, w); };
+  }
+  if (s.op == "attention_forward" || s.op == "attention_backward") {
+    const int64_t B = d[0], T = d[1], NH = d[2], C = d[2] * d[3];
+    Tensor qkv = a.f32({B, T, 3 * C}), out = a.f32({B, T, C}), stats = a.f32({B, NH, T});
+    ops::attention_forward(ctx, out, stats, qkv, int(NH));
+    if (s.op == "attention_forward") return [&ctx, out, stats, qkv, NH] { ops::attention_forward(ctx, out, stats, qkv, int(NH)); };
+    Tensor dqkv = a.f32({B, T, 3 * C}), dout = a.f32({B, T, C});
+    return [&ctx, dqkv, dout, qkv, out, stats, NH] { ops::attention_backward(ctx, dqkv, dout, qkv, out, stats, int(NH)); };
+  }
+  if (s.op == "gelu_backward") {
+    Tensor dinp = a.f32({d[0], d[1]}), inp = a.f32({d[0], d[1]}), dout = a.f32({d[0], d[1]});
+    return [&ctx, dinp, inp, dout] { ops::gelu_backward(ctx, dinp, inp, dout); };
+  }
+  if (s.op == "crossentropy_forward" || s.op == "crossentropy_backward") {
+    const int64_t N = d[0], V = d[1];
+    Tensor losses = a.f32({N}), logits = a.f32({N, V}), targets = a.tokens({N}, int(V));
+    Tensor dlogits = s.op == "crossentropy_backward" ? a.f32({N, V}) : Tensor();
+    return [&ctx, losses, dlogits, logits, targets, V] {
+      ops::crossentropy_forward_backward(ctx, losses, dlogits, logits, targets, int(V), 1.0f);
+    };
+  }
+  if (s.op == "embedding_forward" || s.op == "embedding_backward") {
+    const int64_t B = d[0], T = d[1], C = d[2], V = d[3];
+    Tensor out = a.f32({B, T, C}), tokens = a.tokens({B, T}, int(V)), wte = a.f32({V, C}), wpe = a.f32({cfg.max_seq_len, C});
+    if (s.op == "embedding_forward") return [&ctx, out, tokens, wte, wpe] { ops::embedding_forward(ctx, out, tokens, wte, wpe, 0); };
+    return [&ctx, out, tokens, wte, wpe] { ops::embedding_backward(ctx, wte, wpe, out, tokens, 0); };
+  }
+  if (s.op == "layernorm_forward" || s.op == "layernorm_backward") {
+    const int64_t N = d[0], C = d[1];
+    Tensor out = a.f32({N, C}), mean = a.f32({N}), rstd = a.f32({N}), inp = a.f32({N, C}), w = a.f32({C}), b = a.f32({C});
+    ops::layernorm_forward(ctx, out, mean, rstd, inp, w, b);
+    if (s.op == "layernorm_forward") return [&ctx, out, mean, rstd, inp, w, b] { ops::layernorm_forward(ctx, out, mean, rstd, inp, w, b); };
+    Tensor dw = a.f32({C}), db = a.f32({C});
+    return [&ctx, out, dw, db, inp, w, mean, rstd] { ops::layernorm_backward(ctx, inp, dw, db, out, inp, w, mean, rstd); };
+  }
+  if (s.op == "residual_forward") {
+    Tensor out = a.f32({d[0], d[1]}), x = a.f32({d[0], d[1]}), y = a.f32({d[0], d[1]});
+    return [&ctx, out, x, y] { ops::residual_forward(ctx, out, x, y); };
+  }
+  if (s.op == "adamw" || s.op == "sum_of_squares") {
+    const int64_t n = d[0];
+    Tensor p = a.f32({n}), master = a.f32({n}), m = a.f32({n}), v = a.f32({n}), g = a.f32({n});
+    zero_tensor(ctx, v);
+    if (s.op == "sum_of_squares") return [&ctx, g] { (void)ops::sum_of_squares(ctx, g); };
+    return [&ctx, p, master, m, v, g] { ops::adamw_update(ctx, p, master, m, v, g, AdamWParams{}); };
+  }
+  throw internal_error("measure_calibration: no runner for op " + s.op, TESSERA_HERE);
+}
+
+}  // namespace
+
+Calibration measure_calibration(Context& ctx, Communicator& world, const GPT2Config& cfg, int B, int T,
+                                const CalibrateOptions& o) {
+  cfg.validate();
+  Calibration cal;
+  cal.ranks = world.size(), cal.threads = ctx.cpu_threads(), cal.device = ctx.device_description();
+  cal.batch_size = B, cal.seq_len = T;
+  std::vector<int> degrees = o.tp_degrees;
+  if (degrees.empty())
+    for (int tp = 1; tp <= world.size(); tp *= 2)
+      if (cfg.n_head % tp == 0 && T % tp == 0) degrees.push_back(tp);
+  std::vector<OpSample> samples;
+  for (int tp : degrees)
+    for (OpSample& s : trainer_op_shapes(cfg, B, T, tp))
+      if (std::none_of(samples.begin(), samples.end(), [&](const OpSample& x) { return x.op == s.op && x.dims == s.dims; }))
+        samples.push_back(std::move(s));
+  for (int64_t n : {int64_t(1) << 14, int64_t(1) << 17, int64_t(1) << 20}) {
+    samples.push_back({"adamw", {n}, 20.0 * n, 0});
+    samples.push_back({"sum_of_squares", {n}, 4.0 * n, 0});
+  }
+  for (OpSample& s : samples) {
+    Arena arena(ctx);
+    const std::function<void()> run = make_op(ctx, arena, s, cfg);
+    s.seconds = time_on_all(ctx, world, o.reps, run);
+    cal.ops.push_back(s);
+  }
+
+  // Collectives on groups of 2, 4, ... consecutive ranks, all groups at once (as TP and DP groups run).
+  for (int g = 2; g <= world.size(); g *= 2) {
+    if (world.size() % g) continue;
+    std::unique_ptr<Communicator> group = world.split(world.rank() / g, world.rank());
+    for (double bytes : o.collective_bytes) {
+      for (const char* op : {"all_reduce", "all_gather", "reduce_scatter", "sendrecv"}) {
+        const std::string name = op;
+        if (name == "sendrecv" && g != 2) continue;
+        Buffer big(ctx, size_t(bytes), ctx.device()), small(ctx, size_t(bytes), ctx.device());
+        const int64_t n = int64_t(bytes / 4), part = n / g;
+        Tensor tb = big.view({n}, DType::f32), ts = small.view({n}, DType::f32);
+        zero_tensor(ctx, tb), zero_tensor(ctx, ts);
+        Communicator* c = group.get();
+        const int peer = 1 - c->rank();
+        std::function<void()> run;
+        if (name == "all_reduce") run = [c, tb] { c->all_reduce(tb, ReduceOp::sum).wait(); };
+        if (name == "all_gather") run = [c, tb, ts, part] { c->all_gather(tb, ts.flat_range(0, part)).wait(); };
+        if (name == "reduce_scatter") run = [c, tb, ts, part] { c->reduce_scatter(ts.flat_range(0, part), tb, ReduceOp::sum).wait(); };
+        if (name == "sendrecv")
+          run = [c, tb, ts, peer] {
+            c->exchange({{PeerTransfer::Kind::send, tb, peer}, {PeerTransfer::Kind::recv, ts, peer}}).wait();
+          };
+        cal.collectives.push_back({name, g, bytes, time_on_all(ctx, world, o.reps, run)});
+      }
+    }
+  }
+  return cal;
+}
+
+}  // namespace tessera::plan
