@@ -8,6 +8,8 @@
 #include <climits>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <vector>
 
 #include "parallel/mpi_check.h"
 #include "tessera/buffer.h"
@@ -24,6 +26,47 @@ int checked_count(int64_t count, const char* what) {
   return int(count);
 }
 
+// Host staging memory, reused across operations: allocating and first-touching fresh buffers on
+// every collective cost more than the collective itself. A buffer goes back to the pool when the
+// last Work holding it is done; the pool outlives its communicator if a Work does.
+class StagingPool : public std::enable_shared_from_this<StagingPool> {
+ public:
+  explicit StagingPool(Context& ctx) : ctx_(ctx) {}
+
+  std::shared_ptr<Buffer> take(size_t bytes) {
+    std::unique_ptr<Buffer> buffer;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      // Smallest free buffer that fits.
+      size_t best = free_.size();
+      for (size_t i = 0; i < free_.size(); ++i)
+        if (free_[i]->bytes() >= bytes && (best == free_.size() || free_[i]->bytes() < free_[best]->bytes())) best = i;
+      if (best != free_.size()) {
+        buffer = std::move(free_[best]);
+        free_.erase(free_.begin() + std::ptrdiff_t(best));
+      }
+    }
+    if (!buffer) buffer = std::make_unique<Buffer>(ctx_, bytes, Device::cpu);
+    std::weak_ptr<StagingPool> pool = weak_from_this();
+    return std::shared_ptr<Buffer>(buffer.release(), [pool](Buffer* b) {
+      if (auto p = pool.lock()) {
+        std::lock_guard<std::mutex> lock(p->mutex_);
+        if (p->free_.size() < kMaxFree) {
+          p->free_.emplace_back(b);
+          return;
+        }
+      }
+      delete b;
+    });
+  }
+
+ private:
+  static constexpr size_t kMaxFree = 16;
+  Context& ctx_;
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<Buffer>> free_;
+};
+
 // A host-side copy of a tensor for MPI to read or write; the tensor itself when already on the host.
 struct HostStage {
   std::shared_ptr<Buffer> buffer;
@@ -31,14 +74,14 @@ struct HostStage {
   Tensor original;
 };
 
-HostStage stage(Context& ctx, const Tensor& t, bool copy_in) {
+HostStage stage(Context& ctx, StagingPool& pool, const Tensor& t, bool copy_in) {
   HostStage s;
   s.original = t;
   if (t.device == Device::cpu) {
     s.host = t;
     return s;
   }
-  s.buffer = std::make_shared<Buffer>(ctx, t.nbytes(), Device::cpu);
+  s.buffer = pool.take(t.nbytes());
   s.host = t;
   s.host.data = s.buffer->data();
   s.host.device = Device::cpu;
@@ -82,7 +125,7 @@ void expect_f32(const Tensor& t, const char* op) {
 
 class MpiCommunicator final : public Communicator {
  public:
-  MpiCommunicator(Context& ctx, MPI_Comm comm) : ctx_(ctx), comm_(comm) {
+  MpiCommunicator(Context& ctx, MPI_Comm comm) : ctx_(ctx), comm_(comm), pool_(std::make_shared<StagingPool>(ctx)) {
     TESSERA_MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
     TESSERA_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
     TESSERA_MPI_CHECK(MPI_Comm_size(comm_, &size_));
@@ -102,8 +145,8 @@ class MpiCommunicator final : public Communicator {
     const int64_t n = data.numel();
     const int64_t chunk = (n + size_ - 1) / size_;
     const int count = checked_count(chunk, "all_reduce chunk");
-    auto send = std::make_shared<Buffer>(ctx_, size_t(chunk * size_) * 4, Device::cpu);
-    auto recv = std::make_shared<Buffer>(ctx_, size_t(chunk * size_) * 4, Device::cpu);
+    auto send = pool_->take(size_t(chunk * size_) * 4);
+    auto recv = pool_->take(size_t(chunk * size_) * 4);
     Tensor send_view(send->data(), {chunk * size_}, DType::f32, Device::cpu);
     copy_tensor(ctx_, send_view.flat_range(0, n), data);
     std::memset(static_cast<float*>(send->data()) + n, 0, size_t(chunk * size_ - n) * 4);
@@ -134,15 +177,15 @@ class MpiCommunicator final : public Communicator {
       throw config_error("reduce_scatter: input " + input.shape_str() + " is not " + std::to_string(size_) +
                          " chunks of output " + output.shape_str());
     const int count = checked_count(n, "reduce_scatter chunk");
-    HostStage in = stage(ctx_, input, true);
-    auto recv = std::make_shared<Buffer>(ctx_, size_t(n * size_) * 4, Device::cpu);
+    HostStage in = stage(ctx_, *pool_, input, true);
+    auto recv = pool_->take(size_t(n * size_) * 4);
     auto request = std::make_shared<MPI_Request>();
     TESSERA_MPI_CHECK(MPI_Ialltoall(in.host.data, count, MPI_FLOAT, recv->data(), count, MPI_FLOAT, comm_,
                                     request.get()));
     return Work(
         [this, output, op, n, in, recv, request] {
           TESSERA_MPI_CHECK(MPI_Wait(request.get(), MPI_STATUS_IGNORE));
-          HostStage out = stage(ctx_, output, false);
+          HostStage out = stage(ctx_, *pool_, output, false);
           reduce_in_rank_order(out.host.ptr<float>(), static_cast<const float*>(recv->data()), size_, n, op);
           unstage(ctx_, out);
         },
@@ -158,8 +201,8 @@ class MpiCommunicator final : public Communicator {
     // forbids overlapping send and receive buffers otherwise.
     const bool in_place = input.device == output.device &&
                           input.data == static_cast<char*>(output.data) + size_t(rank_) * input.nbytes();
-    HostStage in = in_place ? HostStage{} : stage(ctx_, input, true);
-    HostStage out = stage(ctx_, output, in_place);
+    HostStage in = in_place ? HostStage{} : stage(ctx_, *pool_, input, true);
+    HostStage out = stage(ctx_, *pool_, output, in_place);
     auto request = std::make_shared<MPI_Request>();
     TESSERA_MPI_CHECK(MPI_Iallgather(in_place ? MPI_IN_PLACE : in.host.data, bytes, MPI_BYTE, out.host.data, bytes,
                                      MPI_BYTE, comm_, request.get()));
@@ -174,7 +217,7 @@ class MpiCommunicator final : public Communicator {
   Work broadcast(Tensor data, int root) override {
     if (root < 0 || root >= size_) throw config_error("broadcast: root " + std::to_string(root) + " out of range");
     const int bytes = checked_count(int64_t(data.nbytes()), "broadcast bytes");
-    HostStage s = stage(ctx_, data, rank_ == root);
+    HostStage s = stage(ctx_, *pool_, data, rank_ == root);
     auto request = std::make_shared<MPI_Request>();
     TESSERA_MPI_CHECK(MPI_Ibcast(s.host.data, bytes, MPI_BYTE, root, comm_, request.get()));
     return Work(
@@ -193,7 +236,7 @@ class MpiCommunicator final : public Communicator {
       if (t.peer < 0 || t.peer >= size_) throw config_error("exchange: peer " + std::to_string(t.peer) + " out of range");
       const int bytes = checked_count(int64_t(t.tensor.nbytes()), "exchange bytes");
       bool sending = t.kind == PeerTransfer::Kind::send;
-      stages->push_back(stage(ctx_, t.tensor, sending));
+      stages->push_back(stage(ctx_, *pool_, t.tensor, sending));
       void* host = stages->back().host.data;
       if (sending)
         TESSERA_MPI_CHECK(MPI_Isend(host, bytes, MPI_BYTE, t.peer, kPeerTag, comm_, &(*requests)[i]));
@@ -241,6 +284,7 @@ class MpiCommunicator final : public Communicator {
 
   Context& ctx_;
   MPI_Comm comm_;
+  std::shared_ptr<StagingPool> pool_;
   int rank_ = 0, size_ = 1;
   bool aborted_ = false;
 };
