@@ -20,35 +20,6 @@
 namespace tessera::program {
 namespace {
 
-// "tp=2,pp=2,mb=4,schedule=interleaved,v=2,sp,zero" -> layout (dp derived later).
-ParallelLayout parse_layout_spec(const std::string& spec) {
-  ParallelLayout l;
-  std::stringstream items(spec);
-  std::string item;
-  while (std::getline(items, item, ',')) {
-    auto eq = item.find('=');
-    std::string key = item.substr(0, eq), value = eq == std::string::npos ? "" : item.substr(eq + 1);
-    auto number = [&] {
-      try {
-        return std::stoi(value);
-      } catch (...) {
-        throw config_error("layout '" + spec + "': '" + item + "' needs a number");
-      }
-    };
-    if (key == "tp") l.tp = number();
-    else if (key == "pp") l.pp = number();
-    else if (key == "dp") l.dp = number();
-    else if (key == "mb") l.microbatches = number();
-    else if (key == "v") l.virtual_stages = number();
-    else if (key == "schedule") l.schedule = parse_schedule_kind(value);
-    else if (key == "sp") l.sequence_parallel = true;
-    else if (key == "zero") l.zero_stage = 1;
-    else throw config_error("layout '" + spec + "': unknown item '" + item + "'",
-                            "use tp=, pp=, dp=, mb=, schedule=, v=, sp, zero");
-  }
-  return l;
-}
-
 // Every (tp, pp) that divides the world, with enough microbatches to keep a pipeline busy.
 std::vector<ParallelLayout> default_layouts(int world, const GPT2Config& config) {
   std::vector<ParallelLayout> out;

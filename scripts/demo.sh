@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh
-bash scripts/build.sh
+bash scripts/build.sh tessera-train tessera-prepare-data
 if [ ! -f data/shakespeare_train.bin ] || [ data/tinyshakespeare.txt -nt data/shakespeare_train.bin ]; then
   ./build/tessera-prepare-data --out data/shakespeare data/tinyshakespeare.txt
 fi

@@ -28,6 +28,10 @@ struct ParallelLayout {
   std::string describe() const;   // "tp=2 pp=2 dp=2 sp=off zero=0 schedule=1f1b v=1 microbatches=4"
 };
 
+// A layout written compactly, as the benchmarks and the planner take it:
+// "tp=2,pp=2,mb=4,schedule=interleaved,v=2,sp,zero" ("single": all defaults). dp stays 0 unless given.
+ParallelLayout parse_layout_spec(const std::string& spec);
+
 class ProcessGrid {
  public:
   // Collective over `world`: every rank must make the grid with the same layout.

@@ -1,5 +1,6 @@
 #include "tessera/parallel.h"
 
+#include <sstream>
 #include <string>
 
 #include "tessera/error.h"
@@ -47,6 +48,35 @@ std::string ParallelLayout::describe() const {
          " sp=" + (sequence_parallel ? "on" : "off") + " zero=" + std::to_string(zero_stage) +
          " schedule=" + schedule_kind_name(schedule) + " v=" + std::to_string(virtual_stages) +
          " microbatches=" + std::to_string(microbatches);
+}
+
+ParallelLayout parse_layout_spec(const std::string& spec) {
+  ParallelLayout l;
+  std::stringstream items(spec);
+  std::string item;
+  while (std::getline(items, item, ',')) {
+    const auto eq = item.find('=');
+    const std::string key = item.substr(0, eq), value = eq == std::string::npos ? "" : item.substr(eq + 1);
+    auto number = [&] {
+      try {
+        return std::stoi(value);
+      } catch (...) {
+        throw config_error("layout '" + spec + "': '" + item + "' needs a number");
+      }
+    };
+    if (key == "tp") l.tp = number();
+    else if (key == "pp") l.pp = number();
+    else if (key == "dp") l.dp = number();
+    else if (key == "mb") l.microbatches = number();
+    else if (key == "v") l.virtual_stages = number();
+    else if (key == "schedule") l.schedule = parse_schedule_kind(value);
+    else if (key == "sp") l.sequence_parallel = true;
+    else if (key == "zero") l.zero_stage = 1;
+    else if (key == "single" || key.empty()) continue;
+    else throw config_error("layout '" + spec + "': unknown item '" + item + "'",
+                            "use tp=, pp=, dp=, mb=, schedule=, v=, sp, zero");
+  }
+  return l;
 }
 
 ProcessGrid::ProcessGrid(Communicator& world, const ParallelLayout& layout)

@@ -8,6 +8,7 @@
 
 #include "tessera/calibration.h"
 #include "tessera/error.h"
+#include "tessera/parallel.h"
 #include "tessera/schedule.h"
 
 namespace tessera::plan {
@@ -22,33 +23,12 @@ std::string TrainerLayout::describe() const {
 }
 
 TrainerLayout parse_trainer_layout(const std::string& spec, int world, int batch_size, int seq_len) {
+  const ParallelLayout parsed = parse_layout_spec(spec);
   TrainerLayout l;
-  l.dp = 0;
+  l.tp = parsed.tp, l.pp = parsed.pp, l.dp = parsed.dp;
+  l.sp = parsed.sequence_parallel, l.zero = parsed.zero_stage;
+  l.microbatches = parsed.microbatches, l.schedule = parsed.schedule, l.virtual_stages = parsed.virtual_stages;
   l.batch_size = batch_size, l.seq_len = seq_len;
-  std::stringstream items(spec);
-  std::string item;
-  while (std::getline(items, item, ',')) {
-    const auto eq = item.find('=');
-    const std::string key = item.substr(0, eq), value = eq == std::string::npos ? "" : item.substr(eq + 1);
-    auto number = [&] {
-      try {
-        return std::stoi(value);
-      } catch (...) {
-        throw config_error("layout '" + spec + "': '" + item + "' needs a number");
-      }
-    };
-    if (key == "tp") l.tp = number();
-    else if (key == "pp") l.pp = number();
-    else if (key == "dp") l.dp = number();
-    else if (key == "mb") l.microbatches = number();
-    else if (key == "v") l.virtual_stages = number();
-    else if (key == "schedule") l.schedule = parse_schedule_kind(value);
-    else if (key == "sp") l.sp = true;
-    else if (key == "zero") l.zero = 1;
-    else if (key == "single" || key.empty()) continue;
-    else
-      throw config_error("layout '" + spec + "': unknown item '" + item + "'", "use tp=, pp=, dp=, mb=, schedule=, v=, sp, zero");
-  }
   if (l.dp == 0) l.dp = std::max(1, world / std::max(1, l.tp * l.pp));
   if (l.tp < 1 || l.pp < 1 || l.tp * l.pp * l.dp != world)
     throw config_error("layout '" + spec + "' does not use " + std::to_string(world) + " ranks", "fix --ranks or the layout");
