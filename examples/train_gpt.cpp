@@ -1,8 +1,9 @@
 // tessera-train: trains a GPT-2 model on token shards, on one process or many (mpirun/srun) in any
 // layout tp x pp x dp. Reads top to bottom: arguments -> MPI, context, process grid, data, trainer
 // -> resume from the newest valid checkpoint -> for each step: trainer step (microbatches through the
-// pipeline schedule, gradient averaging, update) under the watchdog -> non-finite loss policy -> log
-// -> eval -> checkpoint -> effective-time summary -> sample and export on rank 0.
+// pipeline schedule, gradient averaging, update) under the watchdog -> commit of a save whose write
+// has ended -> non-finite loss policy -> log -> eval -> checkpoint -> effective-time summary -> sample
+// and export on rank 0.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -409,6 +410,9 @@ int train(int argc, char** argv) {
     double seconds = seconds_since(t0);
     train_seconds += seconds;
     ++steps_run;
+    // A save whose write has ended on every rank is committed now, not at the next save, so a
+    // failure before the next save loses only the steps since this one.
+    checkpoints.poll(step);
 
     if (!stats.applied || !std::isfinite(stats.loss)) {
       // Loss and gradient norm are the same on every rank, so every rank takes the same branch.

@@ -20,6 +20,12 @@ void Checkpointer::save(const TrainingState& state) {
   in_flight_blocked_ms_ = stats.blocked_ms;
 }
 
+void Checkpointer::poll(int64_t step) {
+  if (!enabled()) return;
+  Watchdog::Scope scope = watchdog_.scope("checkpoint commit", step);
+  report(trainer_.poll_checkpoint());
+}
+
 void Checkpointer::finish() {
   if (!enabled()) return;
   Watchdog::Scope scope = watchdog_.scope("checkpoint finish", -1);

@@ -2,8 +2,9 @@
 // save, fault injection after a commit, and every save and load under the watchdog.
 //
 // A save returns as soon as this rank's state is copied to host memory; the write runs in the
-// background and is committed by the next save (or finish()). So a save is reported when it is
-// committed: "checkpoint step N: blocked X ms, written in Y ms" on the terminal and
+// background and is committed as soon as every rank's write has ended (poll(), once a step), else by
+// the next save (or finish()). A save is reported when it is committed: "checkpoint step N: blocked
+// X ms, written in Y ms" on the terminal and
 // {"kind":"checkpoint","step","blocked_ms","write_ms","commit_ms","bytes","dir"} in the log.
 #pragma once
 
@@ -37,6 +38,9 @@ class Checkpointer {
 
   // Collective. Completes the save in flight (reporting it), then starts this one.
   void save(const TrainingState& state);
+  // Collective; once a step. Commits the save in flight (reporting it) if every rank's write has
+  // ended; otherwise returns at once.
+  void poll(int64_t step);
   // Collective. Completes the save in flight, if any (before loading, and before exit).
   void finish();
   // Collective. The newest valid checkpoint, loaded into the trainer; nullopt when there is none.

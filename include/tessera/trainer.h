@@ -92,14 +92,21 @@ class Trainer {
   std::map<std::string, std::vector<float>> gather_parameters();
 
   // Checkpoints (sharded per rank, written in the background, committed atomically, verified on load).
-  // Collective. Completes the previous save first (waits for its background write, all ranks agree it
-  // succeeded, rank 0 commits), then snapshots this rank's pieces to host memory (the only blocking
-  // part), starts the background write of <root>/.tmp-step-N/rank-R.*, and returns. The returned stats
-  // describe the PREVIOUS save's completion (write_ms, commit_ms, dir) and this one's blocked_ms.
+  // Collective. Completes the previous save first unless poll_checkpoint() already did (waits for
+  // its background write, all ranks agree it succeeded, rank 0 commits), then snapshots this rank's
+  // pieces to host memory (the only blocking part), starts the background write of
+  // <root>/.tmp-step-N/rank-R.*, and returns. The returned stats describe the PREVIOUS save's
+  // completion here (write_ms, commit_ms, dir; step -1 if none was left) and this one's blocked_ms.
   CheckpointStats save_checkpoint(const std::string& root, const TrainingState& state, int keep);
   // Collective. Waits for and commits the save in flight (call before exit and before loading);
   // returns its stats (step -1 if none).
   CheckpointStats finish_checkpoint();
+  // Collective; call once per step. Commits the save in flight as soon as its background write has
+  // ended on every rank (one small all-reduce over the world says whether all have), exactly as the
+  // next save would: all ranks agree it succeeded (a failed write is a data error on every rank),
+  // rank 0 commits, and the stats of that save come back (write_ms, commit_ms, dir, step >= 0).
+  // Returns at once with step -1 while any rank is still writing, or when nothing is in flight.
+  CheckpointStats poll_checkpoint();
   // Collective. Completes a save in flight, finds the newest checkpoint under root that verifies
   // (rank 0 prints why each newer one was rejected: file, rank), loads parameters (in the model's
   // dtype; from the saved fp32 master when the saved parameters have another dtype) and optimizer

@@ -2,7 +2,9 @@
 // copy of every element: data-parallel rank 0, tensor-parallel rank 0 for replicated parameters,
 // the first stage for the tied wte; under ZeRO-1 every data-parallel rank its own optimizer
 // slices), written on a background thread and committed by rank 0 once every rank's write
-// succeeded. Loading reads, for this rank's shards, whatever rectangles the saving layout wrote.
+// succeeded (as soon as a per-step poll_checkpoint() finds every write ended, else at the next save
+// or finish_checkpoint()). Loading reads, for this rank's shards, whatever rectangles the saving
+// layout wrote.
 //
 // Tensors: "param/<name>" in the parameters' dtype; "master/<name>" (bf16 parameters only: f32
 // parameters are their own master), "adam_m/<name>" and "adam_v/<name>" in f32; global names and
@@ -297,6 +299,20 @@ CheckpointStats Trainer::finish_checkpoint() {
   stats.dir = v.at("dir").as_string();
   stats.step = job.step;
   return stats;
+}
+
+CheckpointStats Trainer::poll_checkpoint() {
+  if (!pending_.active) return CheckpointStats{};  // the same on every rank: saves are collective
+  // 1 while this rank's write still runs; a failed write has ended too, and finish_checkpoint()
+  // turns it into the same data error on every rank.
+  float writing = writer_.busy() ? 1.0f : 0.0f;
+  if (grid_ && grid_->world_size() > 1) {
+    Communicator& world = grid_->world();
+    on_device(*ctx_, Tensor(&writing, {1}, DType::f32, Device::cpu),
+              [&](const Tensor& t) { world.all_reduce(t, ReduceOp::max).wait(); });
+  }
+  if (writing != 0.0f) return CheckpointStats{};
+  return finish_checkpoint();  // every write has ended: joining the writers does not wait
 }
 
 CheckpointStats Trainer::save_checkpoint(const std::string& root, const TrainingState& state, int keep) {

@@ -1,7 +1,8 @@
 // Trainer checkpoints under mpirun: a run stopped after 6 of 12 steps, saved, and resumed by a new
 // Trainer in the same layout ends bitwise where the uninterrupted run ends; resumed in another
 // layout it follows the uninterrupted run within float tolerance. Saving returns before the files
-// are written and `latest` moves only at the commit; a damaged newest checkpoint is passed over
+// are written and `latest` moves only at the commit, which a poll makes as soon as every rank's
+// write has ended (and not while one is held); a damaged newest checkpoint is passed over
 // (the report names the file and rank); keep-K prunes.
 // Each case needs one world size (it says so and skips otherwise); CTest launches each size.
 #include <catch2/catch.hpp>
@@ -384,7 +385,7 @@ TEST_CASE("resume: saving returns before the files are written; latest moves at 
   s.trainer->set_checkpoint_write_hook({});
   s.train(2, 3);  // training goes on while the write runs
   world().barrier();
-  CHECK(read_latest(root) == "step-00000001");  // written or not, nothing is committed before the next save
+  CHECK(read_latest(root) == "step-00000001");  // written or not, without polls nothing commits before the next save
   stats = s.trainer->save_checkpoint(root, s.state(3), 0);
   // This save completed the previous one: its write took the held 100 ms, the snapshot far less.
   CHECK(stats.step == 2);
@@ -400,6 +401,76 @@ TEST_CASE("resume: saving returns before the files are written; latest moves at 
   REQUIRE(info);
   CHECK(info->step == 3);
   CHECK(info->world_size == world().size());
+}
+
+namespace {
+
+// Polls (collectively) until a save is committed; every rank gets the same answers, so every rank
+// polls as often. At most `limit` polls, 1 ms apart.
+CheckpointStats poll_until_committed(Trainer& trainer, int limit = 20000) {
+  for (int polls = 0; polls < limit; ++polls) {
+    const CheckpointStats stats = trainer.poll_checkpoint();
+    if (stats.step >= 0) return stats;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return CheckpointStats{};
+}
+
+}  // namespace
+
+TEST_CASE("resume: polling commits a save once every rank's write has ended, and not before", "[resume]") {
+  const Layout l = all_ranks_layout();
+  INFO(l.describe());
+  const std::string root = fresh_dir("poll");
+  Session s(l);
+  CHECK(s.trainer->poll_checkpoint().step == -1);  // nothing in flight
+  s.train(0, 1);
+  CHECK(s.trainer->save_checkpoint(root, s.state(1), 0).step == -1);
+  CheckpointStats stats = poll_until_committed(*s.trainer);
+  CHECK(stats.step == 1);  // committed by the poll, with no further save
+  CHECK(stats.dir == root + "/step-00000001");
+  CHECK(stats.bytes > 0);
+  CHECK(read_latest(root) == "step-00000001");
+  CHECK_FALSE(fs::exists(root + "/.tmp-step-00000001"));
+  CHECK(s.trainer->poll_checkpoint().step == -1);    // nothing left in flight
+  CHECK(s.trainer->finish_checkpoint().step == -1);  // nor for finish
+
+  // The last rank's write is held: however often the others poll, nothing commits.
+  const int held = world().size() - 1;
+  std::atomic<bool> release{false};
+  if (world().rank() == held)
+    s.trainer->set_checkpoint_write_hook([&release] {
+      const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+      while (!release.load() && std::chrono::steady_clock::now() < limit)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    });
+  s.train(1, 2);
+  stats = s.trainer->save_checkpoint(root, s.state(2), 0);
+  CHECK(stats.step == -1);  // the poll already completed step 1: nothing for this save to complete
+  s.trainer->set_checkpoint_write_hook({});
+  const auto held_since = std::chrono::steady_clock::now();
+  for (int step = 2; step < 4; ++step) {  // training goes on, polling each step
+    s.train(step, step + 1);
+    for (int k = 0; k < 20; ++k) {
+      CHECK(s.trainer->poll_checkpoint().step == -1);
+      std::this_thread::sleep_for(std::chrono::milliseconds(3));
+    }
+  }
+  CHECK(std::chrono::steady_clock::now() - held_since >= std::chrono::milliseconds(100));
+  CHECK(read_latest(root) == "step-00000001");
+  CHECK_FALSE(fs::exists(root + "/step-00000002"));
+  world().barrier();
+  release = true;
+  stats = poll_until_committed(*s.trainer);
+  CHECK(stats.step == 2);
+  CHECK(stats.write_ms >= 100.0);  // the slowest rank's write: the held one
+  CHECK(stats.dir == root + "/step-00000002");
+  CHECK(read_latest(root) == "step-00000002");
+  CHECK_FALSE(fs::exists(root + "/.tmp-step-00000002"));
+  CHECK(s.trainer->finish_checkpoint().step == -1);
+  const std::optional<CheckpointInfo> info = find_latest_valid_checkpoint(root);
+  REQUIRE(info);
+  CHECK(info->step == 2);
 }
 
 TEST_CASE("resume: a damaged newest checkpoint falls back to the previous one", "[resume]") {
