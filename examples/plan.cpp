@@ -1,7 +1,9 @@
 // tessera-plan: choose the parallel layout for N GPUs and predict its step time, memory and MFU.
 //   tessera-plan --model gpt2-xl --gpus 1024 --cluster h100 [--global-batch N] [--seq-len T] [--json] [--top K] [--failures]
+//   tessera-plan --strong-scaling [--model gpt3-175b] [--gpu-counts 96,192,...] [--global-batch 1536]
 // Prints a ranked table of the layouts that fit and the chosen one as tessera-train flags (or JSON).
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -27,6 +29,8 @@ struct Args {
          inter_latency_us = -1;
   int global_batch = 0;
   bool json = false, failures = false;
+  bool strong_scaling = false;
+  std::string gpu_counts = "96,192,384,768,1536,3072,4608";
   int top = 10;
   bool flash_attention = true, overlap_grad_reduce = true, overlap_param_gather = true, tp_comm_overlap = false;
   double gpu_hours_per_failure = 50000, checkpoint_blocking_s = 10, checkpoint_total_s = 60, restart_s = 600;
@@ -98,8 +102,8 @@ int calibrated(const Args& a) {
     for (const std::string& spec : split_list(a.predict_layouts, ' ')) rows.push_back({spec, a.ranks, 0});
   }
   if (rows.empty()) throw config_error("nothing to predict", "give --predict-layouts or --measured");
-  std::printf("# calibrated prediction of the real Trainer: %s\n", config.describe().c_str());
-  std::printf("# %-5s %-34s %10s %10s %8s %8s %8s %8s\n", "ranks", "layout", "predicted", "measured", "error", "bubble",
+  if (!a.json) std::printf("# calibrated prediction of the real Trainer: %s\n", config.describe().c_str());
+  if (!a.json) std::printf("# %-5s %-34s %10s %10s %8s %8s %8s %8s\n", "ranks", "layout", "predicted", "measured", "error", "bubble",
               "tp comm", "sync+opt");
   bool all_ok = true;
   for (const Row& r : rows) {
@@ -114,6 +118,13 @@ int calibrated(const Args& a) {
       std::snprintf(meas, sizeof meas, "%.1f ms", r.measured_ms);
       if (std::abs(e) > a.tolerance) all_ok = false;
     }
+    if (a.json) {  // one JSON line per layout, as tessera-bench-training --json writes
+      std::printf("{\"ranks\": %d, \"spec\": \"%s\", \"layout\": \"%s\", \"batch_size\": %d, \"seq_len\": %d, "
+                  "\"predicted_ms\": %.4f, \"tokens_per_s\": %.2f, \"bubble\": %.4f, \"measured_ms\": %.4f}\n",
+                  r.ranks, r.spec.c_str(), l.describe().c_str(), B, T, base.step_time * 1e3, base.tokens_per_s,
+                  base.bubble_fraction, r.measured_ms);
+      continue;
+    }
     std::printf("  %-5d %-34s %7.1f ms %10s %8s %7.1f%% %5.1f ms %5.1f ms\n", r.ranks, l.describe().c_str(),
                 base.step_time * 1e3, meas, err, 100 * base.bubble_fraction, base.tp_comm_time * 1e3,
                 (base.grad_sync_time + base.optimizer_time) * 1e3);
@@ -125,11 +136,42 @@ int calibrated(const Args& a) {
     }
   }
   if (!a.measured.empty()) {
-    std::printf("%s: every prediction within %.0f%% of the measured median step time\n", all_ok ? "PASS" : "FAIL",
+    if (!a.json) std::printf("%s: every prediction within %.0f%% of the measured median step time\n", all_ok ? "PASS" : "FAIL",
                 100 * a.tolerance);
     return all_ok ? 0 : 1;
   }
   return 0;
+}
+
+// Strong scaling: the same global batch on more GPUs; per count, the planner's best layout.
+int strong_scaling(const Args& a, const plan::ModelShape& m, plan::ClusterSpec c, int global_batch,
+                   const plan::SoftwareSpec& sw) {
+  std::vector<int> counts;
+  for (const std::string& s : split_list(a.gpu_counts, ',')) {
+    const int n = std::atoi(s.c_str());
+    if (n <= 0) throw config_error("bad GPU count '" + s + "' in --gpu-counts", "give positive integers, e.g. 96,192");
+    counts.push_back(n);
+  }
+  if (counts.empty()) throw config_error("--gpu-counts is empty", "give e.g. --gpu-counts 96,192,384");
+  std::printf("strong scaling: %s\n", m.describe().c_str());
+  std::printf("cluster %s, global batch %d sequences (%.2fM tokens), planner's best layout per GPU count\n",
+              c.name.c_str(), global_batch, double(global_batch) * m.seq_len / 1e6);
+  std::printf("%6s  %-62s %6s %12s %8s %7s %7s\n", "GPUs", "layout", "MFU%", "tokens/s", "step s", "bubble%",
+              "comm%");
+  bool any = false;
+  for (int n : counts) {
+    c.gpus = n;
+    const plan::PlanResult r = plan::plan(m, c, global_batch, sw);
+    if (r.ranked.empty()) {
+      std::printf("%6d  %-62s\n", n, "(no layout fits)");
+      continue;
+    }
+    any = true;
+    const plan::Prediction& b = r.ranked.front();
+    std::printf("%6d  %-62s %6.1f %12.4g %8.2f %7.1f %7.1f\n", n, b.layout.describe().c_str(), 100 * b.mfu,
+                b.tokens_per_s, b.step_time, 100 * b.bubble_fraction, 100 * b.exposed_comm_fraction);
+  }
+  return any ? 0 : int(ExitCode::bad_config);
 }
 
 int body(int argc, char** argv) {
@@ -164,8 +206,11 @@ int body(int argc, char** argv) {
   p.add("overlap-grad-reduce", &a.overlap_grad_reduce, "overlap DP gradient reduction with the last backward");
   p.add("overlap-param-gather", &a.overlap_param_gather, "overlap ZeRO-1's parameter all-gather with the next forward");
   p.add("tp-comm-overlap", &a.tp_comm_overlap, "overlap TP collectives with GEMMs");
+  p.add("strong-scaling", &a.strong_scaling,
+        "best layout, MFU and tokens/s per --gpu-counts at a fixed --global-batch (default: gpt3-175b, 1536)");
+  p.add("gpu-counts", &a.gpu_counts, "with --strong-scaling: comma-separated GPU counts");
   p.section("output");
-  p.add("json", &a.json, "print JSON instead of the table");
+  p.add("json", &a.json, "print JSON instead of the table (with --calibration: one JSON line per layout)");
   p.add("top", &a.top, "rows to show");
   p.add("failures", &a.failures, "print checkpoint interval and goodput at 1,024, 4,096, 16,384 GPUs and --gpus");
   p.add("gpu-hours-per-failure", &a.gpu_hours_per_failure, "one interruption per this many GPU-hours (Llama 3: ~50,000)");
@@ -185,6 +230,7 @@ int body(int argc, char** argv) {
   if (!p.parse(argc, argv)) return 0;
   if (!a.calibration.empty()) return calibrated(a);
 
+  if (a.strong_scaling && !p.given("model")) a.model = "gpt3-175b";
   plan::ModelShape m;
   const bool custom = a.model == "custom";
   if (custom) {
@@ -219,6 +265,7 @@ int body(int argc, char** argv) {
   c.validate();
 
   int global_batch = a.global_batch;
+  if (global_batch <= 0 && a.strong_scaling) global_batch = 1536;  // Megatron-Core's GPT-3 175B table
   if (global_batch <= 0) {
     const double want = std::max((16.0 * 1024 * 1024) / m.seq_len, double(c.gpus) / 8);
     global_batch = 1;
@@ -228,6 +275,7 @@ int body(int argc, char** argv) {
   sw.flash_attention = a.flash_attention, sw.overlap_grad_reduce = a.overlap_grad_reduce;
   sw.overlap_param_gather = a.overlap_param_gather, sw.tp_comm_overlap = a.tp_comm_overlap;
 
+  if (a.strong_scaling) return strong_scaling(a, m, c, global_batch, sw);
   const plan::PlanResult r = plan::plan(m, c, global_batch, sw);
   if (a.json) std::printf("%s\n", plan::to_json(m, c, global_batch, r, a.top).c_str());
   else std::printf("%s", plan::format_table(m, c, global_batch, r, a.top).c_str());

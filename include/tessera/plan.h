@@ -45,7 +45,7 @@ struct ModelShape {
   bool dropout = true;
   bool learned_positions = true;
 
-  // gpt2, gpt2-medium, gpt2-large, gpt2-xl, llama2-7b, llama2-13b, llama2-70b, llama3-8b, llama3-70b,
+  // gpt2, gpt2-medium, gpt2-large, gpt2-xl, gpt3-175b, llama2-7b, llama2-13b, llama2-70b, llama3-8b, llama3-70b,
   // llama3-405b. config_error for an unknown name.
   static ModelShape preset(const std::string& name);
   static ModelShape gpt(int layers, int hidden, int heads, int vocab, int seq_len);  // ffn = 4h

@@ -285,3 +285,55 @@ TEST_CASE("plan: every layout of a 16,384-GPU cluster is planned quickly", "[pla
   CHECK(r.ranked.front().layout.tp * r.ranked.front().layout.pp * r.ranked.front().layout.dp == 16384);
   CHECK(train_command(m, r.ranked.front()).find("--tp ") != std::string::npos);
 }
+
+namespace {
+
+// GPT-3 175B on H100 at a fixed global batch of 1,536 sequences (Megatron-Core's table, as quoted in
+// the issue): 47% MFU at 96 GPUs falling to 42% at 4,608. The planner's best layout at each end,
+// planned once for both tests below.
+struct StrongScalingEnds {
+  Prediction small, large;
+};
+
+const StrongScalingEnds& strong_scaling_ends() {
+  static const StrongScalingEnds ends = [] {
+    const ModelShape m = ModelShape::preset("gpt3-175b");
+    StrongScalingEnds e;
+    for (int gpus : {96, 4608}) {
+      const PlanResult r = plan::plan(m, ClusterSpec::preset("h100", gpus), 1536);
+      REQUIRE(!r.ranked.empty());
+      (gpus == 96 ? e.small : e.large) = r.ranked.front();
+    }
+    return e;
+  }();
+  std::printf("\nstrong scaling, gpt3-175b on H100, global batch 1536 (published: 47%% at 96, 42%% at 4,608)\n");
+  std::printf("   96 GPUs: MFU %.1f%% (published 47%%)  %s (bubble %.1f%%, comm %.1f%%)\n", 100 * ends.small.mfu,
+              ends.small.layout.describe().c_str(), 100 * ends.small.bubble_fraction,
+              100 * ends.small.exposed_comm_fraction);
+  std::printf(" 4608 GPUs: MFU %.1f%% (published 42%%)  %s (bubble %.1f%%, comm %.1f%%)\n", 100 * ends.large.mfu,
+              ends.large.layout.describe().c_str(), 100 * ends.large.bubble_fraction,
+              100 * ends.large.exposed_comm_fraction);
+  return ends;
+}
+
+}  // namespace
+
+TEST_CASE("plan: strong scaling lowers MFU (gpt3-175b, 96 -> 4,608 H100, fixed batch)", "[plan]") {
+  const StrongScalingEnds& e = strong_scaling_ends();
+  // Fewer microbatches per pipeline at the large end: a larger bubble and more exposed communication.
+  CHECK(e.large.mfu < e.small.mfu);
+  CHECK(e.large.bubble_fraction > e.small.bubble_fraction);
+  CHECK(e.large.exposed_comm_fraction > e.small.exposed_comm_fraction);
+  CHECK(e.large.tokens_per_s > e.small.tokens_per_s);  // still faster, just less efficient
+}
+
+// Open gap: the predicted ends are not within 10% of the published 47% and 42% (about 53% and 32%).
+TEST_CASE("plan: open gaps: strong-scaling MFU ends within 10% of Megatron-Core's 47% and 42%", "[plan][!mayfail]") {
+  const StrongScalingEnds& e = strong_scaling_ends();
+  std::printf("open gap: the planner's best layouts, not Megatron-Core's stated ones (not in the issue text); at 96 GPUs\n"
+              "the cost model has no per-microbatch overheads (m=768 microbatches of one sequence), so it is above 47%%;\n"
+              "at 4,608 GPUs 1,536 sequences leave 64 per data-parallel rank, and the simulated bubble plus exposed\n"
+              "TP/p2p communication (default SoftwareSpec: no TP-communication overlap) put it well below 42%%.\n");
+  CHECK(e.small.mfu == Approx(0.47).epsilon(0.10));
+  CHECK(e.large.mfu == Approx(0.42).epsilon(0.10));
+}
