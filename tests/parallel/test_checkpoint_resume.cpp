@@ -84,14 +84,7 @@ const std::string& token_path() {
     File() {
       fs::create_directories(scratch_root());
       path = (scratch_root() / ("tokens_" + std::to_string(::getpid()) + ".bin")).string();
-      std::vector<uint16_t> tokens(20000);
-      uint64_t state = 12345;
-      for (size_t i = 0; i < tokens.size(); i += 8) {
-        state = state * 6364136223846793005ull + 1442695040888963407ull;
-        const uint64_t motif = (state >> 33) % 24;
-        for (size_t k = 0; k < 8 && i + k < tokens.size(); ++k)
-          tokens[i + k] = uint16_t((motif * 37 + k * k * 11 + (k == 7 ? (state >> 20) % 5 : 0)) % 257);
-      }
+      const std::vector<uint16_t> tokens = test::motif_tokens(20000);
       write_token_shard(path, tokens.data(), int64_t(tokens.size()));
     }
     ~File() { std::remove(path.c_str()); }

@@ -32,6 +32,18 @@ std::vector<int32_t> random_ints(size_t n, uint64_t seed, int32_t lo, int32_t hi
   return v;
 }
 
+std::vector<uint16_t> motif_tokens(size_t n) {
+  std::vector<uint16_t> tokens(n);
+  uint64_t state = 12345;
+  for (size_t i = 0; i < tokens.size(); i += 8) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    const uint64_t motif = (state >> 33) % 24;
+    for (size_t k = 0; k < 8 && i + k < tokens.size(); ++k)
+      tokens[i + k] = uint16_t((motif * 37 + k * k * 11 + (k == 7 ? (state >> 20) % 5 : 0)) % 257);
+  }
+  return tokens;
+}
+
 Context& cpu_context() {
   static Context ctx([] {
     ContextOptions o;

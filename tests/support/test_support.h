@@ -20,6 +20,8 @@ namespace tessera::test {
 std::vector<float> random_uniform(size_t n, uint64_t seed, float lo = -1.0f, float hi = 1.0f);
 std::vector<float> random_normal(size_t n, uint64_t seed, float stddev = 1.0f);
 std::vector<int32_t> random_ints(size_t n, uint64_t seed, int32_t lo, int32_t hi_exclusive);
+// A byte-vocabulary token stream with structure to learn: motifs of 8 tokens drawn by a fixed LCG.
+std::vector<uint16_t> motif_tokens(size_t n);
 
 // A CPU context with a fixed thread count (2, like CI) that does not announce itself.
 Context& cpu_context();
