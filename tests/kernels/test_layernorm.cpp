@@ -125,22 +125,7 @@ TEST_CASE("layernorm: backward is bitwise identical for 1 and 2 threads", "[kern
   };
   auto two = run(test::cpu_context());
   std::vector<float> one;
-  {
-    ContextOptions o;
-    o.device = DevicePreference::cpu;
-    o.cpu_threads = 1;
-    o.announce = false;
-    Context single(o);
-    one = run(single);
-  }
-  {
-    // A Context sets the process's OpenMP/OpenBLAS thread counts: restore the tests' default.
-    ContextOptions o;
-    o.device = DevicePreference::cpu;
-    o.cpu_threads = test::cpu_context().cpu_threads();
-    o.announce = false;
-    Context restore(o);
-  }
+  test::with_one_thread([&](Context& single) { one = run(single); });
   REQUIRE(one.size() == two.size());
   for (size_t i = 0; i < one.size(); ++i) REQUIRE(one[i] == two[i]);
 }

@@ -16,23 +16,10 @@ TEST_CASE("sum_of_squares: matches long double and is bitwise equal for 1 and 2 
     auto g_two = test::upload(test::cpu_context(), g, {n});
     double two = ops::sum_of_squares(test::cpu_context(), g_two.tensor);
     double one = 0.0;
-    {
-      ContextOptions o;
-      o.device = DevicePreference::cpu;
-      o.cpu_threads = 1;
-      o.announce = false;
-      Context single(o);
+    test::with_one_thread([&](Context& single) {
       auto g_one = test::upload(single, g, {n});
       one = ops::sum_of_squares(single, g_one.tensor);
-    }
-    {
-      // A Context sets the process's OpenMP/OpenBLAS thread counts: restore the tests' default.
-      ContextOptions o;
-      o.device = DevicePreference::cpu;
-      o.cpu_threads = test::cpu_context().cpu_threads();
-      o.announce = false;
-      Context restore(o);
-    }
+    });
     INFO("n = " << n);
     CHECK(std::memcmp(&one, &two, sizeof(double)) == 0);
     CHECK(std::fabs(two - double(want)) <= 1e-12 * double(want));

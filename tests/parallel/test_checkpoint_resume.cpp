@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "io/checkpoint_layout.h"
+#include "parallel/world.h"
 #include "support/test_support.h"
 #include "tessera/checkpoint.h"
 #include "tessera/communicator.h"
@@ -34,6 +35,7 @@
 #include "tessera/trainer.h"
 
 using namespace tessera;
+using test::world;
 namespace fs = std::filesystem;
 
 namespace {
@@ -45,10 +47,6 @@ constexpr int kMicrobatches = 4;
 constexpr int kT = 16;
 constexpr uint64_t kSeed = 4321;
 
-Communicator& world() {
-  static std::unique_ptr<Communicator> comm = make_mpi_communicator(test::cpu_context());
-  return *comm;
-}
 
 // The test executable's directory: scratch files stay in the build tree.
 fs::path scratch_root() {

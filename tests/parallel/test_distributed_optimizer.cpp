@@ -9,6 +9,7 @@
 #include <memory>
 #include <vector>
 
+#include "parallel/world.h"
 #include "support/test_support.h"
 #include "tessera/buffer.h"
 #include "tessera/communicator.h"
@@ -18,6 +19,7 @@
 #include "tessera/param_table.h"
 
 using namespace tessera;
+using test::world;
 using test::bitwise_equal;
 using test::round_to_bf16;
 
@@ -141,10 +143,6 @@ Run run_distributed(const DistributedOptions& options, const AdamWConfig& config
   return run;
 }
 
-Communicator& world() {
-  static std::unique_ptr<Communicator> comm = make_mpi_communicator(test::cpu_context());
-  return *comm;
-}
 
 std::vector<int> all_ranks() {
   std::vector<int> r;

@@ -18,6 +18,7 @@
 #include <tuple>
 #include <vector>
 
+#include "parallel/world.h"
 #include "support/test_support.h"
 #include "tessera/communicator.h"
 #include "tessera/data.h"
@@ -28,6 +29,7 @@
 #include "tessera/trainer.h"
 
 using namespace tessera;
+using test::world;
 
 namespace {
 
@@ -36,10 +38,6 @@ constexpr int kB = 2;   // sequences per microbatch per data-parallel rank
 constexpr int kT = 16;
 constexpr uint64_t kSeed = 1234;
 
-Communicator& world() {
-  static std::unique_ptr<Communicator> comm = make_mpi_communicator(test::cpu_context());
-  return *comm;
-}
 
 // L layers, 4 heads, 32 channels, the 257-token byte vocabulary (padded to 384), 16 positions.
 GPT2Config small_config(int layers) { return GPT2Config::custom(layers, 4, 32, 257, kT); }

@@ -4,16 +4,14 @@
 #include <set>
 #include <vector>
 
+#include "parallel/world.h"
 #include "support/test_support.h"
 #include "tessera/parallel.h"
 
 using namespace tessera;
+using test::world;
 
 namespace {
-Communicator& world() {
-  static std::unique_ptr<Communicator> comm = make_mpi_communicator(test::cpu_context());
-  return *comm;
-}
 
 // Every (tp, pp) combination whose product divides the world size.
 std::vector<ParallelLayout> layouts_for(int world_size) {

@@ -57,6 +57,19 @@ Context& cpu_context() {
   return ctx;
 }
 
+void with_one_thread(const std::function<void(Context&)>& body) {
+  ContextOptions o;
+  o.device = DevicePreference::cpu;
+  o.announce = false;
+  o.cpu_threads = 1;
+  {
+    Context single(o);
+    body(single);
+  }
+  o.cpu_threads = cpu_context().cpu_threads();
+  Context restore(o);
+}
+
 Context* gpu_context(std::string* reason) {
   struct Probe {
     std::unique_ptr<Context> ctx;

@@ -25,6 +25,10 @@ std::vector<uint16_t> motif_tokens(size_t n);
 
 // A CPU context with a fixed thread count (2, like CI) that does not announce itself.
 Context& cpu_context();
+// Runs `body` on a fresh one-thread CPU context (to compare with the default context's result:
+// CPU kernels must not depend on the thread count), then restores the process's OpenMP and
+// OpenBLAS thread counts, which a Context sets, to the tests' default.
+void with_one_thread(const std::function<void(Context&)>& body);
 // The GPU context, or nullptr (with the reason) when this machine has none.
 Context* gpu_context(std::string* reason);
 
