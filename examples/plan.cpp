@@ -1,6 +1,6 @@
 // tessera-plan: choose the parallel layout for N GPUs and predict its step time, memory and MFU.
 //   tessera-plan --model gpt2-xl --gpus 1024 --cluster h100 [--global-batch N] [--seq-len T] [--json] [--top K] [--failures]
-//   tessera-plan --strong-scaling [--model gpt3-175b] [--gpu-counts 96,192,...] [--global-batch 1536]
+//   tessera-plan --strong-scaling [--model mcore-177b] [--gpu-counts 96,192,...] [--global-batch 1152]
 // Prints a ranked table of the layouts that fit and the chosen one as tessera-train flags (or JSON).
 #include <cmath>
 #include <cstdlib>
@@ -30,7 +30,8 @@ struct Args {
   int global_batch = 0;
   bool json = false, failures = false;
   bool strong_scaling = false;
-  std::string gpu_counts = "96,192,384,768,1536,3072,4608";
+  std::string gpu_counts = "96,192,384,768,1536,2304,3072,4608";
+  std::string software = "tessera";
   int top = 10;
   bool flash_attention = true, overlap_grad_reduce = true, overlap_param_gather = true, tp_comm_overlap = false;
   double gpu_hours_per_failure = 50000, checkpoint_blocking_s = 10, checkpoint_total_s = 60, restart_s = 600;
@@ -143,6 +144,39 @@ int calibrated(const Args& a) {
   return 0;
 }
 
+// The short board at cluster scale: the chosen layout with one slow GPU or per-step jitter, and with
+// jitter the best layout at 1,024, 4,096 and 16,384 GPUs (same model and batch), through the simulation.
+void print_stragglers(const Args& a, const plan::ModelShape& m, plan::ClusterSpec c, int global_batch,
+                      const plan::SoftwareSpec& sw, const plan::Prediction& chosen) {
+  std::printf("\nstragglers: every step waits for its slowest GPU (a stage at the pace of its slowest of tp x dp GPUs; "
+              "the schedule simulated, %d sampled steps)\n", plan::StragglerModel{}.samples);
+  std::printf("%8s  %-32s %10s %10s %8s  %s\n", "GPUs", "disturbance", "step s", "disturbed", "loss", "layout");
+  auto row = [&](int gpus, const plan::Prediction& p, const plan::StragglerModel& s, const std::string& what) {
+    const plan::StragglerEstimate e = plan::predict_stragglers(p, s);
+    std::printf("%8d  %-32s %10.3f %10.3f %+7.1f%%  %s\n", gpus, what.c_str(), e.base_step_time, e.step_time,
+                100 * e.loss(), p.layout.describe().c_str());
+  };
+  char what[96];
+  if (a.straggler_pct > 0) {
+    plan::StragglerModel s;
+    s.slowdown = a.straggler_pct / 100;
+    std::snprintf(what, sizeof what, "one GPU %.1f%% slower", a.straggler_pct);
+    row(c.gpus, chosen, s, what);
+  }
+  if (a.jitter > 0) {
+    plan::StragglerModel s;
+    s.jitter = a.jitter;
+    std::snprintf(what, sizeof what, "jitter %.1f%% per GPU, per step", 100 * a.jitter);
+    row(c.gpus, chosen, s, what);
+    for (int n : {1024, 4096, 16384}) {
+      if (n == c.gpus) continue;
+      c.gpus = n;
+      const plan::PlanResult r = plan::plan(m, c, std::max(global_batch, n / 8), sw);
+      if (!r.ranked.empty()) row(n, r.ranked.front(), s, what);
+    }
+  }
+}
+
 // Strong scaling: the same global batch on more GPUs; per count, the planner's best layout.
 int strong_scaling(const Args& a, const plan::ModelShape& m, plan::ClusterSpec c, int global_batch,
                    const plan::SoftwareSpec& sw) {
@@ -154,8 +188,8 @@ int strong_scaling(const Args& a, const plan::ModelShape& m, plan::ClusterSpec c
   }
   if (counts.empty()) throw config_error("--gpu-counts is empty", "give e.g. --gpu-counts 96,192,384");
   std::printf("strong scaling: %s\n", m.describe().c_str());
-  std::printf("cluster %s, global batch %d sequences (%.2fM tokens), planner's best layout per GPU count\n",
-              c.name.c_str(), global_batch, double(global_batch) * m.seq_len / 1e6);
+  std::printf("cluster %s, software %s, global batch %d sequences (%.2fM tokens), planner's best layout per GPU count\n",
+              c.name.c_str(), sw.name.c_str(), global_batch, double(global_batch) * m.seq_len / 1e6);
   std::printf("%6s  %-62s %6s %12s %8s %7s %7s\n", "GPUs", "layout", "MFU%", "tokens/s", "step s", "bubble%",
               "comm%");
   bool any = false;
@@ -178,7 +212,7 @@ int body(int argc, char** argv) {
   Args a;
   FlagParser p("tessera-plan", "tessera-plan --model gpt2-xl --gpus 1024 --cluster h100 [--global-batch N] [--json]");
   p.section("model");
-  p.add("model", &a.model, "preset (gpt2, gpt2-medium, gpt2-large, gpt2-xl, llama2-7b, llama2-13b, llama2-70b, "
+  p.add("model", &a.model, "preset (gpt2, gpt2-medium, gpt2-large, gpt2-xl, gpt3-175b, mcore-177b, llama2-7b, llama2-13b, llama2-70b, "
                            "llama3-8b, llama3-70b, llama3-405b) or custom (with the sizes below)");
   p.add("layers", &a.layers, "custom/override: transformer layers");
   p.add("hidden", &a.hidden, "custom/override: hidden size");
@@ -202,12 +236,16 @@ int body(int argc, char** argv) {
   p.add("inter-latency-us", &a.inter_latency_us, "override: inter-node latency in us (-1: preset)");
   p.section("training");
   p.add("global-batch", &a.global_batch, "sequences per optimizer step (0: ~16M tokens, at least gpus/8)");
+  p.add("software", &a.software,
+        "the training stack's overlaps and fusions: tessera (what tessera-train runs), megatron-core, "
+        "megatron-lm-2021 or llama3 (see SoftwareSpec::preset); the four flags below override it");
   p.add("flash-attention", &a.flash_attention, "fused attention (no s^2 activations)");
   p.add("overlap-grad-reduce", &a.overlap_grad_reduce, "overlap DP gradient reduction with the last backward");
   p.add("overlap-param-gather", &a.overlap_param_gather, "overlap ZeRO-1's parameter all-gather with the next forward");
   p.add("tp-comm-overlap", &a.tp_comm_overlap, "overlap TP collectives with GEMMs");
   p.add("strong-scaling", &a.strong_scaling,
-        "best layout, MFU and tokens/s per --gpu-counts at a fixed --global-batch (default: gpt3-175b, 1536)");
+        "best layout, MFU and tokens/s per --gpu-counts at a fixed --global-batch (default: Megatron-Core's "
+        "benchmark, mcore-177b at 1152 sequences with --software megatron-core)");
   p.add("gpu-counts", &a.gpu_counts, "with --strong-scaling: comma-separated GPU counts");
   p.section("output");
   p.add("json", &a.json, "print JSON instead of the table (with --calibration: one JSON line per layout)");
@@ -224,13 +262,17 @@ int body(int argc, char** argv) {
   p.add("batch-size", &a.batch_size, "sequences per microbatch (0: the calibration's)");
   p.add("measured", &a.measured, "tessera-bench-training --json file(s), comma-separated: compare predictions with them");
   p.add("tolerance", &a.tolerance, "with --measured: exit 1 when a prediction is off by more than this fraction");
-  p.add("straggler", &a.straggler_pct, "one rank (--slow-rank) this many percent slower: the step-time loss");
+  p.add("straggler", &a.straggler_pct,
+        "one rank (--slow-rank) this many percent slower: the step-time loss (cluster plans: one GPU of the chosen layout)");
   p.add("slow-rank", &a.slow_rank, "the straggler's world rank");
-  p.add("jitter", &a.jitter, "per-step, per-rank relative spread of computation time: the expected step-time loss");
+  p.add("jitter", &a.jitter,
+        "per-step, per-rank relative spread of computation time: the expected step-time loss (cluster plans: at "
+        "--gpus and 1,024, 4,096, 16,384 GPUs)");
   if (!p.parse(argc, argv)) return 0;
   if (!a.calibration.empty()) return calibrated(a);
 
-  if (a.strong_scaling && !p.given("model")) a.model = "gpt3-175b";
+  if (a.strong_scaling && !p.given("model")) a.model = "mcore-177b";
+  if (a.strong_scaling && !p.given("software")) a.software = "megatron-core";
   plan::ModelShape m;
   const bool custom = a.model == "custom";
   if (custom) {
@@ -265,15 +307,17 @@ int body(int argc, char** argv) {
   c.validate();
 
   int global_batch = a.global_batch;
-  if (global_batch <= 0 && a.strong_scaling) global_batch = 1536;  // Megatron-Core's GPT-3 175B table
+  if (global_batch <= 0 && a.strong_scaling) global_batch = 1152;  // Megatron-Core's strong-scaling batch
   if (global_batch <= 0) {
     const double want = std::max((16.0 * 1024 * 1024) / m.seq_len, double(c.gpus) / 8);
     global_batch = 1;
     while (global_batch < want) global_batch *= 2;
   }
-  plan::SoftwareSpec sw;
-  sw.flash_attention = a.flash_attention, sw.overlap_grad_reduce = a.overlap_grad_reduce;
-  sw.overlap_param_gather = a.overlap_param_gather, sw.tp_comm_overlap = a.tp_comm_overlap;
+  plan::SoftwareSpec sw = plan::SoftwareSpec::preset(a.software);
+  if (p.given("flash-attention")) sw.flash_attention = a.flash_attention;
+  if (p.given("overlap-grad-reduce")) sw.overlap_grad_reduce = a.overlap_grad_reduce;
+  if (p.given("overlap-param-gather")) sw.overlap_param_gather = a.overlap_param_gather;
+  if (p.given("tp-comm-overlap")) sw.tp_comm_overlap = a.tp_comm_overlap;
 
   if (a.strong_scaling) return strong_scaling(a, m, c, global_batch, sw);
   const plan::PlanResult r = plan::plan(m, c, global_batch, sw);
@@ -294,6 +338,7 @@ int body(int argc, char** argv) {
       std::printf("%8d %12.2f %16.1f %15.1f%%\n", n, e.mtbf_s / 3600, e.interval_s / 60, 100 * e.effective_ratio);
     }
   }
+  if (!r.ranked.empty() && (a.straggler_pct > 0 || a.jitter > 0)) print_stragglers(a, m, c, global_batch, sw, r.ranked.front());
   if (r.ranked.empty()) return int(ExitCode::bad_config);
   return 0;
 }

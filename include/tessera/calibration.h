@@ -9,7 +9,9 @@
 //
 // Kernel lookup: the exact shape when it was measured, otherwise a least-squares fit of
 // time = overhead + work / rate over that op's samples (work: FLOPs for matmuls and attention, bytes
-// otherwise). Collectives: time = latency + bytes / bandwidth fitted per (op, group size).
+// otherwise). Collectives: time = latency + bytes / bandwidth fitted per (op, group size), plus the
+// measured synchronisation cost of a blocking collective between computations (sync_time) for every
+// one the Trainer blocks on.
 #pragma once
 
 #include <cstdint>
@@ -50,6 +52,10 @@ struct Calibration {
   double op_time(const std::string& op, const std::vector<int64_t>& dims, double work) const;
   // Seconds for one collective on a group of `group` ranks (0 for a group of one).
   double collective_time(const std::string& op, int group, double bytes) const;
+  // Extra seconds a blocking collective on a group of `group` ranks costs between computations, all
+  // groups at once, beyond its idle time (the "sync" samples): with more ranks than cores, the time
+  // until a partner the OS has descheduled runs again. 0 for a group of one or an older file.
+  double sync_time(int group) const;
 };
 
 // One layout of the real Trainer (tessera-train's flags).

@@ -1,25 +1,31 @@
 // The planner and cluster simulator: given a model shape, a global batch and a cluster, enumerate the
-// parallel layouts tessera can run (tp, pp, dp, sp, ZeRO-1, recomputation, microbatching, schedule),
+// parallel layouts tessera can run (tp, pp, dp, sp, ZeRO, recomputation, microbatching, schedule),
 // estimate per-GPU memory and step time, and rank them.
 //
 // Cost model, in one place (every constant lives in ClusterSpec or SoftwareSpec, none per case):
-//  - compute: each matmul at peak x gemm_efficiency x s(M) s(N) s(K), s(d) = d / (d + gemm_half_dim)
-//    (saturating in the per-GPU GEMM dimensions); attention by flash kernels at attention_efficiency
-//    (causal: half the model FLOPs), or, without them, batched GEMMs plus the softmax/dropout bytes;
-//    element-wise ops (norms, activations, dropout, residuals) as bytes / (HBM bandwidth x efficiency).
-//    Backward = 2x forward for matmuls and element-wise bytes, 2.5x for flash attention.
+//  - compute: each matmul at peak x gemm_efficiency x s(M) s(N) s(K) x K / (K + balance x out/2),
+//    s(d) = d / (d + gemm_half_dim) for tiles a small dimension leaves part empty, the last factor for
+//    the output tile's store (out bytes per element) that its K loop does not hide (balance = FLOPs
+//    per byte of HBM); forward, input-gradient and weight-gradient (fp32 out) GEMMs each with their
+//    own K. Attention by flash kernels at attention_efficiency (causal: half the model FLOPs; the
+//    backward 2.5x the FLOPs at attention_backward_efficiency of the rate), or without them batched
+//    GEMMs plus the softmax/dropout bytes; element-wise ops (norms, activations, dropout, residuals)
+//    and the loss (SoftwareSpec::loss_bytes_per_logit) as bytes / (HBM bandwidth x efficiency).
 //  - collectives as nccl-tests defines them: all-reduce moves 2(n-1)/n of the data per rank,
 //    all-gather / reduce-scatter (n-1)/n, plus a latency term; a group spanning nodes with k members
 //    per node runs at min(intra bandwidth, k x inter bandwidth per GPU) (one NIC per GPU, as NCCL's
-//    rings use them).
+//    rings use them). A collective hidden behind compute still slows it by overlap_slowdown (the SMs
+//    and HBM bandwidth NCCL takes).
 //  - the pipeline: make_schedule + simulate() with the per-microbatch chunk costs; the bubble, and the
 //    activations in flight (memory), come from the simulation, not from a formula.
-//  - data-parallel gradient reduction (reduce-scatter + all-gather = one all-reduce's volume) overlapped
-//    with the last microbatch's backward when SoftwareSpec::overlap_grad_reduce; only the rest counts.
-//  - memory: bf16 parameters (2 B) + fp32 gradients (4 B) + fp32 master, m, v (12 B, / dp under
-//    ZeRO-1); activations per layer as Korthikanti et al. 2022 (34sbh + 5as^2b without parallelism,
-//    generalised to grouped-query attention and gated MLPs) times the layers a pipeline rank keeps in
-//    flight (simulate()'s peak in-flight (microbatch, chunk) pairs x layers per chunk).
+//  - data-parallel gradients: an all-reduce, or under ZeRO-1 a reduce-scatter overlapped with the last
+//    microbatch's backward and a bf16 parameter all-gather overlapped with the next first forward
+//    (SoftwareSpec::overlap_*); ZeRO-2 reduce-scatters after every microbatch. Only the rest counts.
+//  - memory: bf16 parameters (2 B) + fp32 gradients (4 B, / dp under ZeRO-2) + fp32 master, m, v
+//    (12 B, / dp under ZeRO-1); activations per layer as Korthikanti et al. 2022 (34sbh + 5as^2b
+//    without parallelism, generalised to grouped-query attention and gated MLPs) times the layers a
+//    pipeline rank keeps in flight (simulate()'s peak in-flight (microbatch, chunk) pairs x layers per
+//    chunk); recomputed layers keep their input only.
 //
 // MFU convention: model FLOPs = 3 x the forward matmul FLOPs (attention scores and values counted in
 // full, not halved for causality; the logits included; no recomputation). For GPT shapes this is
@@ -45,8 +51,9 @@ struct ModelShape {
   bool dropout = true;
   bool learned_positions = true;
 
-  // gpt2, gpt2-medium, gpt2-large, gpt2-xl, gpt3-175b, llama2-7b, llama2-13b, llama2-70b, llama3-8b, llama3-70b,
-  // llama3-405b. config_error for an unknown name.
+  // gpt2, gpt2-medium, gpt2-large, gpt2-xl, gpt3-175b, mcore-177b (Megatron-Core's GPT-3 benchmark: vocab
+  // 131,072, seq 4096), llama2-7b, llama2-13b, llama2-70b, llama3-8b, llama3-70b, llama3-405b. config_error
+  // for an unknown name.
   static ModelShape preset(const std::string& name);
   static ModelShape gpt(int layers, int hidden, int heads, int vocab, int seq_len);  // ffn = 4h
   static ModelShape llama(int layers, int hidden, int heads, int kv_heads, int ffn, int vocab, int seq_len);
@@ -78,7 +85,11 @@ struct ClusterSpec {
   // Achievable fractions (not per case): large-GEMM efficiency, saturating dimension, flash
   // attention efficiency, HBM efficiency, collective bus-bandwidth efficiency.
   double gemm_efficiency = 0.65, gemm_half_dim = 64, attention_efficiency = 0.5;
+  double attention_backward_efficiency = 0.8;  // flash attention's backward rate relative to its forward
   double hbm_efficiency = 0.8, link_efficiency = 0.8;
+  // Compute slows by this fraction of an overlapped collective's time: NCCL's kernels take SMs and
+  // HBM bandwidth from the GEMMs they hide behind (16 of 132 SMs on H100 is 12%).
+  double overlap_slowdown = 0.12;
   double memory_reserved_bytes = 4e9;  // framework, allocator fragmentation, NCCL buffers
 
   // "a100" (80 GB, NVLink 300 GB/s, HDR InfiniBand 25 GB/s per GPU) or "h100" (NVLink 450 GB/s,
@@ -93,12 +104,28 @@ struct ClusterSpec {
 
 // Properties of the training software, not of the layout.
 struct SoftwareSpec {
+  std::string name = "tessera";
   bool flash_attention = true;
   bool overlap_grad_reduce = true;   // DP buckets start during the last backward
   bool overlap_param_gather = true;  // ZeRO-1's all-gather hidden behind the next forward
   bool tp_comm_overlap = false;      // TP collectives overlapped with the GEMMs around them
   bool p2p_scatter_gather = true;    // pipeline sends split over tp ranks (Narayanan et al. 2021)
   double grad_reduce_bytes = 4;      // fp32 gradient reduction
+  // Memory traffic of the loss per logit element, forward and backward, beyond the head GEMMs: 8 for a
+  // fused softmax cross-entropy reading bf16 logits and writing bf16 gradients (tessera); 52 for an
+  // unfused fp32 one (Megatron-LM: upcast, max, subtract, exp, sum, divide, scale, downcast).
+  double loss_bytes_per_logit = 8;
+  int max_zero = 1;                 // highest ZeRO stage the software has (2: gradients sharded too)
+  bool uneven_chunks = true;        // pipeline chunks of unequal layer counts (the slowest one counts)
+  bool short_stages = false;        // up to one empty chunk per stage (Llama 3: first and last stage a layer short)
+  bool partial_recompute = false;   // full recomputation of only some layers per chunk
+
+  // "tessera" (the defaults above: what tessera-train runs), "megatron-core" (r0.8 with Transformer
+  // Engine: fused attention, DP/TP/PP communication overlapped, distributed optimizer, unfused fp32
+  // loss), "megatron-lm-2021" (Narayanan et al.: no fused attention, no overlap, fp16 gradient
+  // all-reduce), "llama3" (Meta's 2024 stack as its paper describes it: FSDP sharding gradients, fp32
+  // reduce-scatter, no TP overlap stated). config_error for another name.
+  static SoftwareSpec preset(const std::string& name);
 };
 
 enum class Recompute { none, selective, full };
@@ -108,8 +135,9 @@ Recompute parse_recompute(const std::string& s);  // none, selective, full
 struct Layout {
   int tp = 1, pp = 1, dp = 1;
   bool sp = false;
-  int zero = 0;  // 0 or 1
+  int zero = 0;  // 0, 1 or 2
   Recompute recompute = Recompute::none;
+  int recompute_layers = 0;  // with Recompute::full: layers per chunk recomputed (0: all; Megatron's block method)
   int micro_batch = 1;    // sequences per microbatch (--batch-size)
   int microbatches = 1;   // per step and data-parallel rank
   ScheduleKind schedule = ScheduleKind::one_f_one_b;
@@ -137,6 +165,10 @@ struct Prediction {
   double exposed_comm_fraction = 0;  // (exposed TP + p2p + DP) / step
   double tokens_per_s = 0;
   double mfu = 0, hfu = 0;
+  // What the simulation ran on, for predict_stragglers(): one microbatch's forward and backward of
+  // one chunk, one pipeline transfer, the head and loss per microbatch (last stage), and what follows
+  // the pipeline (exposed DP communication and the optimizer).
+  double chunk_forward = 0, chunk_backward = 0, p2p_transfer = 0, head_per_microbatch = 0, after_pipeline = 0;
 };
 
 // Collectives: time for a group of n GPUs with k members per node, on `bytes` per rank (the larger
@@ -148,8 +180,9 @@ double all_reduce_time(const ClusterSpec& c, double bytes, int n, int per_node);
 double all_gather_time(const ClusterSpec& c, double bytes, int n, int per_node);  // = reduce-scatter
 double p2p_time(const ClusterSpec& c, double bytes, bool inter_node);
 
-// Matmul efficiency of an (M x K) @ (K x N) GEMM on this GPU (fraction of peak).
-double gemm_efficiency(const ClusterSpec& c, double m, double n, double k);
+// Matmul efficiency of an (M x K) @ (K x N) GEMM on this GPU (fraction of peak) writing output_bytes
+// per output element (2: bf16; 8: accumulating into fp32 gradients; 0: output traffic counted apart).
+double gemm_efficiency(const ClusterSpec& c, double m, double n, double k, double output_bytes = 2);
 
 // Activation bytes of one layer for one microbatch (b sequences), Korthikanti et al. 2022 generalised.
 double layer_activation_bytes(const ModelShape& m, const Layout& l, const SoftwareSpec& sw);
@@ -163,17 +196,21 @@ Prediction predict(const ModelShape& m, const ClusterSpec& c, const Layout& l, i
 
 struct PlanOptions {
   std::vector<int> micro_batches = {1, 2, 4, 8};
-  std::vector<int> virtual_stages = {2, 4};
-  bool allow_uneven_pipeline = true;  // pp x v need not divide the layers (the slowest chunk counts)
+  int max_virtual_stages = 24;        // interleaved: 2..this many chunks per stage
+  int max_zero = 2;                   // ZeRO stages 0..this (and the software's SoftwareSpec::max_zero)
+  bool allow_uneven_pipeline = true;  // pp x v need not divide the layers (and SoftwareSpec::uneven_chunks)
+  bool allow_short_stages = true;     // pp x v may exceed the layers by < pp (and SoftwareSpec::short_stages)
 };
 
-// Every valid layout: tp within a node dividing heads and kv heads, pp x v <= layers, dp = N/(tp pp),
+// Every valid layout: tp within a node dividing heads and kv heads, pp x v <= layers (or < layers + pp
+// with short stages), dp = N/(tp pp),
 // dp dividing the global batch, micro batch dividing the per-rank batch, interleaved needing m % pp == 0.
 std::vector<Layout> enumerate_layouts(const ModelShape& m, const ClusterSpec& c, int global_batch,
                                       const PlanOptions& o = {});
 
 struct PlanResult {
   std::vector<Prediction> ranked;  // fitting layouts, fastest first
+  std::string software;            // SoftwareSpec::name
   int64_t layouts_considered = 0, layouts_fitting = 0, simulations = 0;
   double seconds = 0;              // planning time
 };
@@ -187,6 +224,22 @@ std::string train_command(const ModelShape& m, const Prediction& p);
 // A ranked table (top rows) with a header naming the MFU convention.
 std::string format_table(const ModelShape& m, const ClusterSpec& c, int global_batch, const PlanResult& r, int top);
 std::string to_json(const ModelShape& m, const ClusterSpec& c, int global_batch, const PlanResult& r, int top);
+
+// Synchronous training's "short board": every step waits for its slowest GPU. A stage of the pipeline
+// runs at the pace of the slowest of its tp x dp GPUs (tensor-parallel collectives every layer, the
+// data-parallel reduction every step), and the stages through the same discrete-event simulation of
+// the schedule as predict().
+struct StragglerModel {
+  double slowdown = 0;  // one GPU (of the first stage) this much slower: 0.05 = 5%
+  double jitter = 0;    // per step and GPU, computation time x (1 + jitter x N(0, 1))
+  int samples = 32;     // steps sampled (fixed seed) for the expected step time
+  uint64_t seed = 1;
+};
+struct StragglerEstimate {
+  double base_step_time = 0, step_time = 0;  // without and with the disturbance (same simulation)
+  double loss() const { return base_step_time > 0 ? step_time / base_step_time - 1 : 0; }
+};
+StragglerEstimate predict_stragglers(const Prediction& p, const StragglerModel& s);
 
 // Failures and checkpoints (Young 1974 / Daly 2006).
 struct FailureModel {

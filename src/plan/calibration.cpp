@@ -114,6 +114,15 @@ double Calibration::op_time(const std::string& op, const std::vector<int64_t>& d
   return fit(xy).at(work);
 }
 
+double Calibration::sync_time(int group) const {
+  if (group <= 1) return 0;
+  int nearest = 0;
+  double seconds = 0;
+  for (const CollectiveSample& s : collectives)
+    if (s.op == "sync" && (nearest == 0 || std::abs(s.group - group) < std::abs(nearest - group))) nearest = s.group, seconds = s.seconds;
+  return seconds;
+}
+
 double Calibration::collective_time(const std::string& op, int group, double bytes) const {
   if (group <= 1 || bytes <= 0) return 0;
   std::vector<std::pair<double, double>> xy;

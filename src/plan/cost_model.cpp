@@ -27,8 +27,10 @@ Recompute parse_recompute(const std::string& s) {
 
 std::string Layout::describe() const {
   char buf[200];
+  std::string rc = recompute_name(recompute);
+  if (recompute == Recompute::full && recompute_layers > 0) rc += ":" + std::to_string(recompute_layers);
   std::snprintf(buf, sizeof buf, "tp%d pp%d dp%d%s zero%d rc=%s b=%d m=%d %s", tp, pp, dp, sp ? " sp" : "", zero,
-                recompute_name(recompute), micro_batch, microbatches, schedule_kind_name(schedule));
+                rc.c_str(), micro_batch, microbatches, schedule_kind_name(schedule));
   std::string s = buf;
   if (schedule == ScheduleKind::interleaved_1f1b) s += " v=" + std::to_string(virtual_stages);
   return s;
@@ -71,9 +73,14 @@ double p2p_time(const ClusterSpec& c, double bytes, bool inter_node) {
                     : c.intra_latency + bytes / (c.intra_bandwidth * c.link_efficiency);
 }
 
-double gemm_efficiency(const ClusterSpec& c, double m, double n, double k) {
-  auto s = [&](double d) { return d / (d + c.gemm_half_dim); };
-  return c.gemm_efficiency * s(m) * s(n) * s(k);
+double gemm_efficiency(const ClusterSpec& c, double m, double n, double k, double output_bytes) {
+  auto tile = [&](double d) { return d / (d + c.gemm_half_dim); };
+  // Each output tile's store is not hidden behind its K loop: 2K FLOPs at peak against output_bytes
+  // at HBM speed per element, so efficiency falls as K / (K + balance x output_bytes / 2), balance =
+  // FLOPs per byte (about 370 on H100, 190 on A100): larger GEMMs are more efficient, and more so on H100.
+  const double balance = c.peak_flops / (c.hbm_bandwidth * c.hbm_efficiency);
+  const double k0 = balance * output_bytes / 2;
+  return c.gemm_efficiency * tile(m) * tile(n) * tile(k) * (k / (k + k0));
 }
 
 // ---- memory ------------------------------------------------------------------------------------
@@ -103,6 +110,14 @@ int layers_per_chunk(const ModelShape& m, const Layout& l) {
   return (m.layers + chunks - 1) / chunks;
 }
 
+// Layers of each chunk recomputed in the backward: all of them, or recompute_layers (Megatron's
+// block method) under full recomputation.
+int recomputed_layers_per_chunk(const ModelShape& m, const Layout& l) {
+  if (l.recompute != Recompute::full) return 0;
+  const int per_chunk = layers_per_chunk(m, l);
+  return l.recompute_layers > 0 ? std::min(l.recompute_layers, per_chunk) : per_chunk;
+}
+
 // Parameters on the busiest rank: its layers, plus the embedding or head (first and last stages).
 double parameters_per_gpu(const ModelShape& m, const Layout& l) {
   const double layers = double(layers_per_chunk(m, l)) * l.virtual_stages;
@@ -120,12 +135,17 @@ Memory memory_per_gpu(const ModelShape& m, const ClusterSpec& c, const Layout& l
   Memory mem;
   const double p = parameters_per_gpu(m, l);
   mem.parameters = 2 * p;
-  mem.gradients = 4 * p;
+  mem.gradients = 4 * p / (l.zero >= 2 ? l.dp : 1);
   mem.optimizer = 12 * p / (l.zero ? l.dp : 1);
-  const double per_layer = layer_activation_bytes(m, l, sw);
+  // A chunk's layers: the recomputed ones keep their input only, the others everything.
+  const int per_chunk = layers_per_chunk(m, l), recomputed = recomputed_layers_per_chunk(m, l);
+  Layout kept = l;
+  kept.recompute = l.recompute == Recompute::full ? Recompute::none : l.recompute;
+  const double per_chunk_bytes = recomputed * layer_activation_bytes(m, l, sw) +
+                                 (per_chunk - recomputed) * layer_activation_bytes(m, kept, sw);
   // The logits of the microbatch being finished (bf16 plus fp32 for the loss), on the last stage.
   const double logits = 6.0 * l.micro_batch * m.seq_len * double(m.vocab) / l.tp;
-  mem.activations = per_layer * layers_per_chunk(m, l) * peak_in_flight + logits;
+  mem.activations = per_chunk_bytes * peak_in_flight + logits;
   mem.reserved = c.memory_reserved_bytes;
   return mem;
 }
@@ -135,26 +155,47 @@ Memory memory_per_gpu(const ModelShape& m, const ClusterSpec& c, const Layout& l
 namespace {
 
 struct LayerCost {
-  double linear = 0;       // forward matmuls
-  double attention = 0;    // forward attention core (matmuls + softmax bytes without flash)
-  double elementwise = 0;  // forward norms, activations, dropout, residuals
-  double tp_comm = 0;      // forward TP collectives (the backward has as many)
-  double forward() const { return linear + attention + elementwise; }
+  double linear = 0, linear_backward = 0;        // matmuls (backward: input and weight gradients)
+  double attention = 0, attention_backward = 0;  // attention core (matmuls + softmax bytes without flash)
+  double elementwise = 0;                        // forward norms, activations, dropout, residuals (backward 2x)
+  double tp_comm = 0;                            // forward TP collectives, exposed (the backward has as many)
+  double forward() const { return linear + attention + elementwise + tp_comm; }
+  double backward() const { return linear_backward + attention_backward + 2 * elementwise + tp_comm; }
 };
+
+// Y[M x N] = X[M x K] W[K x N]: forward, input gradient (reduces over N, writes M x K) and weight
+// gradient (reduces over the M tokens into fp32 gradients: 4 bytes per element).
+struct MatmulTimes {
+  double forward = 0, backward = 0;
+};
+MatmulTimes matmul_times(const ClusterSpec& c, double M, double N, double K) {
+  const double flops = 2 * M * N * K;
+  MatmulTimes t;
+  t.forward = flops / (c.peak_flops * gemm_efficiency(c, M, N, K));
+  t.backward = flops / (c.peak_flops * gemm_efficiency(c, M, K, N)) + flops / (c.peak_flops * gemm_efficiency(c, K, N, M, 4));
+  return t;
+}
 
 LayerCost layer_cost(const ModelShape& m, const ClusterSpec& c, const Layout& l, const SoftwareSpec& sw) {
   LayerCost lc;
   const double t = l.tp, M = double(l.micro_batch) * m.seq_len, h = m.hidden, f = m.ffn;
   const double kv = double(m.kv_heads) * m.head_dim();
-  auto gemm = [&](double n, double k) { return 2 * M * n * k / (c.peak_flops * gemm_efficiency(c, M, n, k)); };
-  lc.linear = gemm((h + 2 * kv) / t, h) + gemm(h, h / t) + gemm((m.gated_mlp ? 2 : 1) * f / t, h) + gemm(h, f / t);
+  for (const MatmulTimes& g : {matmul_times(c, M, (h + 2 * kv) / t, h), matmul_times(c, M, h, h / t),
+                               matmul_times(c, M, (m.gated_mlp ? 2 : 1) * f / t, h), matmul_times(c, M, h, f / t)}) {
+    lc.linear += g.forward;
+    lc.linear_backward += g.backward;
+  }
   const double hbm = c.hbm_bandwidth * c.hbm_efficiency;
   const double s = m.seq_len, heads = m.heads / t, attention_flops = 4.0 * M * s * h / t;
   if (sw.flash_attention) {
     lc.attention = 0.5 * attention_flops / (c.peak_flops * c.attention_efficiency);  // causal
+    // Five matmuls against two (the scores recomputed), at a lower rate than the forward's.
+    lc.attention_backward = 2.5 * lc.attention / c.attention_backward_efficiency;
   } else {
+    // Batched score and value GEMMs (their s x s traffic counted as bytes), softmax, dropout.
     const double bytes = (m.dropout ? 7.0 : 4.0) * l.micro_batch * heads * s * s;  // scores in, probs, mask, out
-    lc.attention = attention_flops / (c.peak_flops * gemm_efficiency(c, s, s, m.head_dim())) + bytes / hbm;
+    lc.attention = attention_flops / (c.peak_flops * gemm_efficiency(c, s, s, m.head_dim(), 0)) + bytes / hbm;
+    lc.attention_backward = 2 * lc.attention;
   }
   // Bytes per token: two norms (4h) and two residual adds / bias-dropout-adds (7h or 6h each), kept
   // whole on every tp rank unless sequence-parallel; the MLP activation (and RoPE) split over tp.
@@ -165,7 +206,8 @@ LayerCost layer_cost(const ModelShape& m, const ClusterSpec& c, const Layout& l,
     const double bytes = 2 * M * h;  // bf16 activations
     // Two all-reduces, or under SP two all-gather + reduce-scatter pairs: the same volume.
     const double comm = l.sp ? 4 * all_gather_time(c, bytes, l.tp, l.tp) : 2 * all_reduce_time(c, bytes, l.tp, l.tp);
-    lc.tp_comm = sw.tp_comm_overlap ? std::max(0.0, comm - lc.linear) : comm;
+    // Overlapped, the collective still takes SMs and HBM bandwidth from the GEMMs it hides behind.
+    lc.tp_comm = sw.tp_comm_overlap ? std::max(0.0, comm - lc.linear) + std::min(comm, lc.linear) * c.overlap_slowdown : comm;
   }
   return lc;
 }
@@ -179,19 +221,15 @@ Prediction predict_cached(const ModelShape& m, const ClusterSpec& c, const Layou
   Prediction p;
   p.layout = l;
   const LayerCost lc = layer_cost(m, c, l, sw);
-  const double attention_backward = sw.flash_attention ? 2.5 * lc.attention : 2.0 * lc.attention;
-  double layer_f = lc.forward() + lc.tp_comm;
-  double layer_b = 2 * lc.linear + attention_backward + 2 * lc.elementwise + lc.tp_comm;
-  if (l.recompute == Recompute::full) layer_b += layer_f;
-  if (l.recompute == Recompute::selective && !sw.flash_attention) layer_b += lc.attention;
-  const int per_chunk = layers_per_chunk(m, l);
-  const double chunk_f = per_chunk * layer_f, chunk_b = per_chunk * layer_b;
+  const double layer_f = lc.forward(), layer_b = lc.backward();
+  const int per_chunk = layers_per_chunk(m, l), recomputed = recomputed_layers_per_chunk(m, l);
+  const double chunk_f = per_chunk * layer_f, chunk_b = per_chunk * layer_b + recomputed * layer_f;
 
   // The lm head and loss, on the last stage for every microbatch: the slowest stage sets the pace.
   const double M = double(l.micro_batch) * m.seq_len, Vt = double(m.vocab) / l.tp;
   const double hbm = c.hbm_bandwidth * c.hbm_efficiency;
-  const double head_f = 2 * M * Vt * m.hidden / (c.peak_flops * gemm_efficiency(c, M, Vt, m.hidden)) + 6 * M * Vt / hbm;
-  const double head_fb = 3 * head_f;
+  const MatmulTimes head = matmul_times(c, M, Vt, m.hidden);
+  const double head_fb = head.forward + head.backward + sw.loss_bytes_per_logit * M * Vt / hbm;
 
   // Pipeline transfers: a microbatch's activation (split over tp ranks with scatter/gather or SP).
   const bool split_p2p = sw.p2p_scatter_gather || l.sp;
@@ -206,26 +244,44 @@ Prediction predict_cached(const ModelShape& m, const ClusterSpec& c, const Layou
   p.pipeline_time = sim.makespan * chunk_f + l.microbatches * head_fb;
 
   const int chunk_runs = l.microbatches * l.virtual_stages;
-  p.tp_comm_time = chunk_runs * per_chunk * lc.tp_comm * (l.recompute == Recompute::full ? 3 : 2);
+  p.tp_comm_time = chunk_runs * (2 * per_chunk + recomputed) * lc.tp_comm;
   p.p2p_time = l.pp > 1 ? 2.0 * chunk_runs * p2p : 0.0;
 
-  // Data-parallel gradient reduction, overlapped with the rank's last backward (and whatever time the
-  // rank idles before the slowest one finishes).
+  // Data-parallel gradient reduction: an all-reduce, or with ZeRO-1 a reduce-scatter of the gradients
+  // and an all-gather of the bf16 parameters. The reduction overlaps the rank's last backward (and
+  // whatever time the rank idles before the slowest one finishes); the gather the next first forward.
+  // ZeRO-2 keeps only its gradient shard, so it reduce-scatters after every microbatch: m times the
+  // traffic, hidden as long as the rank's compute outlasts it.
   const double params = parameters_per_gpu(m, l);
   if (l.dp > 1) {
     const int per_node = std::max(1, std::min(l.dp, c.gpus_per_node / l.tp));
-    const double reduce = all_reduce_time(c, params * sw.grad_reduce_bytes, l.dp, per_node);
-    double exposed = 0;
+    const double gradients = params * sw.grad_reduce_bytes;
+    const double reduce = l.zero ? all_gather_time(c, gradients, l.dp, per_node) : all_reduce_time(c, gradients, l.dp, per_node);
+    double exposed = 0, hidden = 0;
     for (double finish : sim.rank_finish) {
       const double slack = (sim.makespan - finish) * chunk_f + (sw.overlap_grad_reduce ? l.virtual_stages * chunk_b : 0);
       exposed = std::max(exposed, reduce - slack);
+      hidden = std::max(hidden, std::min(reduce, (sw.overlap_grad_reduce ? l.virtual_stages * chunk_b : 0)));
+    }
+    if (l.zero >= 2) {
+      const double busy = double(chunk_runs) * (chunk_f + chunk_b);
+      exposed = std::max(exposed, sw.overlap_grad_reduce ? l.microbatches * reduce - busy : l.microbatches * reduce);
+      if (sw.overlap_grad_reduce) hidden = std::min(l.microbatches * reduce, busy);
     }
     p.dp_exposed_time = std::max(0.0, exposed);
-    if (l.zero && !sw.overlap_param_gather) p.dp_exposed_time += all_gather_time(c, 2 * params, l.dp, per_node);
+    if (l.zero) {
+      const double gather = all_gather_time(c, 2 * params, l.dp, per_node), window = l.virtual_stages * chunk_f;
+      p.dp_exposed_time += sw.overlap_param_gather ? std::max(0.0, gather - window) : gather;
+      if (sw.overlap_param_gather) hidden += std::min(gather, window);
+    }
+    // Hidden collectives slow the compute they overlap (SMs and HBM bandwidth taken by NCCL).
+    p.dp_exposed_time += hidden * c.overlap_slowdown;
   }
   // AdamW: read gradient, master, m, v; write master, m, v and the bf16 copy (30 bytes per parameter).
   p.optimizer_time = 30.0 * params / (l.zero ? l.dp : 1) / hbm;
   p.step_time = p.pipeline_time + p.dp_exposed_time + p.optimizer_time;
+  p.chunk_forward = chunk_f, p.chunk_backward = chunk_b, p.p2p_transfer = p2p, p.head_per_microbatch = head_fb;
+  p.after_pipeline = p.dp_exposed_time + p.optimizer_time;
 
   p.memory = memory_per_gpu(m, c, l, sw, p.peak_in_flight);
   p.fits = p.memory.total() <= c.memory_bytes;
@@ -234,7 +290,8 @@ Prediction predict_cached(const ModelShape& m, const ClusterSpec& c, const Layou
   p.tokens_per_s = sequences * m.seq_len / p.step_time;
   p.mfu = sequences * m.model_flops_per_sequence() / (p.step_time * gpus * c.peak_flops);
   double hardware = m.model_flops_per_sequence();
-  if (l.recompute == Recompute::full) hardware = m.hardware_flops_per_sequence_full_recompute();
+  if (l.recompute == Recompute::full)
+    hardware += (m.hardware_flops_per_sequence_full_recompute() - hardware) * recomputed / per_chunk;
   if (l.recompute == Recompute::selective) hardware += 4.0 * m.seq_len * m.seq_len * m.hidden * m.layers;
   p.hfu = sequences * hardware / (p.step_time * gpus * c.peak_flops);
   p.exposed_comm_fraction = (p.tp_comm_time + p.p2p_time + p.dp_exposed_time) / p.step_time;

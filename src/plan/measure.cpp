@@ -141,6 +141,28 @@ std::function<void()> make_op(Context& ctx, Arena& a, const OpSample& s, const G
   throw internal_error("measure_calibration: no runner for op " + s.op, TESSERA_HERE);
 }
 
+// What a blocking collective costs between computations, beyond its idle time, with every group
+// doing the same at once (as tensor-parallel layers do): rounds of [the layer's largest matmul, a
+// all-reduce of one activation (the Trainer's tensor-parallel reduction)] against the matmuls alone and
+// the all-reduces alone. On a machine
+// with a core per rank this is about zero; with more ranks than cores a rank reaching the collective
+// waits for its partner's next time slice.
+double measure_sync(Context& ctx, Communicator& world, Communicator& group, const GPT2Config& cfg, int B, int T, int reps) {
+  constexpr int kRounds = 8;
+  Arena a(ctx);
+  const int64_t N = int64_t(B) * T, C = cfg.n_embd, OC = 4 * C / group.size();
+  Tensor out = a.f32({N, OC}), inp = a.f32({N, C}), w = a.f32({OC, C}), bias = a.f32({OC}), activation = a.f32({N, C});
+  Communicator* g = &group;
+  auto compute = [&ctx, out, inp, w, bias] { ops::matmul_forward(ctx, out, Tensor(), inp, w, bias, Epilogue::none); };
+  auto reduce = [g, activation] { g->all_reduce(activation, ReduceOp::sum).wait(); };
+  const double alone = time_on_all(ctx, world, reps, [&] { for (int k = 0; k < kRounds; ++k) compute(); });
+  const double idle = time_on_all(ctx, world, reps, [&] { for (int k = 0; k < kRounds; ++k) reduce(); });
+  const double both = time_on_all(ctx, world, reps, [&] {
+    for (int k = 0; k < kRounds; ++k) compute(), reduce();
+  });
+  return std::max(0.0, (both - alone - idle) / kRounds);
+}
+
 }  // namespace
 
 Calibration measure_calibration(Context& ctx, Communicator& world, const GPT2Config& cfg, int B, int T,
@@ -194,6 +216,7 @@ Calibration measure_calibration(Context& ctx, Communicator& world, const GPT2Con
         cal.collectives.push_back({name, g, bytes, time_on_all(ctx, world, o.reps, run)});
       }
     }
+    cal.collectives.push_back({"sync", g, 0, measure_sync(ctx, world, *group, cfg, B, T, o.reps)});
   }
   return cal;
 }

@@ -30,6 +30,7 @@ ModelShape ModelShape::preset(const std::string& name) {
   else if (name == "gpt2-large") m = gpt(36, 1280, 20, 50257, 1024);
   else if (name == "gpt2-xl") m = gpt(48, 1600, 25, 50257, 1024);
   else if (name == "gpt3-175b") m = gpt(96, 12288, 96, 50257, 2048);
+  else if (name == "mcore-177b") m = gpt(96, 12288, 96, 131072, 4096);  // Megatron-Core's benchmark GPT-3
   else if (name == "llama2-7b") m = llama(32, 4096, 32, 32, 11008, 32000, 4096);
   else if (name == "llama2-13b") m = llama(40, 5120, 40, 40, 13824, 32000, 4096);
   else if (name == "llama2-70b") m = llama(80, 8192, 64, 8, 28672, 32000, 4096);
@@ -38,7 +39,7 @@ ModelShape ModelShape::preset(const std::string& name) {
   else if (name == "llama3-405b") m = llama(126, 16384, 128, 8, 53248, 128256, 8192);
   else
     throw config_error("unknown model '" + name + "'",
-                       "use --model gpt2, gpt2-medium, gpt2-large, gpt2-xl, gpt3-175b, llama2-7b, llama2-13b, llama2-70b, "
+                       "use --model gpt2, gpt2-medium, gpt2-large, gpt2-xl, gpt3-175b, mcore-177b, llama2-7b, llama2-13b, llama2-70b, "
                        "llama3-8b, llama3-70b, llama3-405b, or custom with --layers --hidden --heads ...");
   m.name = name;
   return m;

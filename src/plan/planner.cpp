@@ -30,14 +30,17 @@ std::vector<Layout> enumerate_layouts(const ModelShape& m, const ClusterSpec& c,
         struct Sched { ScheduleKind kind; int v; };
         std::vector<Sched> schedules = {{ScheduleKind::one_f_one_b, 1}};
         if (pp > 1 && mbs % pp == 0)
-          for (int v : o.virtual_stages) {
-            if (pp * v > m.layers) continue;
-            if (!o.allow_uneven_pipeline && m.layers % (pp * v)) continue;
+          for (int v = 2; v <= o.max_virtual_stages; ++v) {
+            // Uneven splits: the slowest chunk counts, and a stage may hold one layer fewer than
+            // chunks (Llama 3's 126 layers on 16 stages of 8 chunks, the first and last one short).
+            const int chunks = pp * v;
+            if (chunks > m.layers && (!o.allow_short_stages || chunks >= m.layers + pp)) break;
+            if (m.layers % chunks && !o.allow_uneven_pipeline) continue;
             schedules.push_back({ScheduleKind::interleaved_1f1b, v});
           }
         for (const Sched& s : schedules)
           for (int sp = 0; sp <= (tp > 1 ? 1 : 0); ++sp)
-            for (int zero = 0; zero <= (dp > 1 ? 1 : 0); ++zero)
+            for (int zero = 0; zero <= (dp > 1 ? o.max_zero : 0); ++zero)
               for (Recompute rc : {Recompute::none, Recompute::selective, Recompute::full}) {
                 Layout l;
                 l.tp = tp, l.pp = pp, l.dp = dp, l.sp = sp != 0, l.zero = zero, l.recompute = rc;
@@ -53,7 +56,12 @@ std::vector<Layout> enumerate_layouts(const ModelShape& m, const ClusterSpec& c,
 PlanResult plan(const ModelShape& m, const ClusterSpec& c, int global_batch, const SoftwareSpec& sw, const PlanOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   PlanResult r;
-  const std::vector<Layout> layouts = enumerate_layouts(m, c, global_batch, o);
+  r.software = sw.name;
+  PlanOptions options = o;
+  options.max_zero = std::min(o.max_zero, sw.max_zero);
+  options.allow_uneven_pipeline = o.allow_uneven_pipeline && sw.uneven_chunks;
+  options.allow_short_stages = o.allow_short_stages && sw.short_stages;
+  const std::vector<Layout> layouts = enumerate_layouts(m, c, global_batch, options);
   r.layouts_considered = int64_t(layouts.size());
   detail::SimCache cache;
   for (const Layout& l : layouts) {
@@ -62,6 +70,20 @@ PlanResult plan(const ModelShape& m, const ClusterSpec& c, int global_batch, con
     Prediction p = detail::predict_cached(m, c, l, global_batch, sw, cache);
     if (!p.fits) continue;
     r.ranked.push_back(std::move(p));
+    // Recomputing every layer costs a forward: also try recomputing only as few layers of each chunk
+    // as it takes to fit (Megatron's block method), the fewest that fit.
+    if (l.recompute != Recompute::full || !sw.partial_recompute) continue;
+    const int per_chunk = (m.layers + l.pp * l.virtual_stages - 1) / (l.pp * l.virtual_stages);
+    int lo = 1, hi = per_chunk;  // memory falls as k grows: bisect for the fewest layers that fit
+    Prediction fewest;
+    while (lo < hi) {
+      Layout partial = l;
+      partial.recompute_layers = (lo + hi) / 2;
+      Prediction q = detail::predict_cached(m, c, partial, global_batch, sw, cache);
+      if (q.fits) hi = partial.recompute_layers, fewest = std::move(q);
+      else lo = partial.recompute_layers + 1;
+    }
+    if (hi < per_chunk) r.ranked.push_back(std::move(fewest));
   }
   r.layouts_fitting = int64_t(r.ranked.size());
   // Fastest first; ties (within 0.1%) to the smaller memory.
@@ -87,12 +109,16 @@ std::string train_command(const ModelShape& m, const Prediction& p) {
                 "mpirun -np %d tessera-train --model %s --seq-len %d --batch-size %d --tp %d --pp %d --dp %d%s --zero %d "
                 "--microbatches %d --schedule %s --virtual-stages %d --recompute %s",
                 l.tp * l.pp * l.dp, m.name.c_str(), m.seq_len, l.micro_batch, l.tp, l.pp, l.dp, l.sp ? " --sp" : "",
-                l.zero, l.microbatches, schedule_kind_name(l.schedule), l.virtual_stages,
+                std::min(l.zero, 1), l.microbatches, schedule_kind_name(l.schedule), l.virtual_stages,
                 recompute_ok ? recompute_name(l.recompute) : "full");
   std::string command = buf;
   if (!trainable) command += "   (note: tessera-train trains GPT-2 models only so far; " + m.name + " needs its model first)";
   if (!recompute_ok)
     command += "   (note: the plan assumes selective recomputation, which tessera-train does not have yet; full shown)";
+  if (l.recompute == Recompute::full && l.recompute_layers > 0)
+    command += "   (note: the plan recomputes " + std::to_string(l.recompute_layers) +
+               " layers per chunk; tessera-train recomputes all of them)";
+  if (l.zero >= 2) command += "   (note: the plan assumes ZeRO-2, which tessera-train does not have yet; ZeRO-1 shown)";
   return command;
 }
 
@@ -107,6 +133,7 @@ std::string format_table(const ModelShape& m, const ClusterSpec& c, int global_b
   char buf[512];
   out += "model   " + m.describe() + "\n";
   out += "cluster " + c.describe() + "\n";
+  out += "software " + r.software + "\n";
   std::snprintf(buf, sizeof buf, "global batch %d sequences (%.2fM tokens); %lld layouts, %lld fit, %lld simulations, %.2f s\n",
                 global_batch, double(global_batch) * m.seq_len / 1e6, (long long)r.layouts_considered,
                 (long long)r.layouts_fitting, (long long)r.simulations, r.seconds);
@@ -142,6 +169,7 @@ std::string to_json(const ModelShape& m, const ClusterSpec& c, int global_batch,
   cluster.set("name", c.name), cluster.set("gpus", c.gpus), cluster.set("gpus_per_node", c.gpus_per_node);
   cluster.set("peak_tflops", c.peak_flops / 1e12), cluster.set("memory_gb", c.memory_bytes / 1e9);
   root.set("cluster", cluster);
+  root.set("software", r.software);
   root.set("global_batch", global_batch);
   root.set("mfu_convention", kConvention);
   root.set("layouts_considered", r.layouts_considered), root.set("layouts_fitting", r.layouts_fitting);

@@ -61,8 +61,10 @@ Costs trainer_costs(const GPT2Config& cfg, const Calibration& cal, const Trainer
   const double ln_f = op("layernorm_forward", {Nr, C}, 8.0 * Nr * C), ln_b = op("layernorm_backward", {Nr, C}, 16.0 * Nr * C);
   const double res = op("residual_forward", {Nr, C}, 12.0 * Nr * C);
   // reduce_partial (all-reduce, or reduce-scatter under SP) and all_rows / the norm's gather (SP only).
-  const double reduce = tp > 1 ? cal.collective_time(sp ? "reduce_scatter" : "all_reduce", tp, act_bytes) : 0.0;
-  const double gather = sp ? cal.collective_time("all_gather", tp, act_bytes) : 0.0;
+  // Each blocking collective also pays the measured synchronisation cost of its group.
+  const double sync = cal.sync_time(tp);
+  const double reduce = tp > 1 ? cal.collective_time(sp ? "reduce_scatter" : "all_reduce", tp, act_bytes) + sync : 0.0;
+  const double gather = sp ? cal.collective_time("all_gather", tp, act_bytes) + sync : 0.0;
 
   Costs c;
   ChunkCost& L = c.layer;
@@ -79,13 +81,13 @@ Costs trainer_costs(const GPT2Config& cfg, const Calibration& cal, const Trainer
   E.tp_comm = reduce + gather;
 
   ChunkCost& H = c.head;
-  const double small = tp > 1 ? 2 * cal.collective_time("all_reduce", tp, 8.0 * N) : 0.0;  // vocab-parallel max, sums
+  const double small = tp > 1 ? 2 * (cal.collective_time("all_reduce", tp, 8.0 * N) + sync) : 0.0;  // vocab-parallel max, sums
   H.forward = ln_f + gather + op("matmul_forward", {N, C, Vl, 0}, 2.0 * N * C * Vl) +
               op("crossentropy_forward", {N, Vl}, 4.0 * N * Vl) + small;
   H.backward = op("crossentropy_backward", {N, Vl}, 8.0 * N * Vl) + op("matmul_backward", {N, C, Vl, 0}, 4.0 * N * C * Vl) +
                reduce + ln_b;
   H.tp_comm = gather + small + reduce;
-  c.p2p = l.pp > 1 ? cal.collective_time("sendrecv", 2, 4.0 * Nr * C) : 0.0;
+  c.p2p = l.pp > 1 ? cal.collective_time("sendrecv", 2, 4.0 * Nr * C) + cal.sync_time(2) : 0.0;
   return c;
 }
 
