@@ -4,8 +4,8 @@
 #                                                tessera-calibrate and tessera-plan built there)
 # Strong scaling: a fixed global batch (STRONG_BATCH sequences per step) split over the data-parallel
 # ranks. Weak scaling: a fixed batch per data-parallel rank (WEAK_BATCH). Layouts per rank count: "dp"
-# (every rank data-parallel) and "tp2" (tensor-parallel pairs, dp = ranks / 2). For each rank count,
-# tessera-calibrate measures this machine and tessera-plan --calibration predicts each run.
+# (every rank data-parallel) and "tp2" (tensor-parallel pairs, dp = ranks / 2). For each rank count and
+# microbatch size, tessera-calibrate measures this machine and tessera-plan --calibration predicts each run.
 # Writes out/scaling/*.json (raw JSON lines), scaling.json (all rows), scaling.dat and scaling.png
 # (gnuplot: measured vs predicted tokens/s per layout and rank count). On a shared or small machine
 # the ranks are oversubscribed, so the measured curves say more about the cores than the trainer.
@@ -22,6 +22,9 @@ STRONG_BATCH=${STRONG_BATCH:-16}  # sequences per step in all
 WARMUP=${WARMUP:-2}
 STEPS=${STEPS:-5}
 REPS=${REPS:-7}                  # tessera-calibrate repetitions per sample
+# CPU threads per rank. One by default: with two per rank, OpenBLAS's and OpenMP's thread pools spin
+# against each other on a small machine and single calibration samples come out several times slow.
+THREADS=${THREADS:-1}
 
 for tool in tessera-bench-training tessera-calibrate tessera-plan; do
   [[ -x "$BUILD/$tool" ]] || { echo "scaling.sh: $BUILD/$tool not found; build it first" >&2; exit 2; }
@@ -34,9 +37,6 @@ mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/scaling.dat "$OUT"/scaling.png
 
 for n in $RANKS; do
-  echo "== $n rank(s): calibrating"
-  "${MPIRUN[@]}" -np "$n" "$BUILD/tessera-calibrate" --model "$MODEL" --batch-size "$WEAK_BATCH" --seq-len "$SEQ" \
-    --reps "$REPS" --out "$OUT/calibration-n$n.json" > "$OUT/calibrate-n$n.log"
   for layout in dp tp2; do
     if [[ $layout == dp ]]; then spec="tp=1"; dp=$n; else spec="tp=2"; dp=$((n / 2)); fi
     (( dp >= 1 )) || continue
@@ -44,11 +44,18 @@ for n in $RANKS; do
       if [[ $mode == weak ]]; then batch=$WEAK_BATCH; else batch=$((STRONG_BATCH / dp)); fi
       (( batch >= 1 )) || continue
       [[ $mode == weak ]] || (( batch * dp == STRONG_BATCH )) || continue
+      # Calibrated at the shapes it predicts: per rank count and microbatch size.
+      cal="$OUT/calibration-n$n-b$batch.json"
+      if [[ ! -f $cal ]]; then
+        echo "== $n rank(s), batch $batch: calibrating"
+        "${MPIRUN[@]}" -np "$n" "$BUILD/tessera-calibrate" --model "$MODEL" --batch-size "$batch" --seq-len "$SEQ" \
+          --threads "$THREADS" --reps "$REPS" --out "$cal" > "${cal%.json}.log"
+      fi
       tag="$mode-$layout-n$n"
       echo "== $tag: batch $batch per data-parallel rank"
       "${MPIRUN[@]}" -np "$n" "$BUILD/tessera-bench-training" --model "$MODEL" --device cpu --seq-len "$SEQ" \
-        --batch-size "$batch" --layouts "$spec" --warmup "$WARMUP" --steps "$STEPS" --json "$OUT/measured-$tag.json"
-      "$BUILD/tessera-plan" --calibration "$OUT/calibration-n$n.json" --predict-layouts "$spec" --ranks "$n" \
+        --threads "$THREADS" --batch-size "$batch" --layouts "$spec" --warmup "$WARMUP" --steps "$STEPS" --json "$OUT/measured-$tag.json"
+      "$BUILD/tessera-plan" --calibration "$cal" --predict-layouts "$spec" --ranks "$n" \
         --batch-size "$batch" --seq-len "$SEQ" --json > "$OUT/predicted-$tag.json"
     done
   done
@@ -97,7 +104,7 @@ set multiplot layout 1,2 title "tessera $MODEL, seq $SEQ: measured (solid) vs ca
 set logscale x 2
 set xlabel "ranks"
 set ylabel "tokens/s"
-set key top left
+set key bottom right
 set grid
 set title "strong scaling: $STRONG_BATCH sequences per step"
 plot "$OUT/scaling.dat" index 0 using 1:2 with linespoints lw 2 lc 1 title "dp measured", \

@@ -168,8 +168,9 @@ void print_stragglers(const Args& a, const plan::ModelShape& m, plan::ClusterSpe
     s.jitter = a.jitter;
     std::snprintf(what, sizeof what, "jitter %.1f%% per GPU, per step", 100 * a.jitter);
     row(c.gpus, chosen, s, what);
+    const int chosen_gpus = c.gpus;
     for (int n : {1024, 4096, 16384}) {
-      if (n == c.gpus) continue;
+      if (n == chosen_gpus) continue;
       c.gpus = n;
       const plan::PlanResult r = plan::plan(m, c, std::max(global_batch, n / 8), sw);
       if (!r.ranked.empty()) row(n, r.ranked.front(), s, what);

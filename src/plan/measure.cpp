@@ -2,6 +2,7 @@
 // the Communicator's collectives, timed on every rank at once.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <functional>
 #include <random>
 
@@ -18,27 +19,41 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Median seconds of `reps` runs (after one warm-up), averaged over the ranks of `world`.
+float all_ranks(Context& ctx, Communicator& world, float value, ReduceOp op) {
+  Buffer b(ctx, sizeof(float), ctx.device());
+  Tensor x = b.view({1}, DType::f32);
+  copy_tensor(ctx, x, Tensor(&value, {1}, DType::f32, Device::cpu));
+  world.all_reduce(x, op).wait();
+  copy_tensor(ctx, Tensor(&value, {1}, DType::f32, Device::cpu), x);
+  return value;
+}
+
+// Seconds per call: the median of `reps` timings of back-to-back calls lasting about 10 ms each,
+// averaged over the ranks of `world`. Back to back, as the Trainer runs its kernels: one call timed
+// alone would include waking the CPU threads, and with more ranks than cores the ranks would not
+// contend for the cores as they do in training.
 double time_on_all(Context& ctx, Communicator& world, int reps, const std::function<void()>& fn) {
+  constexpr double kWindow = 0.01;
   world.barrier();
   fn();
   ctx.synchronize();
+  const auto w0 = Clock::now();
+  fn();
+  ctx.synchronize();
+  const double once = std::chrono::duration<double>(Clock::now() - w0).count();
+  // Every rank runs the same number of calls (the most any rank needs), so that all of them stay busy.
+  const float wanted = float(std::min(1000.0, std::ceil(kWindow / std::max(once, 1e-7))));
+  const int calls = std::max(1, int(all_ranks(ctx, world, wanted, ReduceOp::max)));
   std::vector<double> t;
   for (int r = 0; r < reps; ++r) {
     world.barrier();
     const auto t0 = Clock::now();
-    fn();
+    for (int k = 0; k < calls; ++k) fn();
     ctx.synchronize();
-    t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+    t.push_back(std::chrono::duration<double>(Clock::now() - t0).count() / calls);
   }
   std::sort(t.begin(), t.end());
-  float median = float(t[t.size() / 2]);
-  Buffer b(ctx, sizeof(float), ctx.device());
-  Tensor x = b.view({1}, DType::f32);
-  copy_tensor(ctx, x, Tensor(&median, {1}, DType::f32, Device::cpu));
-  world.all_reduce(x, ReduceOp::avg).wait();
-  copy_tensor(ctx, Tensor(&median, {1}, DType::f32, Device::cpu), x);
-  return double(median);
+  return double(all_ranks(ctx, world, float(t[t.size() / 2]), ReduceOp::avg));
 }
 
 // Buffers with small random values (never zeros: denormal-free, realistic softmax inputs).
@@ -183,6 +198,18 @@ Calibration measure_calibration(Context& ctx, Communicator& world, const GPT2Con
   for (int64_t n : {int64_t(1) << 14, int64_t(1) << 17, int64_t(1) << 20}) {
     samples.push_back({"adamw", {n}, 20.0 * n, 0});
     samples.push_back({"sum_of_squares", {n}, 4.0 * n, 0});
+  }
+  // Warm up first (thread pools started, clocks up, pages touched): the first samples otherwise
+  // measured several times slower than the same kernels later.
+  {
+    Arena arena(ctx);
+    std::vector<std::function<void()>> runs;
+    for (const OpSample& s : samples) runs.push_back(make_op(ctx, arena, s, cfg));
+    const auto t0 = Clock::now();
+    while (std::chrono::duration<double>(Clock::now() - t0).count() < 0.3)
+      for (const auto& run : runs) run();
+    ctx.synchronize();
+    world.barrier();
   }
   for (OpSample& s : samples) {
     Arena arena(ctx);
