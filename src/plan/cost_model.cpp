@@ -223,7 +223,9 @@ Prediction predict_cached(const ModelShape& m, const ClusterSpec& c, const Layou
   const LayerCost lc = layer_cost(m, c, l, sw);
   const double layer_f = lc.forward(), layer_b = lc.backward();
   const int per_chunk = layers_per_chunk(m, l), recomputed = recomputed_layers_per_chunk(m, l);
-  const double chunk_f = per_chunk * layer_f, chunk_b = per_chunk * layer_b + recomputed * layer_f;
+  // Selective recomputation re-runs the attention core in the backward (already so with flash attention).
+  const double selective = l.recompute == Recompute::selective && !sw.flash_attention ? lc.attention : 0.0;
+  const double chunk_f = per_chunk * layer_f, chunk_b = per_chunk * (layer_b + selective) + recomputed * layer_f;
 
   // The lm head and loss, on the last stage for every microbatch: the slowest stage sets the pace.
   const double M = double(l.micro_batch) * m.seq_len, Vt = double(m.vocab) / l.tp;

@@ -282,7 +282,7 @@ TEST_CASE("plan: every layout of a 16,384-GPU cluster is planned quickly", "[pla
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("planned %lld layouts (%lld fit, %lld simulations) of llama3-405b on 16,384 H100 in %.2f s\n",
               (long long)r.layouts_considered, (long long)r.layouts_fitting, (long long)r.simulations, seconds);
-  CHECK(seconds < 30);
+  CHECK(seconds < 10);  // the issue's bound for every layout of a 16,384-GPU cluster
   REQUIRE(!r.ranked.empty());
   CHECK(r.ranked.front().layout.tp * r.ranked.front().layout.pp * r.ranked.front().layout.dp == 16384);
   CHECK(train_command(m, r.ranked.front()).find("--tp ") != std::string::npos);
