@@ -119,18 +119,24 @@ struct SoftwareSpec {
   bool uneven_chunks = true;        // pipeline chunks of unequal layer counts (the slowest one counts)
   bool short_stages = false;        // up to one empty chunk per stage (Llama 3: first and last stage a layer short)
   bool partial_recompute = false;   // full recomputation of only some layers per chunk
+  bool elementwise_recompute = false;  // Recompute::elementwise (norms and MLP activation recomputed)
 
   // "tessera" (the defaults above: what tessera-train runs), "megatron-core" (r0.8 with Transformer
   // Engine: fused attention, DP/TP/PP communication overlapped, distributed optimizer, unfused fp32
   // loss), "megatron-lm-2021" (Narayanan et al.: no fused attention, no overlap, fp16 gradient
   // all-reduce), "llama3" (Meta's 2024 stack as its paper describes it: FSDP sharding gradients, fp32
-  // reduce-scatter, no TP overlap stated). config_error for another name.
+  // reduce-scatter, no TP overlap stated, a layer fewer on the first and last stage, and element-wise
+  // recomputation only, the paper reporting 8K sequences trained without activation checkpointing).
+  // config_error for another name.
   static SoftwareSpec preset(const std::string& name);
 };
 
-enum class Recompute { none, selective, full };
+// selective: the attention core recomputed in the backward (Korthikanti et al. 2022; flash attention
+// does so anyway). elementwise: that, and the norms and the MLP activation recomputed from their saved
+// inputs (cheap element-wise work) instead of keeping their outputs. full: every layer from its input.
+enum class Recompute { none, selective, elementwise, full };
 const char* recompute_name(Recompute r);
-Recompute parse_recompute(const std::string& s);  // none, selective, full
+Recompute parse_recompute(const std::string& s);  // none, selective, elementwise, full
 
 struct Layout {
   int tp = 1, pp = 1, dp = 1;

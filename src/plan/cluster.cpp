@@ -97,6 +97,7 @@ SoftwareSpec SoftwareSpec::preset(const std::string& name) {
     s.grad_reduce_bytes = 2, s.loss_bytes_per_logit = 52, s.partial_recompute = true, s.uneven_chunks = false;
   } else if (name == "llama3") {
     s.loss_bytes_per_logit = 52, s.max_zero = 2, s.partial_recompute = true, s.short_stages = true;
+    s.elementwise_recompute = true;
   } else {
     throw config_error("unknown software '" + name + "'", "use --software tessera, megatron-core, megatron-lm-2021 or llama3");
   }

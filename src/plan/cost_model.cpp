@@ -13,6 +13,7 @@ const char* recompute_name(Recompute r) {
   switch (r) {
     case Recompute::none: return "none";
     case Recompute::selective: return "selective";
+    case Recompute::elementwise: return "elementwise";
     case Recompute::full: return "full";
   }
   return "?";
@@ -21,8 +22,9 @@ const char* recompute_name(Recompute r) {
 Recompute parse_recompute(const std::string& s) {
   if (s == "none") return Recompute::none;
   if (s == "selective") return Recompute::selective;
+  if (s == "elementwise") return Recompute::elementwise;
   if (s == "full") return Recompute::full;
-  throw config_error("unknown recomputation '" + s + "'", "use --recompute none, selective or full");
+  throw config_error("unknown recomputation '" + s + "'", "use --recompute none, selective, elementwise or full");
 }
 
 std::string Layout::describe() const {
@@ -97,10 +99,13 @@ double layer_activation_bytes(const ModelShape& m, const Layout& l, const Softwa
   const double split = (4 + 4 * r) * sbh + (m.gated_mlp ? 6 : 4) * sbf;
   // Softmax output, its dropout mask and output (Korthikanti's 5as^2b); none with flash attention or
   // selective recomputation (the attention core recomputed in backward).
-  const double scores = (sw.flash_attention || l.recompute == Recompute::selective)
-                            ? 0.0
-                            : (m.dropout ? 5.0 : 2.0) * a * s * s * b;
-  return replicated / rep_div + (split + scores) / t;
+  const bool core_recomputed = l.recompute == Recompute::selective || l.recompute == Recompute::elementwise;
+  const double scores = (sw.flash_attention || core_recomputed) ? 0.0 : (m.dropout ? 5.0 : 2.0) * a * s * s * b;
+  // Element-wise recomputation drops the norms' outputs (the QKV and MLP inputs) and the MLP
+  // activation's output, rebuilt in the backward from the norm inputs and the MLP intermediates.
+  const double dropped_replicated = l.recompute == Recompute::elementwise ? 4 * sbh : 0.0;
+  const double dropped_split = l.recompute == Recompute::elementwise ? 2 * sbf : 0.0;
+  return (replicated - dropped_replicated) / rep_div + (split - dropped_split + scores) / t;
 }
 
 namespace {
@@ -158,6 +163,7 @@ struct LayerCost {
   double linear = 0, linear_backward = 0;        // matmuls (backward: input and weight gradients)
   double attention = 0, attention_backward = 0;  // attention core (matmuls + softmax bytes without flash)
   double elementwise = 0;                        // forward norms, activations, dropout, residuals (backward 2x)
+  double recomputable_elementwise = 0;           // the norms and the MLP activation (element-wise recomputation)
   double tp_comm = 0;                            // forward TP collectives, exposed (the backward has as many)
   double forward() const { return linear + attention + elementwise + tp_comm; }
   double backward() const { return linear_backward + attention_backward + 2 * elementwise + tp_comm; }
@@ -202,6 +208,8 @@ LayerCost layer_cost(const ModelShape& m, const ClusterSpec& c, const Layout& l,
   const double replicated = 8 * h + (m.dropout ? 14 : 12) * h;
   const double split = m.gated_mlp ? 6 * f + 4 * (h + kv) : 4 * f;
   lc.elementwise = M * (replicated / (l.sp ? t : 1.0) + split / t) / hbm;
+  // The norms (read 2h, write 2h each) and the MLP activation (bias-GeLU: 4f; SwiGLU: 6f).
+  lc.recomputable_elementwise = M * (8 * h / (l.sp ? t : 1.0) + (m.gated_mlp ? 6 : 4) * f / t) / hbm;
   if (l.tp > 1) {
     const double bytes = 2 * M * h;  // bf16 activations
     // Two all-reduces, or under SP two all-gather + reduce-scatter pairs: the same volume.
@@ -223,9 +231,12 @@ Prediction predict_cached(const ModelShape& m, const ClusterSpec& c, const Layou
   const LayerCost lc = layer_cost(m, c, l, sw);
   const double layer_f = lc.forward(), layer_b = lc.backward();
   const int per_chunk = layers_per_chunk(m, l), recomputed = recomputed_layers_per_chunk(m, l);
-  // Selective recomputation re-runs the attention core in the backward (already so with flash attention).
-  const double selective = l.recompute == Recompute::selective && !sw.flash_attention ? lc.attention : 0.0;
-  const double chunk_f = per_chunk * layer_f, chunk_b = per_chunk * (layer_b + selective) + recomputed * layer_f;
+  // Selective recomputation re-runs the attention core in the backward (already so with flash
+  // attention); element-wise recomputation also the norms and the MLP activation.
+  const bool core_recomputed = l.recompute == Recompute::selective || l.recompute == Recompute::elementwise;
+  double rerun = core_recomputed && !sw.flash_attention ? lc.attention : 0.0;
+  if (l.recompute == Recompute::elementwise) rerun += lc.recomputable_elementwise;
+  const double chunk_f = per_chunk * layer_f, chunk_b = per_chunk * (layer_b + rerun) + recomputed * layer_f;
 
   // The lm head and loss, on the last stage for every microbatch: the slowest stage sets the pace.
   const double M = double(l.micro_batch) * m.seq_len, Vt = double(m.vocab) / l.tp;
@@ -294,7 +305,8 @@ Prediction predict_cached(const ModelShape& m, const ClusterSpec& c, const Layou
   double hardware = m.model_flops_per_sequence();
   if (l.recompute == Recompute::full)
     hardware += (m.hardware_flops_per_sequence_full_recompute() - hardware) * recomputed / per_chunk;
-  if (l.recompute == Recompute::selective) hardware += 4.0 * m.seq_len * m.seq_len * m.hidden * m.layers;
+  if (l.recompute == Recompute::selective || l.recompute == Recompute::elementwise)
+    hardware += 4.0 * m.seq_len * m.seq_len * m.hidden * m.layers;
   p.hfu = sequences * hardware / (p.step_time * gpus * c.peak_flops);
   p.exposed_comm_fraction = (p.tp_comm_time + p.p2p_time + p.dp_exposed_time) / p.step_time;
   return p;

@@ -41,7 +41,7 @@ std::vector<Layout> enumerate_layouts(const ModelShape& m, const ClusterSpec& c,
         for (const Sched& s : schedules)
           for (int sp = 0; sp <= (tp > 1 ? 1 : 0); ++sp)
             for (int zero = 0; zero <= (dp > 1 ? o.max_zero : 0); ++zero)
-              for (Recompute rc : {Recompute::none, Recompute::selective, Recompute::full}) {
+              for (Recompute rc : {Recompute::none, Recompute::selective, Recompute::elementwise, Recompute::full}) {
                 Layout l;
                 l.tp = tp, l.pp = pp, l.dp = dp, l.sp = sp != 0, l.zero = zero, l.recompute = rc;
                 l.micro_batch = b, l.microbatches = mbs, l.schedule = s.kind, l.virtual_stages = s.v;
@@ -67,6 +67,7 @@ PlanResult plan(const ModelShape& m, const ClusterSpec& c, int global_batch, con
   for (const Layout& l : layouts) {
     // Flash attention already recomputes the attention core: selective equals none.
     if (sw.flash_attention && l.recompute == Recompute::selective) continue;
+    if (l.recompute == Recompute::elementwise && !sw.elementwise_recompute) continue;
     Prediction p = detail::predict_cached(m, c, l, global_batch, sw, cache);
     if (!p.fits) continue;
     r.ranked.push_back(std::move(p));
@@ -103,7 +104,7 @@ std::string train_command(const ModelShape& m, const Prediction& p) {
   static const char* kTrainable[] = {"tiny", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"};
   bool trainable = false;
   for (const char* name : kTrainable) trainable = trainable || m.name == name;
-  const bool recompute_ok = l.recompute != Recompute::selective;
+  const bool recompute_ok = l.recompute != Recompute::selective && l.recompute != Recompute::elementwise;
   char buf[700];
   std::snprintf(buf, sizeof buf,
                 "mpirun -np %d tessera-train --model %s --seq-len %d --batch-size %d --tp %d --pp %d --dp %d%s --zero %d "
@@ -114,7 +115,8 @@ std::string train_command(const ModelShape& m, const Prediction& p) {
   std::string command = buf;
   if (!trainable) command += "   (note: tessera-train trains GPT-2 models only so far; " + m.name + " needs its model first)";
   if (!recompute_ok)
-    command += "   (note: the plan assumes selective recomputation, which tessera-train does not have yet; full shown)";
+    command += std::string("   (note: the plan assumes ") + recompute_name(l.recompute) +
+               " recomputation, which tessera-train does not have yet; full shown)";
   if (l.recompute == Recompute::full && l.recompute_layers > 0)
     command += "   (note: the plan recomputes " + std::to_string(l.recompute_layers) +
                " layers per chunk; tessera-train recomputes all of them)";

@@ -30,7 +30,6 @@ struct Case {
   int zero = -1;  // -1: planner's choice
   Recompute recompute = Recompute::none;
   double published = 0;
-  std::string open_gap;  // a known, documented miss: reported by the [!mayfail] tests, not hidden
 };
 
 std::vector<Case> load_cases() {
@@ -68,7 +67,6 @@ std::vector<Case> load_cases() {
     if (v.contains("sp")) c.sp = v.at("sp").as_bool() ? 1 : 0;
     if (v.contains("zero")) c.zero = int(v.at("zero").as_int64());
     c.published = v.at("published").as_double();
-    if (v.contains("open_gap")) c.open_gap = v.at("open_gap").as_string();
     out.push_back(c);
   }
   return out;
@@ -97,15 +95,14 @@ const Prediction* best_overall(const Case& c, const PlanResult& r) {
   return nullptr;
 }
 
-// Predicts every case (reproduced = cases without an open gap, or only those with one) and
-// returns the ones outside 10% of the published figure (or without a fitting layout).
-std::vector<std::string> reproduction_misses(bool open_gaps) {
+// Predicts every case and returns the ones outside 10% of the published figure (or without a fitting
+// layout).
+std::vector<std::string> reproduction_misses() {
   const std::vector<Case> cases = load_cases();
-  REQUIRE(cases.size() >= 10);
+  REQUIRE(cases.size() >= 17);
   std::vector<std::string> failures;
   std::printf("\n%-50s %9s %9s %8s  %s\n", "case", "published", "predicted", "error", "layout");
   for (const Case& c : cases) {
-    if (c.open_gap.empty() == open_gaps) continue;
     const PlanResult r = plan::plan(c.model, c.cluster, c.global_batch, c.software);
     const Prediction* p = best_stated(c, r);
     if (!p) {
@@ -120,17 +117,16 @@ std::vector<std::string> reproduction_misses(bool open_gaps) {
     if (std::abs(error) > 0.10) {
       char buf[64];
       std::snprintf(buf, sizeof buf, "%+.1f%%", 100 * error);
-      failures.push_back(c.name + ": " + buf + (c.open_gap.empty() ? "" : " (" + c.open_gap + ")"));
+      failures.push_back(c.name + ": " + buf);
     }
   }
   return failures;
 }
 
-std::vector<std::string> below_published(bool open_gaps) {
+std::vector<std::string> below_published() {
   std::vector<std::string> below;
   std::printf("\n%-50s %9s %9s  %s\n", "case", "published", "best", "planner's layout");
   for (const Case& c : load_cases()) {
-    if (c.open_gap.empty() == open_gaps) continue;
     const PlanResult r = plan::plan(c.model, c.cluster, c.global_batch, c.software);
     const Prediction* best = best_overall(c, r);
     REQUIRE(best);
@@ -153,27 +149,13 @@ std::string lines(const std::vector<std::string>& items) {
 }  // namespace
 
 TEST_CASE("plan: published scaling results are reproduced within 10%", "[plan]") {
-  const auto misses = reproduction_misses(false);
-  INFO("cases outside 10% (or without a fitting layout):" << lines(misses));
-  CHECK(misses.empty());
-}
-
-// The cases the cost model does not reproduce yet (published.json says why, case by case). They
-// run and report like the others, but as [!mayfail]: a known gap, shown on every run, not hidden.
-TEST_CASE("plan: open gaps: published results not yet within 10%", "[plan][!mayfail]") {
-  const auto misses = reproduction_misses(true);
+  const auto misses = reproduction_misses();
   INFO("cases outside 10% (or without a fitting layout):" << lines(misses));
   CHECK(misses.empty());
 }
 
 TEST_CASE("plan: the planner's best layout reaches at least the published utilisation", "[plan]") {
-  const auto below = below_published(false);
-  INFO("cases where the planner's best is below 90% of the published figure:" << lines(below));
-  CHECK(below.empty());
-}
-
-TEST_CASE("plan: open gaps: the planner's best layout on the cases not yet reproduced", "[plan][!mayfail]") {
-  const auto below = below_published(true);
+  const auto below = below_published();
   INFO("cases where the planner's best is below 90% of the published figure:" << lines(below));
   CHECK(below.empty());
 }
@@ -406,4 +388,31 @@ TEST_CASE("plan: GEMM efficiency, ZeRO-2 and partial recomputation in the cost m
   CHECK(half.step_time > none.step_time);
   CHECK(half.layout.describe().find("rc=full:10") != std::string::npos);
   CHECK_THROWS_AS(SoftwareSpec::preset("deepspeed"), tessera::Error);
+}
+
+TEST_CASE("plan: element-wise recomputation keeps less than none and costs less than full", "[plan]") {
+  const ModelShape m = ModelShape::preset("llama3-405b");
+  const SoftwareSpec sw = SoftwareSpec::preset("llama3");
+  const ClusterSpec c = ClusterSpec::preset("h100", 8192);
+  Layout l;
+  l.tp = 8, l.pp = 16, l.dp = 64, l.sp = true, l.zero = 1, l.micro_batch = 1, l.microbatches = 32;
+  l.schedule = ScheduleKind::interleaved_1f1b, l.virtual_stages = 8;
+  const double s = m.seq_len, h = m.hidden, f = m.ffn, t = l.tp;
+  Layout none = l, ew = l, full = l;
+  ew.recompute = Recompute::elementwise, full.recompute = Recompute::full;
+  // The two norm outputs (2sbh each, split under SP) and the SwiGLU product (2sbf) are not kept.
+  CHECK(layer_activation_bytes(m, none, sw) - layer_activation_bytes(m, ew, sw) == Approx((4 * s * h + 2 * s * f) / t));
+  const Prediction pn = predict(m, c, none, 2048, sw), pe = predict(m, c, ew, 2048, sw), pf = predict(m, c, full, 2048, sw);
+  CHECK(pe.memory.activations < pn.memory.activations);
+  CHECK(pe.step_time > pn.step_time);
+  CHECK(pe.step_time < 1.02 * pn.step_time);  // element-wise work only
+  CHECK(pf.step_time > 1.2 * pn.step_time);   // a whole extra forward
+  // Llama 3's stated layout fits in 80 GB with element-wise recomputation, not without.
+  CHECK(!pn.fits);
+  CHECK(pe.fits);
+  CHECK(parse_recompute("elementwise") == Recompute::elementwise);
+  CHECK(std::string(recompute_name(Recompute::elementwise)) == "elementwise");
+  // tessera-train has no element-wise recomputation: the plan's command says so and shows full.
+  CHECK(train_command(m, pe).find("--recompute full") != std::string::npos);
+  CHECK(train_command(m, pe).find("elementwise recomputation") != std::string::npos);
 }
