@@ -39,6 +39,10 @@ struct CollectiveSample {
 
 struct Calibration {
   int ranks = 1, threads = 1;
+  int cores = 0;  // CPU cores of the node the ranks shared (0: unknown, e.g. an older file)
+  // How much faster ranks compute while half of them wait in a blocking receive than while all
+  // compute (1: no effect, e.g. a core per rank; 2: waiting ranks give their cores up entirely).
+  double idle_speedup = 1;
   std::string device, model;
   int batch_size = 0, seq_len = 0;
   std::vector<OpSample> ops;

@@ -45,6 +45,8 @@ Calibration Calibration::parse(const std::string& json_text, const std::string& 
   Calibration c;
   c.ranks = int(v.at("ranks").as_int64());
   c.threads = int(v.at("threads").as_int64());
+  if (v.contains("cores")) c.cores = int(v.at("cores").as_int64());
+  if (v.contains("idle_speedup")) c.idle_speedup = v.at("idle_speedup").as_double();
   if (const json::Value* d = v.find("device")) c.device = d->as_string();
   if (const json::Value* d = v.find("model")) c.model = d->as_string();
   if (const json::Value* d = v.find("batch_size")) c.batch_size = int(d->as_int64());
@@ -79,7 +81,8 @@ Calibration Calibration::load(const std::string& path) {
 std::string Calibration::to_json() const {
   json::Value root = json::Value::object();
   root.set("kind", "tessera-calibration");
-  root.set("ranks", ranks), root.set("threads", threads), root.set("device", device), root.set("model", model);
+  root.set("ranks", ranks), root.set("threads", threads), root.set("cores", cores), root.set("device", device);
+  root.set("idle_speedup", idle_speedup), root.set("model", model);
   root.set("batch_size", batch_size), root.set("seq_len", seq_len);
   json::Value list = json::Value::array();
   for (const OpSample& s : ops) {

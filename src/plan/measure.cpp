@@ -5,6 +5,7 @@
 #include <cmath>
 #include <functional>
 #include <random>
+#include <thread>
 
 #include "kernels/ops.h"
 #include "tessera/buffer.h"
@@ -178,6 +179,55 @@ double measure_sync(Context& ctx, Communicator& world, Communicator& group, cons
   return std::max(0.0, (both - alone - idle) / kRounds);
 }
 
+// How much faster a rank computes while half of the ranks wait in a blocking receive (as pipeline
+// stages wait in their bubble) than while all of them compute, timed on the computing half: 1 with a
+// core per thread, up to 2 when waiting ranks give their cores up completely, less when they keep
+// spinning on them. The two cases alternate round by round (slow drifts of the machine cancel), and
+// the ratio of the medians counts only with more threads than cores.
+double measure_idle_speedup(Context& ctx, Communicator& world, const GPT2Config& cfg, int B, int T, int reps) {
+  const int cores = int(std::thread::hardware_concurrency());
+  if (world.size() < 2 || world.size() % 2 || cores <= 0 || world.size() * ctx.cpu_threads() <= cores) return 1.0;
+  Arena a(ctx);
+  const int64_t N = int64_t(B) * T, C = cfg.n_embd;
+  Tensor out = a.f32({N, 4 * C}), inp = a.f32({N, C}), w = a.f32({4 * C, C}), bias = a.f32({4 * C}), token = a.f32({1});
+  auto compute = [&] { ops::matmul_forward(ctx, out, Tensor(), inp, w, bias, Epilogue::none); };
+  const double once = time_on_all(ctx, world, 3, compute);
+  const int calls = std::max(1, int(all_ranks(ctx, world, float(std::ceil(0.03 / std::max(once, 1e-7))), ReduceOp::max)));
+  // The first half computes, the second waits: as a pipeline's first stage runs while the rest wait
+  // (stages are blocks of consecutive ranks).
+  const int halfway = world.size() / 2;
+  const bool computing = world.rank() < halfway;
+  const int peer = computing ? world.rank() + halfway : world.rank() - halfway;
+  auto timed = [&] {
+    const auto t0 = Clock::now();
+    for (int k = 0; k < calls; ++k) compute();
+    ctx.synchronize();
+    return std::chrono::duration<double>(Clock::now() - t0).count() / calls;
+  };
+  std::vector<double> all, half;
+  for (int r = 0; r < std::max(reps, 5); ++r) {
+    world.barrier();
+    const double t = timed();
+    if (computing) all.push_back(t);
+    world.barrier();
+    if (computing) {
+      half.push_back(timed());
+      world.exchange({{PeerTransfer::Kind::send, token, peer}}).wait();
+    } else {
+      world.exchange({{PeerTransfer::Kind::recv, token, peer}}).wait();
+    }
+  }
+  double ratio = 0;
+  if (computing) {
+    std::sort(all.begin(), all.end());
+    std::sort(half.begin(), half.end());
+    ratio = all[all.size() / 2] / half[half.size() / 2];
+  }
+  ratio = double(all_ranks(ctx, world, float(ratio), ReduceOp::sum)) / (world.size() / 2);
+  const double most = 2.0;  // half of the ranks computing get at most twice the share
+  return std::min(most, std::max(1.0, ratio));
+}
+
 }  // namespace
 
 Calibration measure_calibration(Context& ctx, Communicator& world, const GPT2Config& cfg, int B, int T,
@@ -185,6 +235,8 @@ Calibration measure_calibration(Context& ctx, Communicator& world, const GPT2Con
   cfg.validate();
   Calibration cal;
   cal.ranks = world.size(), cal.threads = ctx.cpu_threads(), cal.device = ctx.device_description();
+  cal.cores = int(std::thread::hardware_concurrency());
+  cal.idle_speedup = measure_idle_speedup(ctx, world, cfg, B, T, o.reps);
   cal.batch_size = B, cal.seq_len = T;
   std::vector<int> degrees = o.tp_degrees;
   if (degrees.empty())

@@ -10,7 +10,9 @@ file(MAKE_DIRECTORY ${WORK_DIR})
 set(CALIBRATE ${BINARY_DIR}/tessera-calibrate)
 set(BENCH ${BINARY_DIR}/tessera-bench-training)
 set(PLAN ${BINARY_DIR}/tessera-plan)
-set(mpi ${MPIEXEC} --oversubscribe --bind-to none)
+# Ranks bound to cores round-robin: left to the OS, 4 ranks on 2 cores settle in one of two placements
+# whose step times differ by 25% from run to run; bound, they repeat to 1%.
+set(mpi ${MPIEXEC} --oversubscribe --bind-to core:overload-allowed --map-by core)
 # One thread per rank everywhere: OpenMP barriers on a shared, loaded 2-core machine are the noisiest part.
 set(shape --model tiny --batch-size 8 --seq-len 64 --threads 1)
 
