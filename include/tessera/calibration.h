@@ -5,7 +5,8 @@
 // tensor-parallel collectives; the pipeline schedule through simulate() with per-chunk costs (the
 // embedding on the first chunk, the head and loss on the last); the tied-embedding gradient sum; the
 // data-parallel all-reduce in buckets (MPI progresses only inside calls, so it is counted as exposed);
-// the gradient norm and AdamW.
+// the gradient norm and AdamW. With more threads than cores, the ranks computing while others wait in
+// the pipeline's bubble run faster by the measured idle_speedup.
 //
 // Kernel lookup: the exact shape when it was measured, otherwise a least-squares fit of
 // time = overhead + work / rate over that op's samples (work: FLOPs for matmuls and attention, bytes
