@@ -117,21 +117,28 @@ double Calibration::op_time(const std::string& op, const std::vector<int64_t>& d
   return fit(xy).at(work);
 }
 
+namespace {
+// The group size measured for `op` closest to `group` (0 when `op` was never measured).
+int nearest_group(const std::vector<CollectiveSample>& samples, const std::string& op, int group) {
+  int nearest = 0;
+  for (const CollectiveSample& s : samples)
+    if (s.op == op && (nearest == 0 || std::abs(s.group - group) < std::abs(nearest - group))) nearest = s.group;
+  return nearest;
+}
+}  // namespace
+
 double Calibration::sync_time(int group) const {
   if (group <= 1) return 0;
-  int nearest = 0;
-  double seconds = 0;
+  const int nearest = nearest_group(collectives, "sync", group);
   for (const CollectiveSample& s : collectives)
-    if (s.op == "sync" && (nearest == 0 || std::abs(s.group - group) < std::abs(nearest - group))) nearest = s.group, seconds = s.seconds;
-  return seconds;
+    if (s.op == "sync" && s.group == nearest) return s.seconds;
+  return 0;
 }
 
 double Calibration::collective_time(const std::string& op, int group, double bytes) const {
   if (group <= 1 || bytes <= 0) return 0;
+  const int nearest = nearest_group(collectives, op, group);
   std::vector<std::pair<double, double>> xy;
-  int nearest = 0;
-  for (const CollectiveSample& s : collectives)
-    if (s.op == op && (nearest == 0 || std::abs(s.group - group) < std::abs(nearest - group))) nearest = s.group;
   for (const CollectiveSample& s : collectives)
     if (s.op == op && s.group == nearest) xy.emplace_back(s.bytes, s.seconds);
   if (xy.empty())

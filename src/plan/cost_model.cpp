@@ -87,6 +87,13 @@ double gemm_efficiency(const ClusterSpec& c, double m, double n, double k, doubl
 
 // ---- memory ------------------------------------------------------------------------------------
 
+namespace {
+// Selective and element-wise recomputation both re-run the attention core in the backward.
+bool recomputes_attention_core(const Layout& l) {
+  return l.recompute == Recompute::selective || l.recompute == Recompute::elementwise;
+}
+}  // namespace
+
 double layer_activation_bytes(const ModelShape& m, const Layout& l, const SoftwareSpec& sw) {
   const double s = m.seq_len, b = l.micro_batch, h = m.hidden, f = m.ffn, a = m.heads, t = l.tp;
   const double sbh = s * b * h, sbf = s * b * f, r = double(m.kv_heads) / m.heads;
@@ -99,8 +106,7 @@ double layer_activation_bytes(const ModelShape& m, const Layout& l, const Softwa
   const double split = (4 + 4 * r) * sbh + (m.gated_mlp ? 6 : 4) * sbf;
   // Softmax output, its dropout mask and output (Korthikanti's 5as^2b); none with flash attention or
   // selective recomputation (the attention core recomputed in backward).
-  const bool core_recomputed = l.recompute == Recompute::selective || l.recompute == Recompute::elementwise;
-  const double scores = (sw.flash_attention || core_recomputed) ? 0.0 : (m.dropout ? 5.0 : 2.0) * a * s * s * b;
+  const double scores = (sw.flash_attention || recomputes_attention_core(l)) ? 0.0 : (m.dropout ? 5.0 : 2.0) * a * s * s * b;
   // Element-wise recomputation drops the norms' outputs (the QKV and MLP inputs) and the MLP
   // activation's output, rebuilt in the backward from the norm inputs and the MLP intermediates.
   const double dropped_replicated = l.recompute == Recompute::elementwise ? 4 * sbh : 0.0;
@@ -108,12 +114,18 @@ double layer_activation_bytes(const ModelShape& m, const Layout& l, const Softwa
   return (replicated - dropped_replicated) / rep_div + (split - dropped_split + scores) / t;
 }
 
-namespace {
+namespace detail {
 
 int layers_per_chunk(const ModelShape& m, const Layout& l) {
   const int chunks = l.pp * l.virtual_stages;
   return (m.layers + chunks - 1) / chunks;
 }
+
+}  // namespace detail
+
+namespace {
+
+using detail::layers_per_chunk;
 
 // Layers of each chunk recomputed in the backward: all of them, or recompute_layers (Megatron's
 // block method) under full recomputation.
@@ -233,8 +245,7 @@ Prediction predict_cached(const ModelShape& m, const ClusterSpec& c, const Layou
   const int per_chunk = layers_per_chunk(m, l), recomputed = recomputed_layers_per_chunk(m, l);
   // Selective recomputation re-runs the attention core in the backward (already so with flash
   // attention); element-wise recomputation also the norms and the MLP activation.
-  const bool core_recomputed = l.recompute == Recompute::selective || l.recompute == Recompute::elementwise;
-  double rerun = core_recomputed && !sw.flash_attention ? lc.attention : 0.0;
+  double rerun = recomputes_attention_core(l) && !sw.flash_attention ? lc.attention : 0.0;
   if (l.recompute == Recompute::elementwise) rerun += lc.recomputable_elementwise;
   const double chunk_f = per_chunk * layer_f, chunk_b = per_chunk * (layer_b + rerun) + recomputed * layer_f;
 
@@ -270,12 +281,9 @@ Prediction predict_cached(const ModelShape& m, const ClusterSpec& c, const Layou
     const int per_node = std::max(1, std::min(l.dp, c.gpus_per_node / l.tp));
     const double gradients = params * sw.grad_reduce_bytes;
     const double reduce = l.zero ? all_gather_time(c, gradients, l.dp, per_node) : all_reduce_time(c, gradients, l.dp, per_node);
-    double exposed = 0, hidden = 0;
-    for (double finish : sim.rank_finish) {
-      const double slack = (sim.makespan - finish) * chunk_f + (sw.overlap_grad_reduce ? l.virtual_stages * chunk_b : 0);
-      exposed = std::max(exposed, reduce - slack);
-      hidden = std::max(hidden, std::min(reduce, (sw.overlap_grad_reduce ? l.virtual_stages * chunk_b : 0)));
-    }
+    const double last_backward = sw.overlap_grad_reduce ? l.virtual_stages * chunk_b : 0.0;
+    double exposed = 0, hidden = std::min(reduce, last_backward);
+    for (double finish : sim.rank_finish) exposed = std::max(exposed, reduce - (sim.makespan - finish) * chunk_f - last_backward);
     if (l.zero >= 2) {
       const double busy = double(chunk_runs) * (chunk_f + chunk_b);
       exposed = std::max(exposed, sw.overlap_grad_reduce ? l.microbatches * reduce - busy : l.microbatches * reduce);
@@ -305,8 +313,7 @@ Prediction predict_cached(const ModelShape& m, const ClusterSpec& c, const Layou
   double hardware = m.model_flops_per_sequence();
   if (l.recompute == Recompute::full)
     hardware += (m.hardware_flops_per_sequence_full_recompute() - hardware) * recomputed / per_chunk;
-  if (l.recompute == Recompute::selective || l.recompute == Recompute::elementwise)
-    hardware += 4.0 * m.seq_len * m.seq_len * m.hidden * m.layers;
+  if (recomputes_attention_core(l)) hardware += 4.0 * m.seq_len * m.seq_len * m.hidden * m.layers;
   p.hfu = sequences * hardware / (p.step_time * gpus * c.peak_flops);
   p.exposed_comm_fraction = (p.tp_comm_time + p.p2p_time + p.dp_exposed_time) / p.step_time;
   return p;

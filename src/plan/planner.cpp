@@ -74,7 +74,7 @@ PlanResult plan(const ModelShape& m, const ClusterSpec& c, int global_batch, con
     // Recomputing every layer costs a forward: also try recomputing only as few layers of each chunk
     // as it takes to fit (Megatron's block method), the fewest that fit.
     if (l.recompute != Recompute::full || !sw.partial_recompute) continue;
-    const int per_chunk = (m.layers + l.pp * l.virtual_stages - 1) / (l.pp * l.virtual_stages);
+    const int per_chunk = detail::layers_per_chunk(m, l);
     int lo = 1, hi = per_chunk;  // memory falls as k grows: bisect for the fewest layers that fit
     Prediction fewest;
     while (lo < hi) {

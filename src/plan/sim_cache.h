@@ -31,6 +31,9 @@ class SimCache {
   int64_t simulations_ = 0;
 };
 
+// Layers in the largest model chunk of the layout (pp x virtual_stages chunks, the slowest counts).
+int layers_per_chunk(const ModelShape& m, const Layout& l);
+
 // predict() with a shared cache (plan() predicts thousands of layouts).
 Prediction predict_cached(const ModelShape& m, const ClusterSpec& c, const Layout& l, int global_batch,
                           const SoftwareSpec& sw, SimCache& cache);

@@ -3,11 +3,31 @@
 #include <cmath>
 #include <random>
 
+#include "plan/stragglers.h"
 #include "tessera/error.h"
 #include "tessera/plan.h"
 #include "tessera/schedule.h"
 
 namespace tessera::plan {
+
+namespace detail {
+
+std::vector<double> slowest_per_stage(int stages, int64_t per_stage, double jitter, int slow_stage, int64_t slow_member,
+                                      double slowdown, std::mt19937_64& rng, std::normal_distribution<double>& normal) {
+  std::vector<double> factor(size_t(stages), 1.0);
+  for (int st = 0; st < stages; ++st) {
+    double worst = 0;
+    for (int64_t g = 0; g < per_stage; ++g) {
+      double f = 1.0 + (jitter > 0 ? jitter * normal(rng) : 0.0);
+      if (st == slow_stage && g == slow_member) f *= 1.0 + slowdown;
+      worst = std::max(worst, std::max(0.1, f));
+    }
+    factor[size_t(st)] = worst;
+  }
+  return factor;
+}
+
+}  // namespace detail
 
 StragglerEstimate predict_stragglers(const Prediction& p, const StragglerModel& s) {
   if (s.slowdown < 0 || s.jitter < 0 || s.samples < 1)
@@ -26,25 +46,15 @@ StragglerEstimate predict_stragglers(const Prediction& p, const StragglerModel& 
   };
   StragglerEstimate e;
   e.base_step_time = step(std::vector<double>(size_t(l.pp), 1.0));
+  // Without jitter only the slow GPU matters: one member per stage stands for all.
   const bool random = s.jitter > 0;
   const int samples = random ? s.samples : 1;
-  const int64_t per_stage = int64_t(l.tp) * l.dp;
+  const int64_t per_stage = random ? int64_t(l.tp) * l.dp : 1;
   std::mt19937_64 rng(s.seed);
   std::normal_distribution<double> normal(0.0, 1.0);
   double sum = 0;
-  for (int k = 0; k < samples; ++k) {
-    std::vector<double> factor(size_t(l.pp), 1.0);
-    for (int st = 0; st < l.pp; ++st) {
-      double worst = 0;
-      for (int64_t g = 0; g < (random ? per_stage : 1); ++g) {
-        double f = random ? std::max(0.1, 1.0 + s.jitter * normal(rng)) : 1.0;
-        if (st == 0 && g == 0) f *= 1.0 + s.slowdown;
-        worst = std::max(worst, f);
-      }
-      factor[size_t(st)] = worst;
-    }
-    sum += step(factor);
-  }
+  for (int k = 0; k < samples; ++k)
+    sum += step(detail::slowest_per_stage(l.pp, per_stage, s.jitter, 0, 0, s.slowdown, rng, normal));
   e.step_time = sum / samples;
   return e;
 }

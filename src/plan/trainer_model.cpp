@@ -6,6 +6,7 @@
 #include <random>
 #include <sstream>
 
+#include "plan/stragglers.h"
 #include "tessera/calibration.h"
 #include "tessera/error.h"
 #include "tessera/parallel.h"
@@ -180,23 +181,15 @@ TrainerPrediction predict_trainer_step(const GPT2Config& cfg, const Calibration&
   } else {
     // A slow or jittery rank holds up its pipeline stage (TP collectives block every layer; the DP
     // reduction waits for every replica), so a stage runs at the pace of its slowest member.
-    const int per_stage = l.tp * l.dp;
-    std::vector<double> factor(size_t(l.pp), 1.0);
+    const int per_stage = l.tp * l.dp;  // world rank = (pp_rank * dp + dp_rank) * tp + tp_rank
     std::mt19937_64 rng(d.seed);
     std::normal_distribution<double> normal(0.0, 1.0);
     const int samples = d.jitter > 0 ? std::max(1, d.jitter_samples) : 1;
     double sum = 0, pipe = 0;
     for (int k = 0; k < samples; ++k) {
-      for (int st = 0; st < l.pp; ++st) {
-        double worst = 0;
-        for (int m = 0; m < per_stage; ++m) {
-          const int rank = st * per_stage + m;  // world rank = (pp_rank * dp + dp_rank) * tp + tp_rank
-          double f = 1.0 + (d.jitter > 0 ? d.jitter * normal(rng) : 0.0);
-          if (rank == d.slow_rank) f *= 1.0 + d.slowdown;
-          worst = std::max(worst, std::max(0.1, f));
-        }
-        factor[size_t(st)] = worst;
-      }
+      const std::vector<double> factor =
+          detail::slowest_per_stage(l.pp, per_stage, d.jitter, d.slow_rank >= 0 ? d.slow_rank / per_stage : -1,
+                                    d.slow_rank >= 0 ? d.slow_rank % per_stage : -1, d.slowdown, rng, normal);
       v.rank_factor = factor;
       const SimulationResult r = simulate(s, costs, v);
       sum += step_for(r), pipe += r.makespan;

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "io/checkpoint_layout.h"
+#include "parallel/small_model.h"
 #include "parallel/world.h"
 #include "support/test_support.h"
 #include "tessera/checkpoint.h"
@@ -35,6 +36,7 @@
 #include "tessera/trainer.h"
 
 using namespace tessera;
+using test::small_config;
 using test::world;
 namespace fs = std::filesystem;
 
@@ -44,9 +46,8 @@ constexpr int kSteps = 12;
 constexpr int kStop = 6;       // the interrupted run saves after this many steps
 constexpr int kGlobalB = 2;    // sequences per microbatch over all data-parallel ranks
 constexpr int kMicrobatches = 4;
-constexpr int kT = 16;
+constexpr int kT = test::kSmallModelSeqLen;
 constexpr uint64_t kSeed = 4321;
-
 
 // The test executable's directory: scratch files stay in the build tree.
 fs::path scratch_root() {
@@ -62,17 +63,6 @@ std::string fresh_dir(const std::string& name) {
   }
   world().barrier();
   return dir.string();
-}
-
-GPT2Config small_config(int layers = 4) { return GPT2Config::custom(layers, 4, 32, 257, kT); }
-
-float learning_rate(int step) {
-  LRSchedule s;
-  s.max_lr = 3e-3f;
-  s.min_lr = 3e-4f;
-  s.warmup_steps = 3;
-  s.total_steps = kSteps;
-  return s.at(step);
 }
 
 // Motifs of 8 tokens drawn by a fixed LCG (the stream test_equivalence trains on), one file per rank.
@@ -152,7 +142,7 @@ struct Session {
 
   std::vector<float> train(int from, int to) {
     std::vector<float> losses;
-    for (int s = from; s < to; ++s) losses.push_back(trainer->step(*loader, learning_rate(s)).loss);
+    for (int s = from; s < to; ++s) losses.push_back(trainer->step(*loader, test::small_model_learning_rate(s, kSteps)).loss);
     return losses;
   }
   TrainingState state(int step) const {

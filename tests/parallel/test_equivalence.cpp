@@ -18,6 +18,7 @@
 #include <tuple>
 #include <vector>
 
+#include "parallel/small_model.h"
 #include "parallel/world.h"
 #include "support/test_support.h"
 #include "tessera/communicator.h"
@@ -29,27 +30,15 @@
 #include "tessera/trainer.h"
 
 using namespace tessera;
+using test::small_config;
 using test::world;
 
 namespace {
 
 constexpr int kSteps = 20;
 constexpr int kB = 2;   // sequences per microbatch per data-parallel rank
-constexpr int kT = 16;
+constexpr int kT = test::kSmallModelSeqLen;
 constexpr uint64_t kSeed = 1234;
-
-
-// L layers, 4 heads, 32 channels, the 257-token byte vocabulary (padded to 384), 16 positions.
-GPT2Config small_config(int layers) { return GPT2Config::custom(layers, 4, 32, 257, kT); }
-
-float learning_rate(int step) {
-  LRSchedule s;
-  s.max_lr = 3e-3f;
-  s.min_lr = 3e-4f;
-  s.warmup_steps = 3;
-  s.total_steps = kSteps;
-  return s.at(step);
-}
 
 // A deterministic stream with structure to learn: motifs of 8 tokens drawn by a fixed LCG.
 class TokenFile {
@@ -119,7 +108,7 @@ Run train(const GPT2Config& config, const ProcessGrid* grid, int B, int microbat
   Run run;
   run.slots = trainer.activation_slots();
   for (int step = 0; step < kSteps; ++step) {
-    StepStats s = trainer.step(loader, learning_rate(step));
+    StepStats s = trainer.step(loader, test::small_model_learning_rate(step, kSteps));
     run.losses.push_back(s.loss);
     run.bubble = s.bubble_fraction;
   }

@@ -1,0 +1,25 @@
+// The small GPT-2 and the learning-rate schedule that the multi-rank equivalence and resume tests
+// train, so that both compare runs of the same model.
+#pragma once
+
+#include "tessera/gpt2.h"
+#include "tessera/optimizer.h"
+
+namespace tessera::test {
+
+constexpr int kSmallModelSeqLen = 16;
+
+// L layers, 4 heads, 32 channels, the 257-token byte vocabulary (padded to 384), 16 positions.
+inline GPT2Config small_config(int layers = 4) { return GPT2Config::custom(layers, 4, 32, 257, kSmallModelSeqLen); }
+
+// Warm-up over 3 steps to 3e-3, then down to 3e-4 at total_steps.
+inline float small_model_learning_rate(int step, int total_steps) {
+  LRSchedule s;
+  s.max_lr = 3e-3f;
+  s.min_lr = 3e-4f;
+  s.warmup_steps = 3;
+  s.total_steps = total_steps;
+  return s.at(step);
+}
+
+}  // namespace tessera::test
