@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "common/flags.h"
+#include "common/output_checks.h"
 #include "tessera/calibration.h"
 #include "tessera/tessera.h"
 
@@ -20,13 +21,14 @@ int body(int argc, char** argv) {
   int batch_size = 8, seq_len = 128, threads = 0, reps = 7;
   FlagParser p("tessera-calibrate", "mpirun -np N tessera-calibrate --model tiny --batch-size 8 --seq-len 128 --out FILE");
   p.add("model", &model, "GPT-2 preset whose kernel shapes are measured");
-  p.add("batch-size", &batch_size, "sequences per microbatch (as tessera-bench-training / tessera-train)");
-  p.add("seq-len", &seq_len, "tokens per sequence");
-  p.add("threads", &threads, "CPU threads per rank (0: cores / ranks per node, as the trainer)");
-  p.add("reps", &reps, "timed repetitions per sample (the median counts)");
+  p.add("batch-size", &batch_size, "sequences per microbatch (as tessera-bench-training / tessera-train)").at_least(1);
+  p.add("seq-len", &seq_len, "tokens per sequence").at_least(1);
+  p.add("threads", &threads, "CPU threads per rank (0: cores / ranks per node, as the trainer)").at_least(0);
+  p.add("reps", &reps, "timed repetitions per sample (the median counts)").at_least(1);
   p.add("out", &out, "calibration file to write (rank 0)");
   if (!p.parse(argc, argv)) return 0;
-  if (reps < 1 || batch_size < 1 || seq_len < 1) throw config_error("--reps, --batch-size and --seq-len must be positive");
+  if (!p.positional().empty()) throw config_error("unexpected argument '" + p.positional()[0] + "'", "see --help");
+  if (mpi.rank() == 0) check_output_file("--out", out);  // before minutes of measuring
 
   LaunchInfo launch = detect_launch();
   ContextOptions options;
@@ -37,8 +39,10 @@ int body(int argc, char** argv) {
   options.announce = mpi.rank() == 0;
   Context ctx(options);
   std::unique_ptr<Communicator> world = make_communicator(ctx);
-  const GPT2Config config = GPT2Config::preset(model);
-  if (seq_len > config.max_seq_len) throw config_error("--seq-len exceeds the model's context");
+  const GPT2Config config = parse_flag_value("model", model, GPT2Config::preset);
+  if (seq_len > config.max_seq_len)
+    throw config_error("--seq-len " + std::to_string(seq_len) + " exceeds the model's context of " +
+                       std::to_string(config.max_seq_len) + " tokens");
 
   plan::CalibrateOptions o;
   o.reps = reps;
@@ -46,8 +50,8 @@ int body(int argc, char** argv) {
   cal.model = model;
   if (mpi.rank() == 0) {
     std::ofstream f(out, std::ios::binary);
-    if (!f) throw config_error("cannot write '" + out + "'", "check --out");
     f << cal.to_json() << "\n";
+    if (!f) throw config_error("cannot write '" + out + "'", "check --out and the free space");
     std::printf("calibration: %d ranks x %d threads (%s), %zu kernel and %zu collective samples -> %s\n", cal.ranks,
                 cal.threads, cal.device.c_str(), cal.ops.size(), cal.collectives.size(), out.c_str());
   }

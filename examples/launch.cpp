@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "common/flags.h"
+#include "common/output_checks.h"
 #include "tessera/error.h"
 #include "tessera/metrics.h"
 #include "tessera/watchdog.h"
@@ -285,6 +286,9 @@ int hostfile_index(const std::vector<std::string>& command, bool* joined) {
 
 // Copies a hostfile without the excluded hosts; returns how many host lines remain.
 int rewrite_hostfile(const std::string& from, const std::string& to, const std::set<std::string>& excluded) {
+  std::error_code ec;
+  if (!fs::is_regular_file(from, ec))  // a FIFO would block the read
+    throw config_error("the hostfile is not a regular file", "give mpirun --hostfile a file", from);
   std::ifstream in(from);
   if (!in) throw config_error("cannot read the hostfile", "", from);
   std::ostringstream out;
@@ -346,12 +350,12 @@ int main(int argc, char** argv) {
         "Runs COMMAND (mpirun ..., srun ..., or any program) and relaunches it when it exits abnormally.\n"
         "Exit 0 ends it; exit codes 1 (bad arguments or config) and 2 (bad data or checkpoint) are not restarted\n"
         "because they would fail again. The job sees TESSERA_RESTART_COUNT and TESSERA_FAILURE_DIR.");
-    flags.add("max-restarts", &max_restarts, "how many times to relaunch the job after a failure");
+    flags.add("max-restarts", &max_restarts, "how many times to relaunch the job after a failure").at_least(0);
     flags.add("failure-dir", &failure_dir,
               "directory of the ranks' failure reports (exported as TESSERA_FAILURE_DIR); names the failed rank and host");
     flags.add("checkpoint-dir", &checkpoint_dir, "the job's checkpoint directory: time lost counts from its last checkpoint");
     flags.add("no-restart-codes", &no_restart, "exit codes that end the job without a restart (comma-separated)");
-    flags.add("restart-delay", &restart_delay, "seconds to wait before a relaunch");
+    flags.add("restart-delay", &restart_delay, "seconds to wait before a relaunch").at_least(0);
     flags.add("exclude-failed-hosts", &exclude_failed_hosts,
               "leave the failed rank's host out of later launches (mpirun --hostfile rewritten, srun --exclude)");
     flags.add("log", &log_path, "append one JSON line per restart and one at the end to this file");
@@ -360,16 +364,21 @@ int main(int argc, char** argv) {
       throw config_error("unexpected argument '" + flags.positional().front() + "' before --",
                          "write the command to run after --: tessera-launch [flags] -- mpirun ...");
     if (command.empty()) throw config_error("no command to run", "write it after --: tessera-launch [flags] -- mpirun ...");
-    if (max_restarts < 0) throw config_error("--max-restarts must be 0 or more");
-    if (restart_delay < 0) throw config_error("--restart-delay must be 0 or more");
     const std::set<int> final_codes = parse_code_list(no_restart);
 
     MetricsLog log;
-    if (!log_path.empty()) log = MetricsLog(log_path, /*append=*/true);
-    if (!failure_dir.empty()) {
+    if (!log_path.empty()) {
+      program::check_output_file("--log", log_path);
+      log = MetricsLog(log_path, /*append=*/true);
+    }
+    if (!checkpoint_dir.empty()) {
       std::error_code ec;
-      fs::create_directories(failure_dir, ec);
-      if (ec) throw config_error("cannot create --failure-dir: " + ec.message(), "", failure_dir);
+      if (fs::exists(checkpoint_dir, ec) && !fs::is_directory(checkpoint_dir, ec))
+        throw config_error("--checkpoint-dir " + checkpoint_dir + ": exists and is not a directory",
+                           "give the job's checkpoint directory", checkpoint_dir);
+    }
+    if (!failure_dir.empty()) {
+      program::check_output_dir("--failure-dir", failure_dir);
       ::setenv("TESSERA_FAILURE_DIR", failure_dir.c_str(), 1);
       archive_reports(failure_dir, "earlier");
     }

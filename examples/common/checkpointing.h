@@ -5,10 +5,11 @@
 // background and is committed as soon as every rank's write has ended (poll(), once a step), else by
 // the next save (or finish()). A save is reported when it is committed: "checkpoint step N: blocked
 // X ms, written in Y ms" on the terminal and
-// {"kind":"checkpoint","step","blocked_ms","write_ms","commit_ms","bytes","dir"} in the log.
+// {"kind":"checkpoint","step","blocked_ms","write_ms","commit_ms","bytes","dir","manifest_crc32c"} in the log.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -43,8 +44,9 @@ class Checkpointer {
   void poll(int64_t step);
   // Collective. Completes the save in flight, if any (before loading, and before exit).
   void finish();
-  // Collective. The newest valid checkpoint, loaded into the trainer; nullopt when there is none.
-  std::optional<TrainingState> load_latest();
+  // Collective. The newest checkpoint that verifies and loads (check_state: the program's own checks
+  // of its state, a data error to reject it), loaded into the trainer; nullopt when there is none.
+  std::optional<TrainingState> load_latest(const std::function<void(const TrainingState&)>& check_state = {});
   // The directory the last load_latest() loaded ("" for none).
   const std::string& loaded_dir() const { return trainer_.last_checkpoint_load().dir; }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -52,6 +53,11 @@ class Context {
   double peak_flops() const { return peak_flops_; }
   // The CUDA device ordinal in use, or -1 on the CPU backend.
   int gpu_ordinal() const { return gpu_ordinal_; }
+  // Bytes this rank can still allocate on its device: the GPU's free memory, or on the CPU its share
+  // of the host's available memory (MemAvailable / ranks on this node). 0 when unknown.
+  uint64_t available_memory() const;
+  // This rank's share of the host's available memory (0 when unknown).
+  uint64_t available_host_memory() const;
 
   // Waits for all work queued on this context's streams.
   void synchronize() const;

@@ -57,14 +57,16 @@ void GPT2Config::validate() const {
 }
 
 int64_t GPT2Config::parameter_count() const {
-  const int64_t C = n_embd, L = n_layer;
-  const int64_t per_block = 2 * C                  // ln_1
-                            + 3 * C * C + 3 * C    // attn.c_attn
-                            + C * C + C            // attn.c_proj
-                            + 2 * C                // ln_2
-                            + 4 * C * C + 4 * C    // mlp.c_fc
-                            + 4 * C * C + C;       // mlp.c_proj
-  return int64_t(vocab_size) * C + int64_t(max_seq_len) * C + L * per_block + 2 * C;
+  // In long double: sizes that no machine could hold must not overflow (they saturate).
+  const long double C = n_embd, L = n_layer;
+  const long double per_block = 2 * C                  // ln_1
+                                + 3 * C * C + 3 * C    // attn.c_attn
+                                + C * C + C            // attn.c_proj
+                                + 2 * C                // ln_2
+                                + 4 * C * C + 4 * C    // mlp.c_fc
+                                + 4 * C * C + C;       // mlp.c_proj
+  const long double n = (long double)vocab_size * C + (long double)max_seq_len * C + L * per_block + 2 * C;
+  return n >= (long double)INT64_MAX ? INT64_MAX : int64_t(n);
 }
 
 std::string GPT2Config::describe() const {

@@ -262,6 +262,10 @@ void import_gpt2_hf(GPT2& model, const std::string& dir) {
                                    shape_string(expected)),
                        path, "the file does not hold a GPT-2 model of this configuration");
     used.insert(name);
+    // Every tensor on every rank, so all ranks refuse the same file with the same message.
+    if (const int64_t bad = safetensors_first_non_finite(e); bad >= 0)
+      throw data_error(fmt::format("tensor {} holds a non-finite value (NaN or infinity) at element {}", name, bad), path,
+                       "the weights are damaged: re-export or re-download them");
     if (local_of[i] < 0) continue;
     std::vector<float> v = entry_floats(e, path);
     if (conv1d) v = transposed(v, expected[0], expected[1]);

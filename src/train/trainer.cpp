@@ -9,6 +9,7 @@
 
 #include "model/gpt2_layout.h"
 #include "model/host_transfer.h"
+#include "train/memory_bound.h"
 #include "tessera/buffer.h"
 #include "tessera/error.h"
 #include "tessera/parallel.h"
@@ -55,7 +56,12 @@ Trainer::Trainer(Context& ctx, const GPT2Config& config, const TrainerOptions& o
     throw config_error(fmt::format("Trainer: {} microbatches requested, but the grid's layout has {}", microbatches_,
                                    layout_microbatches),
                        "leave TrainerOptions::microbatches at 0 to use the layout's");
-  // Every check before any work: the layout against the model, the schedule, the batch shape.
+  // Every check before any work: the memory the model needs, the layout against the model, the
+  // schedule, the batch shape.
+  config.validate();
+  const bool bf16 = model_options.precision == Precision::bf16 ||
+                    (model_options.precision == Precision::automatic && ctx.on_gpu());
+  train::check_fits_in_memory(ctx, config, layout, bf16 ? DType::bf16 : DType::f32);
   model_ = std::make_unique<GPT2>(ctx, config, model_options);
   schedule_ = make_schedule(grid_ ? layout.schedule : ScheduleKind::one_f_one_b, grid_ ? layout.pp : 1,
                             grid_ ? layout.virtual_stages : 1, microbatches_);
