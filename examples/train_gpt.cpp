@@ -514,7 +514,13 @@ CheckpointDirLock check_outputs(const TrainArgs& a, const GPT2Config& config, Co
   check_on_every_rank(ctx, world, [&] {
     if (lead && !a.log.empty()) check_output_file("--log", a.log);
     if (lead && !a.export_dir.empty()) check_creatable_dir("--export", a.export_dir);
-    if (!a.checkpoint_dir.empty()) check_output_dir("--checkpoint-dir", a.checkpoint_dir, checkpoint_bytes(a, config, ctx));
+    if (!a.checkpoint_dir.empty()) {
+      // Rank 0 needs room for the whole checkpoint (a shared file system); every other rank for its
+      // node's part of it (node-local disks).
+      const uint64_t whole = checkpoint_bytes(a, config, ctx);
+      const uint64_t node_part = uint64_t((long double)whole * ctx.options().local_size / world.size());
+      check_output_dir("--checkpoint-dir", a.checkpoint_dir, lead ? whole : node_part);
+    }
     if (const char* env = std::getenv("TESSERA_FAILURE_DIR"); env && *env)
       check_output_dir("TESSERA_FAILURE_DIR (failure reports)", env);
     if (lead && !a.checkpoint_dir.empty()) {

@@ -116,7 +116,9 @@ class Trainer {
   // A checkpoint that cannot be loaded for any reason on any rank (its files, its metadata, a saved
   // model config that does not match, a missing piece, a state that check_state throws a data error
   // for on some rank: a data position outside the data) is rejected like a corrupt one, and the
-  // next older one is tried. data_error when checkpoints exist but none can be loaded.
+  // next older one is tried (each load overwrites the whole state, so a checkpoint that failed
+  // half-way leaves nothing behind once an older one loaded). data_error when checkpoints exist but
+  // none can be loaded; the trainer's state is then partly overwritten.
   std::optional<TrainingState> load_latest_checkpoint(
       const std::string& root, const std::function<void(const TrainingState&)>& check_state = {});
   const CheckpointLoadReport& last_checkpoint_load() const { return load_report_; }

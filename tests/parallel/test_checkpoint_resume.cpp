@@ -456,20 +456,23 @@ TEST_CASE("resume: polling commits a save once every rank's write has ended, and
   CHECK(info->step == 2);
 }
 
+// Six steps with checkpoints after steps 3 and 6; returns the parameters after step 3.
+std::map<std::string, std::vector<float>> save_steps_3_and_6(const Layout& l, const std::string& root) {
+  Session s(l);
+  s.train(0, 3);
+  s.trainer->save_checkpoint(root, s.state(3), 0);
+  std::map<std::string, std::vector<float>> at3 = s.trainer->gather_parameters();
+  s.train(3, 6);
+  s.trainer->save_checkpoint(root, s.state(6), 0);
+  s.trainer->finish_checkpoint();
+  return at3;
+}
+
 TEST_CASE("resume: a damaged newest checkpoint falls back to the previous one", "[resume]") {
   const Layout l = all_ranks_layout();
   INFO(l.describe());
   const std::string root = fresh_dir("corrupt");
-  std::map<std::string, std::vector<float>> at3;
-  {
-    Session s(l);
-    s.train(0, 3);
-    s.trainer->save_checkpoint(root, s.state(3), 0);
-    at3 = s.trainer->gather_parameters();
-    s.train(3, 6);
-    s.trainer->save_checkpoint(root, s.state(6), 0);
-    s.trainer->finish_checkpoint();
-  }
+  const std::map<std::string, std::vector<float>> at3 = save_steps_3_and_6(l, root);
   const int victim = world().size() - 1;
   if (world().rank() == 0) flip_byte(checkpoint_rank_file(root + "/step-00000006", victim));
   world().barrier();
@@ -517,16 +520,7 @@ TEST_CASE("resume: a newest checkpoint that verifies but cannot be used falls ba
   const Layout l = all_ranks_layout();
   INFO(l.describe());
   const std::string root = fresh_dir("unusable");
-  std::map<std::string, std::vector<float>> at3;
-  {
-    Session s(l);
-    s.train(0, 3);
-    s.trainer->save_checkpoint(root, s.state(3), 0);
-    at3 = s.trainer->gather_parameters();
-    s.train(3, 6);
-    s.trainer->save_checkpoint(root, s.state(6), 0);
-    s.trainer->finish_checkpoint();
-  }
+  const std::map<std::string, std::vector<float>> at3 = save_steps_3_and_6(l, root);
   const std::string newest = root + "/step-00000006", pristine = root + "/pristine";
   if (world().rank() == 0) fs::copy(newest, pristine);
   world().barrier();
@@ -584,14 +578,7 @@ TEST_CASE("resume: a newest checkpoint that verifies but cannot be used falls ba
 TEST_CASE("resume: a manifest that does not match its commit record falls back to the previous one", "[resume]") {
   const Layout l = all_ranks_layout();
   const std::string root = fresh_dir("manifest");
-  {
-    Session s(l);
-    s.train(0, 3);
-    s.trainer->save_checkpoint(root, s.state(3), 0);
-    s.train(3, 6);
-    s.trainer->save_checkpoint(root, s.state(6), 0);
-    s.trainer->finish_checkpoint();
-  }
+  save_steps_3_and_6(l, root);
   // One piece's file offset moved by 4 bytes: shifted weights, if the manifest were believed.
   if (world().rank() == 0) {
     const std::string path = root + "/step-00000006/manifest.json";
