@@ -391,7 +391,7 @@ class TrainingRun {
   GPT2* whole_model(std::unique_ptr<GPT2>& assembled);  // null on ranks other than 0
   void print_sample(GPT2& whole);
   void check_faults() const;
-  void check_validation_data() const;
+  int checked_eval_batches() const;
 
   const TrainArgs& a_;
   MpiSession& mpi_;
@@ -408,6 +408,7 @@ class TrainingRun {
   DataLoader train_loader_;
   const std::string val_path_;
   std::unique_ptr<DataLoader> val_loader_;
+  const int eval_batches_;  // validation batches per evaluation
   Trainer trainer_;
   GPT2& model_;
   const LRSchedule schedule_;
@@ -550,6 +551,7 @@ TrainingRun::TrainingRun(const TrainArgs& args, MpiSession& mpi)
       val_loader_(val_path_.empty() ? nullptr
                                     : std::make_unique<DataLoader>(val_path_, B_, T_, config_.vocab_size,
                                                                    grid_.dp_rank(), layout_.dp)),
+      eval_batches_(checked_eval_batches()),
       trainer_(ctx_, config_, trainer_options(args), model_options(args, grid_)),
       model_(trainer_.model()),
       schedule_(lr_schedule(args)),
@@ -559,7 +561,6 @@ TrainingRun::TrainingRun(const TrainArgs& args, MpiSession& mpi)
       tokens_per_step_(int64_t(B_) * T_ * layout_.microbatches * layout_.dp),
       shape_{B_, T_, layout_.microbatches, layout_.dp, args.steps} {
   check_faults();
-  check_validation_data();
   if (!a_.init_from.empty()) import_gpt2_hf(model_, a_.init_from);
 }
 
@@ -583,21 +584,24 @@ void TrainingRun::check_faults() const {
 }
 
 // --eval-every and --eval-batches need validation data, and an evaluation reads each of its
-// batches once: more batches than the data holds would count some twice.
-void TrainingRun::check_validation_data() const {
+// batches once: more batches than the data holds would count some twice. The default (8) shrinks
+// to what the data holds; a number given is refused.
+int TrainingRun::checked_eval_batches() const {
   if (!val_loader_) {
     for (const char* flag : {"eval-every", "eval-batches"})
       if (a_.given.count(flag))
         throw config_error(std::string("--") + flag + " needs validation data, and there is none",
                            "give --val-data, or a --data path with _train in its name beside a _val file");
-    return;
+    return 0;
   }
   const int64_t available = val_loader_->batches_per_epoch();
+  if (!a_.given.count("eval-batches")) return int(std::min<int64_t>(a_.eval_batches, available));
   if (a_.eval_batches > available)
     throw config_error("--eval-batches " + std::to_string(a_.eval_batches) + ": the validation data " + val_path_ +
                            " holds " + std::to_string(available) + " batches of " + std::to_string(layout_.dp) + " x " +
                            std::to_string(B_) + " x " + std::to_string(T_) + " tokens",
                        "use --eval-batches " + std::to_string(available) + " or less, or a smaller --batch-size");
+  return a_.eval_batches;
 }
 
 void TrainingRun::print_setup() {
@@ -606,7 +610,8 @@ void TrainingRun::print_setup() {
   std::printf("layout: %d ranks, %s, backend %s\n", grid_.world_size(), layout_.describe().c_str(), world_->backend());
   if (layout_.pp > 1) std::printf("pipeline: %s\n", describe(trainer_.schedule()).c_str());
   std::printf("data: %s (%lld tokens), validation: %s\n", a_.data.c_str(),
-              static_cast<long long>(train_loader_.total_tokens()), val_loader_ ? val_path_.c_str() : "none");
+              static_cast<long long>(train_loader_.total_tokens()),
+              val_loader_ ? (val_path_ + " (" + std::to_string(eval_batches_) + " batches per evaluation)").c_str() : "none");
   std::printf("batch: %d x %d tokens x %d microbatches x %d replicas = %lld tokens per step\n", B_, T_,
               layout_.microbatches, layout_.dp, static_cast<long long>(tokens_per_step_));
   std::printf("MFU convention: 6N + 12*L*C*T FLOPs per token (PaLM), against %s peak\n",
@@ -720,7 +725,7 @@ void TrainingRun::maybe_evaluate(int step) {
   if (!val_loader_ || !((a_.eval_every > 0 && step % a_.eval_every == 0) || last)) return;
   Watchdog::Scope scope = watchdog_.scope("evaluation", step);
   val_loader_->reset();  // every evaluation sees the same batches
-  float val_loss = trainer_.evaluate(*val_loader_, a_.eval_batches);
+  float val_loss = trainer_.evaluate(*val_loader_, eval_batches_);
   std::printf("eval  %5d | val loss %.4f\n", step, val_loss);
   std::fflush(stdout);
   log_.write(MetricsRecord("eval").add("step", step).add("loss", double(val_loss)));

@@ -65,3 +65,9 @@ expect_refused_at_start(2 "FIFO[^\n]*config.json" "a FIFO as --init-from's confi
 expect_refused_at_start(1 "needs at least [0-9.]+ GB per rank[^\n]*available" "a million layers"
                         ${TRAIN} --model custom --n-layer 1000000 --n-head 1 --n-embd 64 --vocab-size 257 --max-seq-len 16
                         --seq-len 16 --batch-size 1 --data ${WORK_DIR}/small_train.bin --steps 1 --sample-tokens 0 --threads 1)
+
+# --- The default --eval-batches (8) shrinks to what the validation data holds (here 2 batches of
+# 64 x 32 tokens); a number given beyond it is refused (tests/programs/bad_inputs.cmake).
+run(shrunk ${TRAIN} ${data} --batch-size 64 --steps 1)
+expect_rc(shrunk 0 "a run with little validation data")
+expect_match(shrunk "validation: [^\n]*small_val.bin \\(2 batches per evaluation\\)" "the evaluation reads each batch once")
