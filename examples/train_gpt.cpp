@@ -583,15 +583,15 @@ void TrainingRun::check_faults() const {
   }
 }
 
-// --eval-every and --eval-batches need validation data, and an evaluation reads each of its
-// batches once: more batches than the data holds would count some twice. The default (8) shrinks
-// to what the data holds; a number given is refused.
+// Evaluations every N steps need validation data, and an evaluation reads each of its batches
+// once: more batches than the data holds would count some twice. The default (8) shrinks to what
+// the data holds; a number given beyond it is refused.
 int TrainingRun::checked_eval_batches() const {
   if (!val_loader_) {
-    for (const char* flag : {"eval-every", "eval-batches"})
-      if (a_.given.count(flag))
-        throw config_error(std::string("--") + flag + " needs validation data, and there is none",
-                           "give --val-data, or a --data path with _train in its name beside a _val file");
+    // Evaluations asked for that could not happen; --eval-every 0 and --eval-batches only limit them.
+    if (a_.given.count("eval-every") && a_.eval_every > 0)
+      throw config_error("--eval-every " + std::to_string(a_.eval_every) + " needs validation data, and there is none",
+                         "give --val-data, or a --data path with _train in its name beside a _val file");
     return 0;
   }
   const int64_t available = val_loader_->batches_per_epoch();

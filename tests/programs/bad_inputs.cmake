@@ -77,8 +77,8 @@ expect_refused("--tp 2 is more than the 1 ranks launched" ${TRAIN} ${data} --tp 
 # A flag that another flag makes meaningless is refused, not ignored.
 expect_refused("--n-layer is read only with --model custom" ${TRAIN} ${data} --model tiny --n-layer 3)
 expect_refused("--keep needs --checkpoint-dir" ${TRAIN} ${data} --keep 2)
-expect_refused("--eval-batches needs validation data" ${TRAIN} --data ${WORK_DIR}/small_train.bin,${WORK_DIR}/small_train.bin
-               --steps 1 --sample-tokens 0 --threads 1 --eval-batches 2)
+expect_refused("--eval-every 5 needs validation data" ${TRAIN} --data ${WORK_DIR}/small_train.bin,${WORK_DIR}/small_train.bin
+               --steps 1 --sample-tokens 0 --threads 1 --eval-every 5)
 # A fault that could never act: a test injecting it would pass without it.
 expect_refused("--fault kill:rank=3[^\n]*rank 3 is not one of the 1 ranks" ${TRAIN} ${data} --fault kill:rank=3:step=1)
 expect_refused("--fault kill:step=0[^\n]*steps 1..1" ${TRAIN} ${data} --fault kill:step=0)
