@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/checkpointing.h"
+#include "common/data_check.h"
 #include "common/flags.h"
 #include "common/job_clock.h"
 #include "common/sampling.h"
@@ -35,6 +36,7 @@ struct TrainArgs {
   std::string val_data;
   int batch_size = 8;
   int seq_len = 128;
+  bool no_shuffle = false;
   // parallel layout
   int tp = 1, pp = 1, dp = 0;
   bool sp = false;
@@ -89,6 +91,7 @@ FlagParser make_parser(TrainArgs& a) {
   p.add("val-data", &a.val_data, "validation shards (default: the training path with _train -> _val, if it exists)");
   p.add("batch-size", &a.batch_size, "sequences per microbatch per data-parallel rank");
   p.add("seq-len", &a.seq_len, "tokens per sequence");
+  p.add("no-shuffle", &a.no_shuffle, "read the sequences in file order every epoch (default: a new order each epoch, from --seed)");
   p.section("Parallel layout (global batch = batch-size x dp x microbatches sequences)");
   p.add("tp", &a.tp, "tensor-parallel ranks (heads, MLP and vocabulary split; adjacent ranks)");
   p.add("pp", &a.pp, "pipeline stages");
@@ -189,10 +192,11 @@ std::string default_val_path(const std::string& train) {
   auto pos = train.rfind("_train");
   if (pos == std::string::npos || train.find_first_of(",*?[") != std::string::npos) return "";
   std::string val = train.substr(0, pos) + "_val" + train.substr(pos + 6);
-  if (FILE* f = std::fopen(val.c_str(), "rb")) {
-    std::fclose(f);
-    return val;
-  }
+  for (const std::string& file : {val, val + ".idx"})  // a Megatron dataset may be named by its prefix
+    if (FILE* f = std::fopen(file.c_str(), "rb")) {
+      std::fclose(f);
+      return val;
+    }
   return "";
 }
 
@@ -253,7 +257,7 @@ TrainingState training_state(const RunState& run, const DataLoader& loader) {
 }
 
 RunState adopt(const TrainingState& s, DataLoader& loader, const JobClock& fallback) {
-  loader.restore(s.train_loader);
+  for (const std::string& note : loader.restore(s.train_loader)) std::printf("data: %s\n", note.c_str());
   RunState run;
   run.step = int(s.step);
   run.skipped = s.skipped_steps;
@@ -311,11 +315,16 @@ int train(int argc, char** argv) {
   const ParallelLayout& layout = grid.layout();
 
   const int B = a.batch_size, T = a.seq_len;
-  DataLoader train_loader(a.data, B, T, config.vocab_size, grid.dp_rank(), layout.dp);
+  LoaderOptions data_options;
+  data_options.shuffle = !a.no_shuffle;
+  data_options.seed = a.seed;
+  data_options.check_tokens = false;  // every token is checked below, each rank a part
+  DataLoader train_loader(a.data, B, T, config.vocab_size, grid.dp_rank(), layout.dp, data_options);
   std::string val_path = a.val_data.empty() ? default_val_path(a.data) : a.val_data;
   std::unique_ptr<DataLoader> val_loader;
   if (!val_path.empty())
-    val_loader = std::make_unique<DataLoader>(val_path, B, T, config.vocab_size, grid.dp_rank(), layout.dp);
+    val_loader = std::make_unique<DataLoader>(val_path, B, T, config.vocab_size, grid.dp_rank(), layout.dp, data_options);
+  const std::string data_checked = check_data_tokens(ctx, *world, {&train_loader, val_loader.get()}, config.vocab_size);
 
   ModelOptions model_options = parse_model_options(a);
   model_options.grid = &grid;
@@ -356,8 +365,10 @@ int train(int argc, char** argv) {
   std::printf("layout: %d ranks, %s, backend %s\n", grid.world_size(), layout.describe().c_str(), world->backend());
   if (layout.pp > 1)
     std::printf("pipeline: %s\n", describe(trainer.schedule()).c_str());
-  std::printf("data: %s (%lld tokens), validation: %s\n", a.data.c_str(),
-              static_cast<long long>(train_loader.total_tokens()), val_loader ? val_path.c_str() : "none");
+  std::printf("data: %s (%lld tokens, %s, %s), validation: %s\n", a.data.c_str(),
+              static_cast<long long>(train_loader.total_tokens()), train_loader.dataset().formats().c_str(),
+              a.no_shuffle ? "file order" : "shuffled every epoch", val_loader ? val_path.c_str() : "none");
+  std::printf("data: %s\n", data_checked.c_str());
   std::printf("batch: %d x %d tokens x %d microbatches x %d replicas = %lld tokens per step\n", B, T,
               layout.microbatches, layout.dp, static_cast<long long>(tokens_per_step));
   std::printf("MFU convention: 6N + 12*L*C*T FLOPs per token (PaLM), against %s peak\n",
