@@ -251,7 +251,7 @@ TEST_CASE("data loader: the shuffled order is drawn from the seed and far from f
   CHECK(sorted == file_order);
 }
 
-TEST_CASE("sample order: a bijection on [0, n) for any n", "[io]") {
+TEST_CASE("sample order: a bijection of 0..n-1 for any n", "[io]") {
   for (int64_t n : {int64_t(1), int64_t(2), int64_t(3), int64_t(5), int64_t(17), int64_t(1024), int64_t(1025),
                     int64_t(1000003)}) {
     INFO("n " << n);
