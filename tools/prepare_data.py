@@ -123,7 +123,7 @@ def text_documents(path, progress):
     tolerated); empty documents skipped."""
     lines = []
     with open_text(path, progress) as f:
-        for number, line in enumerate(f, 1):
+        for line in f:
             if line.rstrip("\r\n") == DOCUMENT_MARKER:
                 if lines:
                     yield "".join(lines)

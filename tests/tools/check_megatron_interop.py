@@ -11,10 +11,9 @@ usage: check_megatron_interop.py TESSERA_TRAIN SOURCE_DIR WORK_DIR
 Exit codes: 0 pass, 1 failure, 77 megatron-core, torch, tokenizers or numpy not importable (skip).
 """
 import os
-import sys
 import warnings
 
-from data_tools import need, prepare, read_megatron, run, train_tokenizer
+from data_tools import need, script_main, prepare, read_megatron, run, train_tokenizer
 
 VOCAB = 512
 
@@ -41,6 +40,12 @@ def main(train, source, work):
                 assert np.array_equal(a, b)
 
     # 2. tessera reads Megatron's builder's output: 40 documents of 50..249 tokens.
+    def build(prefix, docs, dtype):  # one sequence per document, as preprocess_data.py writes them
+        builder = indexed.IndexedDatasetBuilder(prefix + ".bin", dtype=dtype)
+        for doc in docs:
+            builder.add_document(torch.from_numpy(doc.astype(np.int64)), [len(doc)])
+        builder.finalize(prefix + ".idx")
+
     rng = np.random.default_rng(5)
     documents = [rng.integers(0, VOCAB, size=int(rng.integers(50, 250))) for _ in range(40)]
     model = ["--model", "custom", "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--vocab-size", str(VOCAB),
@@ -48,10 +53,7 @@ def main(train, source, work):
              "--sample-tokens", "0", "--eval-every", "0"]
     for dtype in [np.uint16, np.int32]:
         prefix = os.path.join(work, "built_%s" % np.dtype(dtype).name)
-        builder = indexed.IndexedDatasetBuilder(prefix + ".bin", dtype=dtype)
-        for doc in documents:
-            builder.add_document(torch.from_numpy(doc.astype(np.int64)), [len(doc)])
-        builder.finalize(prefix + ".idx")
+        build(prefix, documents, dtype)
         _, ours = read_megatron(prefix, np)
         assert all(np.array_equal(a, b) for a, b in zip(ours, documents))
         result = run([train, *model, "--data", prefix], 0, "tessera-train on Megatron's dataset")
@@ -60,10 +62,7 @@ def main(train, source, work):
         # Document 17's token 30 becomes VOCAB: the error names what Megatron's index says.
         bad = [d.copy() for d in documents]
         bad[17][30] = VOCAB
-        builder = indexed.IndexedDatasetBuilder(prefix + "_bad.bin", dtype=dtype)
-        for doc in bad:
-            builder.add_document(torch.from_numpy(doc.astype(np.int64)), [len(doc)])
-        builder.finalize(prefix + "_bad.idx")
+        build(prefix + "_bad", bad, dtype)
         offset = sum(len(d) for d in documents[:17]) + 30
         result = run([train, *model, "--data", prefix + "_bad.bin"], 2, "a bad id in Megatron's dataset")
         expected = "token id %d at token offset %d (byte %d), sequence 17, document 17 of %s_bad.idx" % (
@@ -75,7 +74,4 @@ def main(train, source, work):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
-        print(__doc__)
-        sys.exit(2)
-    sys.exit(main(*sys.argv[1:]))
+    script_main(main, __doc__)

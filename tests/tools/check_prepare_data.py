@@ -10,9 +10,8 @@ Exit codes: 0 pass, 1 failure, 77 tokenizers or numpy not importable (skip).
 """
 import json
 import os
-import sys
 
-from data_tools import need, prepare, read_llmc, read_megatron, run, train_losses, train_tokenizer
+from data_tools import need, script_main, prepare, read_llmc, read_megatron, run, train_losses, train_tokenizer
 
 VOCAB = 512
 
@@ -103,7 +102,4 @@ def main(train, source, work):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
-        print(__doc__)
-        sys.exit(2)
-    sys.exit(main(*sys.argv[1:]))
+    script_main(main, __doc__)

@@ -80,3 +80,11 @@ def train_losses(log):
 def prepare(source, work, tokenizer, out, *extra, expect=0):
     return run([sys.executable, os.path.join(source, "tools", "prepare_data.py"), "--tokenizer", tokenizer,
                 "--out", os.path.join(work, out), *extra], expect, "prepare_data.py " + " ".join(extra))
+
+
+def script_main(main, doc):
+    """Runs main(TESSERA_TRAIN, SOURCE_DIR, WORK_DIR) from the command line and exits with its code."""
+    if len(sys.argv) != 4:
+        print(doc)
+        sys.exit(2)
+    sys.exit(main(*sys.argv[1:]))
