@@ -19,6 +19,7 @@
 
 #include "common/checkpointing.h"
 #include "common/every_rank.h"
+#include "common/data_check.h"
 #include "common/flags.h"
 #include "common/job_clock.h"
 #include "common/output_checks.h"
@@ -39,6 +40,7 @@ struct TrainArgs {
   std::string val_data;
   int batch_size = 8;
   int seq_len = 128;
+  bool no_shuffle = false;
   // parallel layout
   int tp = 1, pp = 1, dp = 0;
   bool sp = false;
@@ -95,6 +97,7 @@ FlagParser make_parser(TrainArgs& a) {
   p.add("val-data", &a.val_data, "validation shards (default: the training path with _train -> _val, if it exists)");
   p.add("batch-size", &a.batch_size, "sequences per microbatch per data-parallel rank").at_least(1);
   p.add("seq-len", &a.seq_len, "tokens per sequence").at_least(1);
+  p.add("no-shuffle", &a.no_shuffle, "read the sequences in file order every epoch (default: a new order each epoch, from --seed)");
   p.section("Parallel layout (global batch = batch-size x dp x microbatches sequences)");
   p.add("tp", &a.tp, "tensor-parallel ranks (heads, MLP and vocabulary split; adjacent ranks)").at_least(1);
   p.add("pp", &a.pp, "pipeline stages").at_least(1);
@@ -212,7 +215,9 @@ std::string default_val_path(const std::string& train) {
   if (pos == std::string::npos || train.find_first_of(",*?[") != std::string::npos) return "";
   std::string val = train.substr(0, pos) + "_val" + train.substr(pos + 6);
   std::error_code ec;  // not opened here: the loader refuses what is not a regular file, with a message
-  return std::filesystem::exists(val, ec) ? val : "";
+  for (const std::string& file : {val, val + ".idx"})  // a Megatron dataset may be named by its prefix
+    if (std::filesystem::exists(file, ec)) return val;
+  return "";
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -297,28 +302,30 @@ TrainingState training_state(const RunState& run, const DataLoader& loader, cons
   return s;
 }
 
-// One line on what a resume under other flags means; empty when nothing that matters changed.
-std::string resume_notice(const RunShape& saved, const RunShape& now, int step, const LoaderState& position) {
+// One line on what a resume under other flags means (the step's size, the data position from the
+// loader's notes, the schedule); empty when nothing that matters changed. saved: the shape the
+// checkpoint's run had, when it says.
+std::string resume_notice(const std::optional<RunShape>& saved, const RunShape& now, int step,
+                          const std::vector<std::string>& data_notes) {
   std::vector<std::string> parts;
-  if (saved.tokens_per_step() != now.tokens_per_step() || saved.seq_len != now.seq_len) {
+  if (saved && (saved->tokens_per_step() != now.tokens_per_step() || saved->seq_len != now.seq_len)) {
     std::string changed;
     auto note = [&](const char* flag, int was, int is) {
       if (was != is) changed += std::string(changed.empty() ? "" : ", ") + flag + " " + std::to_string(is) + " (was " + std::to_string(was) + ")";
     };
-    note("--batch-size", saved.batch_size, now.batch_size);
-    note("--seq-len", saved.seq_len, now.seq_len);
-    note("--microbatches", saved.microbatches, now.microbatches);
-    note("--dp", saved.dp, now.dp);
+    note("--batch-size", saved->batch_size, now.batch_size);
+    note("--seq-len", saved->seq_len, now.seq_len);
+    note("--microbatches", saved->microbatches, now.microbatches);
+    note("--dp", saved->dp, now.dp);
     parts.push_back(changed + ": steps now read " + std::to_string(now.tokens_per_step()) + " tokens instead of " +
-                    std::to_string(saved.tokens_per_step()) + ", from the same data position (shard " +
-                    std::to_string(position.shard) + ", token " + std::to_string(position.position) + ", epoch " +
-                    std::to_string(position.epoch) + "), so no data is skipped or repeated");
+                    std::to_string(saved->tokens_per_step()));
   }
+  parts.insert(parts.end(), data_notes.begin(), data_notes.end());
   if (now.steps < step) {
     parts.push_back("--steps " + std::to_string(now.steps) + " is below the checkpoint's step " + std::to_string(step) +
                     ": no step runs (the model is the checkpoint's)");
-  } else if (now.steps != saved.steps) {
-    parts.push_back("--steps " + std::to_string(now.steps) + " (was " + std::to_string(saved.steps) +
+  } else if (saved && now.steps != saved->steps) {
+    parts.push_back("--steps " + std::to_string(now.steps) + " (was " + std::to_string(saved->steps) +
                     "): the learning-rate schedule from step " + std::to_string(step + 1) +
                     " on is the one of a " + std::to_string(now.steps) + "-step run");
   }
@@ -331,11 +338,12 @@ std::string resume_notice(const RunShape& saved, const RunShape& now, int step, 
 void check_state(const TrainingState& s, DataLoader& loader) {
   if (s.step > std::numeric_limits<int>::max())
     throw data_error("step " + std::to_string(s.step) + " is beyond what tessera-train counts", "checkpoint state");
-  loader.restore(s.train_loader);  // a data position outside these shards is refused
+  loader.restore(s.train_loader);  // a data position no loader writes is refused
 }
 
-RunState adopt(const TrainingState& s, DataLoader& loader, const JobClock& fallback) {
-  loader.restore(s.train_loader);
+// The run continued from a checkpoint's state; *data_notes: what differs in the data position.
+RunState adopt(const TrainingState& s, DataLoader& loader, const JobClock& fallback, std::vector<std::string>* data_notes) {
+  *data_notes = loader.restore(s.train_loader);
   RunState run;
   run.step = int(s.step);
   run.skipped = s.skipped_steps;
@@ -409,6 +417,7 @@ class TrainingRun {
   const std::string val_path_;
   std::unique_ptr<DataLoader> val_loader_;
   const int eval_batches_;  // validation batches per evaluation
+  const std::string data_checked_;  // every token against the vocabulary, before the model is built
   Trainer trainer_;
   GPT2& model_;
   const LRSchedule schedule_;
@@ -451,6 +460,14 @@ ContextOptions context_options(const TrainArgs& a, bool lead) {
   o.local_rank = launch.local_rank;
   o.local_size = launch.local_size;
   o.announce = lead;
+  return o;
+}
+
+LoaderOptions loader_options(const TrainArgs& a) {
+  LoaderOptions o;
+  o.shuffle = !a.no_shuffle;
+  o.seed = a.seed;
+  o.check_tokens = false;  // check_data_tokens checks every token, each rank a part
   return o;
 }
 
@@ -546,12 +563,13 @@ TrainingRun::TrainingRun(const TrainArgs& args, MpiSession& mpi)
       layout_(grid_.layout()),
       B_(args.batch_size),
       T_(args.seq_len),
-      train_loader_(args.data, B_, T_, config_.vocab_size, grid_.dp_rank(), layout_.dp),
+      train_loader_(args.data, B_, T_, config_.vocab_size, grid_.dp_rank(), layout_.dp, loader_options(args)),
       val_path_(args.val_data.empty() ? default_val_path(args.data) : args.val_data),
       val_loader_(val_path_.empty() ? nullptr
                                     : std::make_unique<DataLoader>(val_path_, B_, T_, config_.vocab_size,
-                                                                   grid_.dp_rank(), layout_.dp)),
+                                                                   grid_.dp_rank(), layout_.dp, loader_options(args))),
       eval_batches_(checked_eval_batches()),
+      data_checked_(check_data_tokens(ctx_, *world_, {&train_loader_, val_loader_.get()}, config_.vocab_size)),
       trainer_(ctx_, config_, trainer_options(args), model_options(args, grid_)),
       model_(trainer_.model()),
       schedule_(lr_schedule(args)),
@@ -609,9 +627,11 @@ void TrainingRun::print_setup() {
               a_.recompute == "full" ? "full recomputation" : "no recomputation");
   std::printf("layout: %d ranks, %s, backend %s\n", grid_.world_size(), layout_.describe().c_str(), world_->backend());
   if (layout_.pp > 1) std::printf("pipeline: %s\n", describe(trainer_.schedule()).c_str());
-  std::printf("data: %s (%lld tokens), validation: %s\n", a_.data.c_str(),
-              static_cast<long long>(train_loader_.total_tokens()),
+  std::printf("data: %s (%lld tokens, %s, %s), validation: %s\n", a_.data.c_str(),
+              static_cast<long long>(train_loader_.total_tokens()), train_loader_.dataset().formats().c_str(),
+              a_.no_shuffle ? "file order" : "shuffled every epoch",
               val_loader_ ? (val_path_ + " (" + std::to_string(eval_batches_) + " batches per evaluation)").c_str() : "none");
+  std::printf("data: %s\n", data_checked_.c_str());
   std::printf("batch: %d x %d tokens x %d microbatches x %d replicas = %lld tokens per step\n", B_, T_,
               layout_.microbatches, layout_.dp, static_cast<long long>(tokens_per_step_));
   std::printf("MFU convention: 6N + 12*L*C*T FLOPs per token (PaLM), against %s peak\n",
@@ -632,17 +652,16 @@ void TrainingRun::resume() {
   if (a_.resume == "auto") resumed = checkpoints_.load_latest([this](const TrainingState& s) { check_state(s, train_loader_); });
   if (lead_ && !a_.log.empty()) log_ = MetricsLog(a_.log, /*append=*/resumed.has_value());  // a resumed job's log goes on
   if (resumed) {
-    run_ = adopt(*resumed, train_loader_, JobClock::starting_now());
+    std::vector<std::string> data_notes;
+    run_ = adopt(*resumed, train_loader_, JobClock::starting_now(), &data_notes);
     const std::string dir = checkpoints_.loaded_dir();
     std::printf("resumed from %s at step %d\n", dir.c_str(), run_.step);
     MetricsRecord record("resume");
     record.add("step", run_.step).add("dir", dir);
-    if (std::optional<RunShape> saved = saved_shape(resumed->program_json)) {
-      const std::string notice = resume_notice(*saved, shape_, run_.step, resumed->train_loader);
-      if (!notice.empty()) {
-        std::printf("resume notice: %s\n", notice.c_str());
-        record.add("notice", notice);
-      }
+    const std::string notice = resume_notice(saved_shape(resumed->program_json), shape_, run_.step, data_notes);
+    if (!notice.empty()) {
+      std::printf("resume notice: %s\n", notice.c_str());
+      record.add("notice", notice);
     }
     log_.write(record);
   } else {
@@ -682,7 +701,9 @@ void TrainingRun::handle_nonfinite(int step, const StepStats& stats) {
     if (std::optional<TrainingState> back =
             checkpoints_.load_latest([this](const TrainingState& s) { check_state(s, train_loader_); })) {
       rolled_back_for_ = step;
-      run_ = adopt(*back, train_loader_, run_.clock);
+      std::vector<std::string> data_notes;
+      run_ = adopt(*back, train_loader_, run_.clock, &data_notes);
+      for (const std::string& note : data_notes) std::printf("data: %s\n", note.c_str());
       const std::string dir = checkpoints_.loaded_dir();
       std::printf("rolled back from step %d to %s at step %d\n", step, dir.c_str(), run_.step);
       std::fflush(stdout);

@@ -51,8 +51,8 @@ expect_same_model(${WORK_DIR}/moved ${WORK_DIR}/ref "resumed past a moved manife
 # --- Resuming under other flags says what changed and what it means, in one line.
 run(longer ${MPI2} ${TRAIN} ${MODEL} --steps 14 --seq-len 16 --checkpoint-dir ${ckpt} --checkpoint-every 3)
 expect_rc(longer 0 "resume with another --seq-len and --steps")
-expect_match(longer "resume notice: --seq-len 16 \\(was 32\\): steps now read 128 tokens instead of 256, from the same data position \\(shard 0, token [0-9]+, epoch [0-9]+\\)[^\n]*; --steps 14 \\(was 12\\): the learning-rate schedule from step 13 on is the one of a 14-step run"
-             "the notice")
+expect_match(longer "resume notice: --seq-len 16 \\(was 32\\): steps now read 128 tokens instead of 256; the checkpoint's data held [0-9]+ sequences of 32\\+1 tokens[^\n]*same fraction[^\n]*; --steps 14 \\(was 12\\): the learning-rate schedule from step 13 on is the one of a 14-step run"
+             "the notice: the step's size, the data position, the schedule, in one line")
 run(shorter ${MPI2} ${TRAIN} ${MODEL} --steps 5 --seq-len 16 --checkpoint-dir ${ckpt} --checkpoint-every 3)
 expect_rc(shorter 0 "resume with --steps below the checkpoint's step")
 expect_match(shorter "resume notice: --steps 5 is below the checkpoint's step 14: no step runs" "the notice")
