@@ -2,6 +2,8 @@
 #include "kernels/registry.h"
 
 #include <cmath>
+#include <iterator>
+#include <sstream>
 
 #include "kernels/registry/families.h"
 #include "tessera/error.h"
@@ -57,12 +59,18 @@ Arg derived(std::string name, Dims shape, ArgKind kind) {
 const std::vector<OpEntry>& op_registry() {
   static const std::vector<OpEntry> entries = [] {
     std::vector<OpEntry> all;
-    for (auto family : {embedding_ops, layernorm_ops, matmul_ops, gelu_ops, residual_ops, attention_ops,
-                        crossentropy_ops, crossentropy_vp_ops, adamw_ops, reduce_ops, convert_ops})
+    for (auto family :
+         {embedding_ops, layernorm_ops, rmsnorm_ops, matmul_ops, gelu_ops, residual_ops, swiglu_ops, rope_ops,
+          attention_ops, crossentropy_ops, crossentropy_vp_ops, adamw_ops, reduce_ops, convert_ops})
       for (OpEntry& e : family()) all.push_back(std::move(e));
     return all;
   }();
   return entries;
+}
+
+std::vector<std::string> dim_names(const OpEntry& entry) {
+  std::istringstream in(entry.dims);
+  return {std::istream_iterator<std::string>(in), std::istream_iterator<std::string>()};
 }
 
 const OpEntry& find_op(const std::string& name) {

@@ -126,7 +126,10 @@ struct OpEntry {
   double bf16_floor = 0.1;
 };
 
-// Every op, in ops.h's order.
+// The names of an entry's dims ("B T NH" -> {"B", "T", "NH"}): make() takes exactly as many.
+std::vector<std::string> dim_names(const OpEntry& entry);
+
+// Every op.
 const std::vector<OpEntry>& op_registry();
 // The entry named `name`; an internal error when there is none.
 const OpEntry& find_op(const std::string& name);

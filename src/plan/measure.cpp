@@ -99,8 +99,7 @@ std::pair<std::string, kernels::Dims> registry_case(const OpSample& s, const GPT
   if (s.op == "embedding_forward" || s.op == "embedding_backward")
     return {s.op, {d[0], d[1], d[2], d[3], cfg.max_seq_len, 0}};
   if (s.op == "adamw") return {"adamw_update", {d[0], 1}};
-  if (s.op == "layernorm_forward" || s.op == "layernorm_backward" || s.op == "sum_of_squares") return {s.op, d};
-  throw internal_error("measure_calibration: no registry entry for op sample " + s.op, TESSERA_HERE);
+  return {s.op, d};  // named and sized as in the registry (layernorm, sum_of_squares, LLaMA's ops)
 }
 
 // Places one op sample's arguments (float32, from the registry) on ctx's device, kept in `args`,
@@ -108,7 +107,12 @@ std::pair<std::string, kernels::Dims> registry_case(const OpSample& s, const GPT
 std::function<void()> make_op(Context& ctx, std::vector<kernels::Materialized>& args, const OpSample& s,
                               const GPT2Config& cfg) {
   const auto [name, dims] = registry_case(s, cfg);
-  const kernels::OpCall call = kernels::find_op(name).make(dims, DType::f32, 7);
+  const kernels::OpEntry& entry = kernels::find_op(name);
+  if (kernels::dim_names(entry).size() != dims.size())
+    throw internal_error("measure_calibration: op sample " + s.op + " has " + std::to_string(dims.size()) +
+                             " dims, the registry's " + name + " takes " + entry.dims,
+                         TESSERA_HERE);
+  const kernels::OpCall call = entry.make(dims, DType::f32, 7);
   args.push_back(kernels::materialize(ctx, call, {DType::f32}));
   const std::vector<Tensor> tensors = args.back().tensors;
   if (call.prepare) call.prepare(kernels::Via::dispatch, ctx, tensors);

@@ -49,6 +49,8 @@ TEST_CASE("backend-ops: every op declared in ops.h has one registry entry with a
     CHECK(std::count(declared.begin(), declared.end(), e.name) == 1);  // no stale entries
     CHECK(!e.cases.empty());
     CHECK(!e.small.empty());
+    for (const kernels::Dims& dims : e.cases) CHECK(dims.size() == kernels::dim_names(e).size());
+    for (const kernels::Dims& dims : e.small) CHECK(dims.size() == kernels::dim_names(e).size());
     CHECK((e.math || e.gradient.loss));  // checked against float64 on the CPU
   }
 }

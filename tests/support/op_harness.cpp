@@ -15,15 +15,12 @@ namespace {
 
 constexpr int64_t kGuard = 5;  // poisoned elements after every argument on the backend under test
 
-// "B=2 T=37 NH=3 NKV=3 HS=64" from the entry's dims description.
+// "B=2 T=37 NH=3 NKV=3 HS=64" from the entry's dim names.
 std::string describe(const OpEntry& e, const Dims& dims) {
-  std::istringstream names(e.dims);
+  const std::vector<std::string> names = dim_names(e);
   std::ostringstream out;
-  std::string name;
-  for (size_t i = 0; i < dims.size(); ++i) {
-    if (!(names >> name)) name = "d" + std::to_string(i);
-    out << (i ? " " : "") << name << "=" << dims[i];
-  }
+  for (size_t i = 0; i < dims.size(); ++i)
+    out << (i ? " " : "") << (i < names.size() ? names[i] : "d" + std::to_string(i)) << "=" << dims[i];
   return out.str();
 }
 

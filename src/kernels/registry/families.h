@@ -10,9 +10,12 @@ namespace tessera::kernels {
 
 std::vector<OpEntry> embedding_ops();
 std::vector<OpEntry> layernorm_ops();
+std::vector<OpEntry> rmsnorm_ops();
 std::vector<OpEntry> matmul_ops();
 std::vector<OpEntry> gelu_ops();
 std::vector<OpEntry> residual_ops();
+std::vector<OpEntry> swiglu_ops();
+std::vector<OpEntry> rope_ops();
 std::vector<OpEntry> attention_ops();
 std::vector<OpEntry> crossentropy_ops();
 std::vector<OpEntry> crossentropy_vp_ops();
