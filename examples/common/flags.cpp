@@ -155,6 +155,12 @@ void FlagParser::add(const std::string& name, bool* target, const std::string& h
 
 void FlagParser::section(const std::string& title) { sections_.emplace_back(flags_.size(), title); }
 
+FlagLimits& FlagParser::limits(const std::string& name) {
+  Flag* flag = find(name);
+  if (!flag) throw internal_error("limits for flag " + dashed(name) + ", which was never added", TESSERA_HERE);
+  return flag->limits;
+}
+
 FlagParser::Flag* FlagParser::find(const std::string& name) {
   for (auto& f : flags_)
     if (f->name == name) return f.get();

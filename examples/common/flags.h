@@ -52,6 +52,8 @@ class FlagParser {
   void add(const std::string& name, bool* target, const std::string& help);
   // Starts a titled group in --help.
   void section(const std::string& title);
+  // The limits of a flag added earlier, for setting them apart from the add() call.
+  FlagLimits& limits(const std::string& name);
 
   // Parses argv; throws config_error for unknown flags, missing or malformed values.
   // Returns false when --help was given (the help text has been printed).

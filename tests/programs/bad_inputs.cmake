@@ -97,4 +97,19 @@ expect_refused("-f 1: must be >= 2" ${BENCH_COLLECTIVES} -f 1)
 expect_refused("--op 'broadcast': must be one of" ${BENCH_COLLECTIVES} --op broadcast)
 expect_refused("-b 1M is larger than -e 1K" ${BENCH_COLLECTIVES} -b 1M -e 1K)
 expect_refused("--gb 0: must be > 0" ${BINARY_DIR}/tessera-bench-data --gb 0)
+set(PLAN ${BINARY_DIR}/tessera-plan)
+expect_refused("--peak-tflops -5: must be >= 0" ${PLAN} --peak-tflops -5)
+expect_refused("--intra-latency-us -0.5: must be >= 0" ${PLAN} --intra-latency-us -0.5)
+expect_refused("--top 0: must be >= 1" ${PLAN} --top 0)
+expect_refused("--gpu-hours-per-failure -1: must be > 0" ${PLAN} --failures --gpu-hours-per-failure -1)
+# A flag of the calibrated mode given to a cluster plan would be ignored.
+expect_refused("--slow-rank is read only with --calibration" ${PLAN} --straggler 10 --slow-rank 3)
+expect_refused("--tolerance is read only with --calibration" ${PLAN} --tolerance 0.1)
+# ... and a cluster plan's flag given to the calibrated mode.
+expect_refused("--gpus is not read with --calibration" ${PLAN} --calibration ${WORK_DIR}/calibration.json --gpus 8)
+# A straggler that is none of the ranks would change nothing ("+0.0%").
+run(r ${CALIBRATE} --model tiny --batch-size 1 --seq-len 16 --reps 1 --threads 1 --out ${WORK_DIR}/calibration.json)
+expect_rc(r 0 "tessera-calibrate, for tessera-plan --calibration")
+expect_refused("--slow-rank 1 is not one of the 1 ranks of layout 'tp=1'" ${PLAN} --calibration ${WORK_DIR}/calibration.json
+               --predict-layouts tp=1 --ranks 1 --straggler 10 --slow-rank 1)
 expect_refused("--dir [^\n]*small.txt: exists and is not a directory" ${BINARY_DIR}/tessera-bench-data --dir ${WORK_DIR}/small.txt)
