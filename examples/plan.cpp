@@ -247,6 +247,10 @@ void refuse_other_mode_flags(const FlagParser& p, const Args& a) {
     throw config_error("--slow-rank needs --straggler PERCENT", "give the straggler's slowdown, e.g. --straggler 10");
   if (p.given("tolerance") && a.measured.empty())
     throw config_error("--tolerance is read only with --measured", "give --measured FILE or leave --tolerance out");
+  for (const char* f : {"predict-layouts", "ranks"})
+    if (p.given(f) && !a.measured.empty())
+      throw config_error(std::string("--") + f + " is not read with --measured (the measured files name the layouts and ranks)",
+                         std::string("leave --") + f + " out, or --measured to predict layouts of your own");
 }
 
 int body(int argc, char** argv) {

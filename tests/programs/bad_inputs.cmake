@@ -107,6 +107,8 @@ expect_refused("--slow-rank is read only with --calibration" ${PLAN} --straggler
 expect_refused("--tolerance is read only with --calibration" ${PLAN} --tolerance 0.1)
 # ... and a cluster plan's flag given to the calibrated mode.
 expect_refused("--gpus is not read with --calibration" ${PLAN} --calibration ${WORK_DIR}/calibration.json --gpus 8)
+expect_refused("--ranks is not read with --measured" ${PLAN} --calibration ${WORK_DIR}/calibration.json
+               --measured ${WORK_DIR}/measured.jsonl --ranks 2)
 # A straggler that is none of the ranks would change nothing ("+0.0%").
 run(r ${CALIBRATE} --model tiny --batch-size 1 --seq-len 16 --reps 1 --threads 1 --out ${WORK_DIR}/calibration.json)
 expect_rc(r 0 "tessera-calibrate, for tessera-plan --calibration")
