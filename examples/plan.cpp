@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -44,6 +45,10 @@ struct Args {
 };
 
 std::string read_file(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))  // a FIFO would block the read
+    throw config_error("the cluster file '" + path + "' is " + (std::filesystem::exists(path, ec) ? "not a regular file" : "missing"),
+                       "check --cluster-json");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw config_error("cannot read the cluster file '" + path + "'", "check --cluster-json");
   std::stringstream ss;

@@ -59,6 +59,12 @@ file(MAKE_DIRECTORY ${WORK_DIR}/hf_fifo)
 execute_process(COMMAND mkfifo ${WORK_DIR}/hf_fifo/config.json)
 expect_refused_at_start(2 "FIFO[^\n]*config.json" "a FIFO as --init-from's config.json"
                         ${TRAIN} --data ${WORK_DIR}/small_train.bin --steps 1 --sample-tokens 0 --init-from ${WORK_DIR}/hf_fifo)
+# tessera-plan's input files.
+set(PLAN ${BINARY_DIR}/tessera-plan)
+expect_refused_at_start(1 "cluster file [^\n]*fifo.txt[^\n]*not a regular file" "a FIFO as --cluster-json"
+                        ${PLAN} --cluster-json ${WORK_DIR}/fifo.txt)
+expect_refused_at_start(1 "calibration file is a FIFO" "a FIFO as --calibration"
+                        ${PLAN} --calibration ${WORK_DIR}/fifo.txt --predict-layouts tp=1)
 
 # --- A model that cannot fit in memory is refused before it is built (a million layers used to
 # take hours to set up), naming what it needs and what there is.
