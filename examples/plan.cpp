@@ -12,7 +12,7 @@
 #include "common/flags.h"
 #include "tessera/calibration.h"
 #include "tessera/error.h"
-#include "tessera/gpt2.h"
+#include "tessera/model_config.h"
 #include "tessera/plan.h"
 
 namespace tessera::program {
@@ -88,7 +88,7 @@ int calibrated(const Args& a) {
                        "run mpirun -np " + std::to_string(ranks) + " tessera-calibrate and pass it to --calibration");
   };
   const std::string model = a.model == "gpt2-xl" && !cals.front().model.empty() ? cals.front().model : a.model;
-  const GPT2Config config = GPT2Config::preset(model);
+  const ModelConfig config = ModelConfig::preset(model);
   plan::Disturbance d;
   if (a.straggler_pct > 0) d.slow_rank = a.slow_rank, d.slowdown = a.straggler_pct / 100.0;
   d.jitter = a.jitter;

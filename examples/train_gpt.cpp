@@ -151,17 +151,17 @@ ModelOptions parse_model_options(const TrainArgs& a) {
   return o;
 }
 
-GPT2Config model_config(const TrainArgs& a) {
-  if (!a.init_from.empty()) return read_gpt2_hf_config(a.init_from);
+ModelConfig model_config(const TrainArgs& a) {
+  if (!a.init_from.empty()) return read_hf_config(a.init_from);
   if (a.model == "custom") {
     if (a.n_layer <= 0 || a.n_head <= 0 || a.n_embd <= 0 || a.vocab_size <= 0 || a.max_seq_len <= 0)
       throw config_error("--model custom needs --n-layer, --n-head, --n-embd, --vocab-size and --max-seq-len");
-    return GPT2Config::custom(a.n_layer, a.n_head, a.n_embd, a.vocab_size, a.max_seq_len);
+    return ModelConfig::gpt2(a.n_layer, a.n_head, a.n_embd, a.vocab_size, a.max_seq_len);
   }
-  return GPT2Config::preset(a.model);
+  return ModelConfig::preset(a.model);
 }
 
-void validate(const TrainArgs& a, const GPT2Config& config) {
+void validate(const TrainArgs& a, const ModelConfig& config) {
   if (a.batch_size <= 0) throw config_error("--batch-size must be positive");
   if (a.seq_len <= 0) throw config_error("--seq-len must be positive");
   if (a.seq_len > config.max_seq_len)
@@ -201,20 +201,9 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 
 // Copies gathered global parameters into a one-process model (for sampling and export on rank 0).
-void load_parameters(GPT2& model, const std::map<std::string, std::vector<float>>& values) {
-  Context& ctx = model.context();
-  for (size_t i = 0; i < model.params().size(); ++i) {
-    const std::vector<float>& v = values.at(model.params()[i].name);
-    Tensor dst = model.param(i);
-    if (dst.dtype == DType::f32) {
-      copy_tensor(ctx, dst, Tensor(const_cast<float*>(v.data()), {int64_t(v.size())}, DType::f32, Device::cpu)
-                                .reshape({dst.numel()}).flat_range(0, dst.numel()));
-    } else {
-      std::vector<bf16> h(v.size());
-      for (size_t k = 0; k < v.size(); ++k) h[k] = float_to_bf16(v[k]);
-      copy_tensor(ctx, dst.flat_range(0, dst.numel()), Tensor(h.data(), {int64_t(h.size())}, DType::bf16, Device::cpu));
-    }
-  }
+void load_parameters(Model& model, const std::map<std::string, std::vector<float>>& values) {
+  for (size_t i = 0; i < model.params().size(); ++i)
+    upload_floats(model.context(), model.param(i), values.at(model.params()[i].name).data());
 }
 
 ParallelLayout parse_layout(const TrainArgs& a) {
@@ -291,7 +280,7 @@ int train(int argc, char** argv) {
   if (!parser.positional().empty())
     throw config_error("unexpected argument '" + parser.positional()[0] + "'", "flags start with --; see --help");
 
-  GPT2Config config = model_config(a);
+  ModelConfig config = model_config(a);
   config.validate();
   validate(a, config);
   const ParallelLayout requested = parse_layout(a);
@@ -328,8 +317,8 @@ int train(int argc, char** argv) {
   trainer_options.adamw.weight_decay = a.weight_decay;
   trainer_options.adamw.grad_clip = a.grad_clip;
   Trainer trainer(ctx, config, trainer_options, model_options);
-  GPT2& model = trainer.model();
-  if (!a.init_from.empty()) import_gpt2_hf(model, a.init_from);
+  Model& model = trainer.model();
+  if (!a.init_from.empty()) import_hf(model, a.init_from);
   LRSchedule schedule;
   schedule.max_lr = a.lr;
   schedule.min_lr = a.min_lr;
@@ -386,7 +375,7 @@ int train(int argc, char** argv) {
   }
   std::fflush(stdout);
 
-  const double flops_per_token = model.flops_per_token_palm(T);
+  const double flops_per_token = config.flops_per_token(T);
   const double peak = ctx.peak_flops() * grid.world_size();
   double train_seconds = 0;
   int steps_run = 0;
@@ -500,8 +489,8 @@ int train(int argc, char** argv) {
   if (a.sample_tokens <= 0 && a.export_dir.empty()) return 0;
   // Sampling and export run on rank 0 with the whole model: the trainer's own when it is unsplit,
   // otherwise one assembled from every rank's shards (a collective, so every rank takes part).
-  std::unique_ptr<GPT2> assembled;
-  GPT2* whole = &model;
+  std::unique_ptr<Model> assembled;
+  Model* whole = &model;
   if (!model.holds_all_parameters()) {
     auto values = [&] {
       Watchdog::Scope scope = watchdog.scope("gather parameters", a.steps);
@@ -510,7 +499,7 @@ int train(int argc, char** argv) {
     if (!lead) return 0;
     ModelOptions single;
     single.precision = model.dtype() == DType::bf16 ? Precision::bf16 : Precision::f32;
-    assembled = std::make_unique<GPT2>(ctx, config, single);
+    assembled = make_model(ctx, config, single);
     load_parameters(*assembled, values);
     whole = assembled.get();
   }
@@ -532,8 +521,8 @@ int train(int argc, char** argv) {
     std::printf("---\n");
   }
   if (!a.export_dir.empty()) {
-    export_gpt2_hf(*whole, a.export_dir);
-    std::printf("exported Hugging Face GPT-2 model to %s\n", a.export_dir.c_str());
+    export_hf(*whole, a.export_dir);
+    std::printf("exported Hugging Face model to %s\n", a.export_dir.c_str());
     log.write(MetricsRecord("export").add("path", a.export_dir));
   }
   return 0;

@@ -94,7 +94,7 @@ class Arena {
 };
 
 // Runs one op sample (the shapes of trainer_op_shapes) on fresh buffers.
-std::function<void()> make_op(Context& ctx, Arena& a, const OpSample& s, const GPT2Config& cfg) {
+std::function<void()> make_op(Context& ctx, Arena& a, const OpSample& s, const ModelConfig& cfg) {
   const std::vector<int64_t>& d = s.dims;
   if (s.op == "matmul_forward") {
     const int64_t N = d[0], K = d[1], OC = d[2];
@@ -163,7 +163,7 @@ std::function<void()> make_op(Context& ctx, Arena& a, const OpSample& s, const G
 // the all-reduces alone. On a machine
 // with a core per rank this is about zero; with more ranks than cores a rank reaching the collective
 // waits for its partner's next time slice.
-double measure_sync(Context& ctx, Communicator& world, Communicator& group, const GPT2Config& cfg, int B, int T, int reps) {
+double measure_sync(Context& ctx, Communicator& world, Communicator& group, const ModelConfig& cfg, int B, int T, int reps) {
   constexpr int kRounds = 8;
   Arena a(ctx);
   const int64_t N = int64_t(B) * T, C = cfg.n_embd, OC = 4 * C / group.size();
@@ -184,7 +184,7 @@ double measure_sync(Context& ctx, Communicator& world, Communicator& group, cons
 // core per thread, up to 2 when waiting ranks give their cores up completely, less when they keep
 // spinning on them. The two cases alternate round by round (slow drifts of the machine cancel), and
 // the ratio of the medians counts only with more threads than cores.
-double measure_idle_speedup(Context& ctx, Communicator& world, const GPT2Config& cfg, int B, int T, int reps) {
+double measure_idle_speedup(Context& ctx, Communicator& world, const ModelConfig& cfg, int B, int T, int reps) {
   const int cores = int(std::thread::hardware_concurrency());
   if (world.size() < 2 || world.size() % 2 || cores <= 0 || world.size() * ctx.cpu_threads() <= cores) return 1.0;
   Arena a(ctx);
@@ -230,9 +230,10 @@ double measure_idle_speedup(Context& ctx, Communicator& world, const GPT2Config&
 
 }  // namespace
 
-Calibration measure_calibration(Context& ctx, Communicator& world, const GPT2Config& cfg, int B, int T,
+Calibration measure_calibration(Context& ctx, Communicator& world, const ModelConfig& cfg, int B, int T,
                                 const CalibrateOptions& o) {
   cfg.validate();
+  require_calibrated_pieces(cfg);
   Calibration cal;
   cal.ranks = world.size(), cal.threads = ctx.cpu_threads(), cal.device = ctx.device_description();
   cal.cores = int(std::thread::hardware_concurrency());

@@ -44,14 +44,15 @@ int main(int argc, char** argv) {
     options.announce = false;
     tessera::Context ctx(options);
 
-    const tessera::GPT2Config config = tessera::GPT2Config::preset("tiny");
+    const tessera::ModelConfig config = tessera::ModelConfig::preset("tiny");
     tessera::ModelOptions model_options;
     model_options.precision = tessera::Precision::f32;
-    tessera::GPT2 model(ctx, config, model_options);
+    std::unique_ptr<tessera::Model> model_owner = tessera::make_model(ctx, config, model_options);
+    tessera::Model& model = *model_owner;
     model.init_weights(1234);
     const tessera::AdamWConfig adamw;
     tessera::AdamW optimizer(ctx, model.params(), model.param_buffer(), model.grad_buffer(), adamw);
-    tessera::export_gpt2_hf(model, dir + "/init");
+    tessera::export_hf(model, dir + "/init");
 
     const int B = 2, T = 64, steps = 3;
     const float lr = 1e-3f;
@@ -74,7 +75,7 @@ int main(int argc, char** argv) {
     }
     std::fclose(train);
 
-    tessera::export_gpt2_hf(model, dir + "/model");
+    tessera::export_hf(model, dir + "/model");
     std::vector<int32_t> stream = synthetic_tokens(size_t(B * T + 1), 7, config.vocab_size);
     std::vector<int32_t> inputs(stream.begin(), stream.end() - 1), targets(stream.begin() + 1, stream.end());
     const float loss = model.forward(inputs.data(), targets.data(), B, T);

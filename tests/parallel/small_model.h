@@ -2,7 +2,7 @@
 // train, so that both compare runs of the same model.
 #pragma once
 
-#include "tessera/gpt2.h"
+#include "tessera/model.h"
 #include "tessera/optimizer.h"
 
 namespace tessera::test {
@@ -10,7 +10,7 @@ namespace tessera::test {
 constexpr int kSmallModelSeqLen = 16;
 
 // L layers, 4 heads, 32 channels, the 257-token byte vocabulary (padded to 384), 16 positions.
-inline GPT2Config small_config(int layers = 4) { return GPT2Config::custom(layers, 4, 32, 257, kSmallModelSeqLen); }
+inline ModelConfig small_config(int layers = 4) { return ModelConfig::gpt2(layers, 4, 32, 257, kSmallModelSeqLen); }
 
 // Warm-up over 3 steps to 3e-3, then down to 3e-4 at total_steps.
 inline float small_model_learning_rate(int step, int total_steps) {

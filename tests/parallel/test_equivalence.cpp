@@ -91,7 +91,7 @@ struct Run {
 };
 
 // Trains kSteps steps: B sequences per microbatch on data-parallel rank dp_rank of dp.
-Run train(const GPT2Config& config, const ProcessGrid* grid, int B, int microbatches, int dp_rank, int dp,
+Run train(const ModelConfig& config, const ProcessGrid* grid, int B, int microbatches, int dp_rank, int dp,
           Recompute recompute) {
   const auto start = std::chrono::steady_clock::now();
   TrainerOptions o;
@@ -200,7 +200,7 @@ void check_equivalence(const Layout& l) {
                 worst_param, loose, total, got.bubble);
 }
 
-void expect_config_error(const GPT2Config& config, const ParallelLayout& layout, int B, int T,
+void expect_config_error(const ModelConfig& config, const ParallelLayout& layout, int B, int T,
                          std::vector<std::string> words) {
   ProcessGrid grid(world(), layout);
   TrainerOptions o;
@@ -236,7 +236,7 @@ TEST_CASE("equivalence: tp2 without and with sequence parallelism (and full reco
   check_equivalence(l);
 }
 
-TEST_CASE("equivalence: GPT2::forward and logits_row on a tp2 grid match one process", "[equivalence][eq-tp2]") {
+TEST_CASE("equivalence: Model::forward and logits_row on a tp2 grid match one process", "[equivalence][eq-tp2]") {
   Communicator& w = world();
   if (w.size() != 2) {
     WARN("skipped: needs 2 ranks, launched with " << w.size());
@@ -245,12 +245,14 @@ TEST_CASE("equivalence: GPT2::forward and logits_row on a tp2 grid match one pro
   ParallelLayout layout;
   layout.tp = 2;
   ProcessGrid grid(w, layout);
-  const GPT2Config config = small_config(2);
+  const ModelConfig config = small_config(2);
   ModelOptions one;
   one.precision = Precision::f32;
   ModelOptions split = one;
   split.grid = &grid;
-  GPT2 reference(test::cpu_context(), config, one), model(test::cpu_context(), config, split);
+  std::unique_ptr<Model> reference_owner = make_model(test::cpu_context(), config, one);
+  std::unique_ptr<Model> model_owner = make_model(test::cpu_context(), config, split);
+  Model &reference = *reference_owner, &model = *model_owner;
   reference.init_weights(7);
   model.init_weights(7);
   CHECK(model.params().parameter_count() < reference.params().parameter_count());
@@ -306,7 +308,7 @@ TEST_CASE("equivalence: a Hugging Face import loads each rank's shards of a tp2 
     WARN("skipped: needs 4 ranks, launched with " << w.size());
     return;
   }
-  const GPT2Config config = small_config(4);
+  const ModelConfig config = small_config(4);
   const std::string dir = (std::filesystem::temp_directory_path() /
                            ("tessera_equivalence_hf_" + std::to_string(::getpid()) + "_" + std::to_string(w.rank())))
                               .string();
@@ -319,7 +321,7 @@ TEST_CASE("equivalence: a Hugging Face import loads each rank's shards of a tp2 
     o.seq_len = kT;
     o.seed = 99;
     Trainer one(test::cpu_context(), config, o, mo);
-    export_gpt2_hf(one.model(), dir);
+    export_hf(one.model(), dir);
     expected = one.gather_parameters();
   }
   ParallelLayout layout;
@@ -332,8 +334,8 @@ TEST_CASE("equivalence: a Hugging Face import loads each rank's shards of a tp2 
   o.seq_len = kT;
   o.seed = 1;  // other weights, replaced by the import
   Trainer split(test::cpu_context(), config, o, mo);
-  CHECK_THROWS_AS(export_gpt2_hf(split.model(), dir + "_refused"), Error);
-  import_gpt2_hf(split.model(), dir);
+  CHECK_THROWS_AS(export_hf(split.model(), dir + "_refused"), Error);
+  import_hf(split.model(), dir);
   CHECK(split.gather_parameters() == expected);
   std::filesystem::remove_all(dir);
 }
@@ -394,9 +396,9 @@ TEST_CASE("equivalence: layouts the model does not split into are refused before
   ParallelLayout tp2;
   tp2.tp = 2;
   // 3 heads over 2 ranks.
-  expect_config_error(GPT2Config::custom(4, 3, 24, 257, kT), tp2, kB, kT, {"--tp", "heads"});
+  expect_config_error(ModelConfig::gpt2(4, 3, 24, 257, kT), tp2, kB, kT, {"--tp", "heads"});
   // A padded vocabulary of 259 rows over 2 ranks.
-  GPT2Config odd_vocab = small_config(4);
+  ModelConfig odd_vocab = small_config(4);
   odd_vocab.padded_vocab_size = 259;
   expect_config_error(odd_vocab, tp2, kB, kT, {"--tp", "vocabulary"});
   // 2 stages x 2 virtual stages = 4 model chunks for 2 layers.

@@ -82,7 +82,7 @@ Golden run(const Case& c) {
   mo.precision = Precision::f32;
   mo.recompute = c.recompute;
   mo.grid = c.one_process ? nullptr : &grid;
-  Trainer trainer(test::cpu_context(), GPT2Config::preset("tiny"), o, mo);
+  Trainer trainer(test::cpu_context(), ModelConfig::preset("tiny"), o, mo);
   DataLoader loader(token_path(), o.batch_size, kT, 257, grid.dp_rank(), l.dp);
   LRSchedule lr;
   lr.max_lr = 3e-3f;
