@@ -50,7 +50,7 @@ void Decoder::attention_forward(int layer, BlockActs& a, const Tensor& in) {
   norm_forward(a.norm1, in, w.norm1);
   ops::matmul_forward(c, a.qkv, Tensor(), a.norm1.out, w.qkv.weight, w.qkv.bias, Epilogue::none);
   if (config_.position == PositionKind::rope) throw config_error("rotary embeddings are not in this build's kernels yet");
-  ops::attention_forward(c, a.att.reshape({B_, T_, Ql_}), a.att_stats, a.qkv.reshape({B_, T_, QKVl_}), NHl_);
+  ops::attention_forward(c, a.att.reshape({B_, T_, Ql_}), a.att_stats, a.qkv.reshape({B_, T_, QKVl_}), NHl_, NKVl_);
   // Row-parallel: partial sums of every row, reduced over tp into this rank's rows.
   ops::matmul_forward(c, scratch_.proj, Tensor(), a.att, w.attn_out.weight,
                       tp_.adds_replicated_bias() ? w.attn_out.bias : Tensor(), Epilogue::none);
@@ -109,7 +109,7 @@ void Decoder::attention_backward(int layer, BlockActs& a, const Tensor& in, cons
   ops::matmul_backward(c, datt, d.attn_out.weight, d.attn_out.bias, dres_all, a.att, w.attn_out.weight);
   const Tensor dqkv = scratch_.dwide.flat_range(0, N_ * QKVl_);
   ops::attention_backward(c, dqkv.reshape({B_, T_, QKVl_}), datt.reshape({B_, T_, Ql_}), a.qkv.reshape({B_, T_, QKVl_}),
-                          a.att.reshape({B_, T_, Ql_}), a.att_stats, NHl_);
+                          a.att.reshape({B_, T_, Ql_}), a.att_stats, NHl_, NKVl_);
   ops::matmul_backward(c, scratch_.dbtc, d.qkv.weight, d.qkv.bias, dqkv.reshape({N_, QKVl_}), a.norm1.out, w.qkv.weight);
   norm_backward(dres, d.norm1, scratch_.dbtc, in, w.norm1, a.norm1);
 }
