@@ -164,7 +164,9 @@ std::string ModelConfig::to_json() const {
   return v.dump();
 }
 
-ModelConfig ModelConfig::from_json(const std::string& text, const std::string& where) {
+namespace {
+
+ModelConfig config_from_json(const std::string& text, const std::string& where) {
   const json::Value v = json::parse(text, where);
   if (!v.is_object()) throw data_error("a model configuration must be a JSON object", where);
   auto integer = [&](const char* key) { return int(v.at(key).as_int64()); };
@@ -210,6 +212,17 @@ ModelConfig ModelConfig::from_json(const std::string& text, const std::string& w
   c.bias = v.at("bias").as_bool();
   c.tie_embeddings = v.at("tie_embeddings").as_bool();
   return c;
+}
+
+}  // namespace
+
+ModelConfig ModelConfig::from_json(const std::string& text, const std::string& where) {
+  try {
+    return config_from_json(text, where);
+  } catch (const Error& e) {
+    if (e.where() == where) throw;
+    throw data_error("model configuration: " + e.what_happened(), where, "was it written by another version of tessera?");
+  }
 }
 
 bool ModelConfig::operator==(const ModelConfig& o) const { return to_json() == o.to_json(); }
