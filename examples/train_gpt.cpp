@@ -1,4 +1,4 @@
-// tessera-train: trains a GPT-2 model on token shards, on one process or many (mpirun/srun) in any
+// tessera-train: trains a decoder-only language model (GPT-2 or LLaMA) on token shards, on one process or many (mpirun/srun) in any
 // layout tp x pp x dp. Reads top to bottom: arguments -> MPI, context, process grid, data, trainer
 // -> resume from the newest valid checkpoint -> for each step: trainer step (microbatches through the
 // pipeline schedule, gradient averaging, update) under the watchdog -> commit of a save whose write
@@ -29,6 +29,11 @@ struct TrainArgs {
   // model
   std::string model = "tiny";
   int n_layer = 0, n_head = 0, n_embd = 0, vocab_size = 0, max_seq_len = 0;
+  std::string family = "gpt2", norm;
+  int n_kv_head = 0, ffn_dim = 0;
+  float rope_theta = 0;
+  bool tie_embeddings = false;
+  std::vector<std::string> custom_flags_given;  // custom-model flags on the command line
   std::string init_from, export_dir;
   // data
   std::string data = "data/shakespeare_train.bin";
@@ -76,14 +81,24 @@ struct TrainArgs {
 FlagParser make_parser(TrainArgs& a) {
   FlagParser p("tessera-train", "tessera-train [flags]   (see README.md)");
   p.section("Model");
-  p.add("model", &a.model, "preset: tiny, gpt2, gpt2-medium, gpt2-large, gpt2-xl, or custom (with the sizes below)");
+  p.add("model", &a.model,
+        "preset: tiny, gpt2, gpt2-medium, gpt2-large, gpt2-xl (GPT-2); llama-tiny, llama3.2-1b, llama3.1-8b, "
+        "llama3.1-70b, llama3.1-405b (LLaMA); or custom (with the sizes below)");
+  p.add("family", &a.family, "custom model: gpt2 or llama (the pieces, parameter names and Hugging Face format)");
   p.add("n-layer", &a.n_layer, "custom model: transformer blocks");
-  p.add("n-head", &a.n_head, "custom model: attention heads");
+  p.add("n-head", &a.n_head, "custom model: attention (query) heads");
+  p.add("n-kv-head", &a.n_kv_head, "custom model: key/value heads, dividing --n-head (0: --n-head, multi-head attention)");
   p.add("n-embd", &a.n_embd, "custom model: channels");
+  p.add("ffn-dim", &a.ffn_dim, "custom model: MLP width (0: the family's: 4 x n-embd for gpt2, 8/3 x n-embd rounded up to 256 for llama)");
   p.add("vocab-size", &a.vocab_size, "custom model: vocabulary (257 for the byte tokenizer)");
   p.add("max-seq-len", &a.max_seq_len, "custom model: context length");
-  p.add("init-from", &a.init_from, "start from a Hugging Face GPT-2 directory (config.json + model.safetensors)");
-  p.add("export", &a.export_dir, "write the trained model as a Hugging Face GPT-2 directory");
+  p.add("norm", &a.norm, "custom model: layernorm or rmsnorm (default: the family's)");
+  p.add("rope-theta", &a.rope_theta, "custom model with rotary positions (llama): base of the frequencies (0: 500000)");
+  p.add("tie-embeddings", &a.tie_embeddings,
+        "custom model: the output layer is the token embedding (default: the family's, gpt2 tied, llama not)");
+  p.add("init-from", &a.init_from,
+        "start from a Hugging Face directory (GPT2LMHeadModel or LlamaForCausalLM: config.json + model.safetensors or shards)");
+  p.add("export", &a.export_dir, "write the trained model as a Hugging Face directory of its family");
   p.section("Data");
   p.add("data", &a.data, "training shards: a path, a comma-separated list or a glob");
   p.add("val-data", &a.val_data, "validation shards (default: the training path with _train -> _val, if it exists)");
@@ -151,13 +166,34 @@ ModelOptions parse_model_options(const TrainArgs& a) {
   return o;
 }
 
-ModelConfig model_config(const TrainArgs& a) {
-  if (!a.init_from.empty()) return read_hf_config(a.init_from);
-  if (a.model == "custom") {
-    if (a.n_layer <= 0 || a.n_head <= 0 || a.n_embd <= 0 || a.vocab_size <= 0 || a.max_seq_len <= 0)
-      throw config_error("--model custom needs --n-layer, --n-head, --n-embd, --vocab-size and --max-seq-len");
-    return ModelConfig::gpt2(a.n_layer, a.n_head, a.n_embd, a.vocab_size, a.max_seq_len);
+ModelConfig custom_config(const TrainArgs& a) {
+  if (a.n_layer <= 0 || a.n_head <= 0 || a.n_embd <= 0 || a.vocab_size <= 0 || a.max_seq_len <= 0)
+    throw config_error("--model custom needs --n-layer, --n-head, --n-embd, --vocab-size and --max-seq-len");
+  ModelConfig c = ModelConfig::custom(a.family, a.n_layer, a.n_head, a.n_embd, a.vocab_size, a.max_seq_len);
+  if (a.n_kv_head > 0) c.n_kv_head = a.n_kv_head;
+  if (a.ffn_dim > 0) c.ffn_dim = a.ffn_dim;
+  if (!a.norm.empty()) c.norm = parse_norm_kind(a.norm);
+  if (a.rope_theta != 0) {
+    if (c.position != PositionKind::rope)
+      throw config_error("--rope-theta sets rotary positions' base, but a " + a.family + " model has learned positions",
+                         "use --family llama, or drop --rope-theta");
+    c.rope_theta = a.rope_theta;
   }
+  for (const std::string& flag : a.custom_flags_given)
+    if (flag == "tie-embeddings") c.tie_embeddings = a.tie_embeddings;
+  return c;
+}
+
+ModelConfig model_config(const TrainArgs& a) {
+  if (a.model != "custom" && !a.custom_flags_given.empty())
+    throw config_error("--" + a.custom_flags_given.front() + " describes a custom model, but --model is '" + a.model + "'",
+                       "use --model custom with the sizes, or drop --" + a.custom_flags_given.front());
+  if (!a.init_from.empty()) {
+    if (a.model == "custom")
+      throw config_error("--init-from reads the model from the directory's config.json", "drop --model custom and its sizes");
+    return read_hf_config(a.init_from);
+  }
+  if (a.model == "custom") return custom_config(a);
   return ModelConfig::preset(a.model);
 }
 
@@ -635,6 +671,9 @@ int train(int argc, char** argv) {
   if (!parser.parse(argc, argv)) return 0;
   if (!parser.positional().empty())
     throw config_error("unexpected argument '" + parser.positional()[0] + "'", "flags start with --; see --help");
+  for (const char* flag : {"family", "n-layer", "n-head", "n-kv-head", "n-embd", "ffn-dim", "vocab-size", "max-seq-len",
+                           "norm", "rope-theta", "tie-embeddings"})
+    if (parser.given(flag)) a.custom_flags_given.push_back(flag);
   TrainingRun run(a, mpi);
   run.print_setup();
   run.resume();

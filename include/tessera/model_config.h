@@ -57,6 +57,10 @@ struct ModelConfig {
   // The family's choices (norm, positions, MLP, biases, tying, rope theta) with sizes unset;
   // config_error naming the families for an unknown one.
   static ModelConfig family_defaults(const std::string& family);
+  // A family's choices with these sizes, multi-head attention and the family's MLP width (GPT-2:
+  // 4C; LLaMA: Meta's SwiGLU sizing, 8C/3 rounded up to a multiple of 256).
+  static ModelConfig custom(const std::string& family, int n_layer, int n_head, int n_embd, int vocab_size,
+                            int max_seq_len);
   static int pad_vocab(int vocab_size);
 
   // Throws config_error for non-positive sizes, n_embd not divisible by n_head, n_head not

@@ -34,6 +34,7 @@ struct Family {
   // Tensors Hugging Face files may hold that are not parameters (buffers older versions saved).
   std::vector<std::string> hf_ignored_suffixes;
   ModelConfig defaults;         // the family's choices, sizes unset
+  int (*ffn_dim_for)(int n_embd);  // the family's MLP width for a custom model
   std::vector<std::pair<std::string, ModelConfig>> presets;
   // config.json (already parsed) -> the model; data_error / config_error naming `path` and the key
   // for a config this family cannot build.

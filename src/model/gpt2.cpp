@@ -127,6 +127,7 @@ Family make_family() {
   n.transposed_linears = true;
   f.hf_ignored_suffixes = {".attn.bias", ".attn.masked_bias"};  // causal-mask buffers
   f.defaults = ModelConfig::gpt2(0, 0, 0, 0, 0);
+  f.ffn_dim_for = [](int n_embd) { return 4 * n_embd; };
   f.presets = {{"tiny", ModelConfig::gpt2(4, 4, 128, 257, 256)},
                {"gpt2", ModelConfig::gpt2(12, 12, 768, 50257, 1024)},
                {"gpt2-medium", ModelConfig::gpt2(24, 16, 1024, 50257, 1024)},

@@ -193,6 +193,8 @@ Family make_family() {
   n.lm_head = "lm_head";
   f.hf_ignored_suffixes = {".rotary_emb.inv_freq"};  // a buffer older versions saved
   f.defaults = ModelConfig::llama(0, 0, 0, 0, 0, 0, 0);
+  // Meta's SwiGLU width: two thirds of 4C (three matrices instead of two), rounded up to 256.
+  f.ffn_dim_for = [](int n_embd) { return (2 * 4 * n_embd / 3 + 255) / 256 * 256; };
   f.presets = {{"llama-tiny", llama_tiny()},
                {"llama3.2-1b", llama31(16, 32, 2048, 8192, true, 32.0f)},
                {"llama3.1-8b", llama31(32, 32, 4096, 14336, false, 8.0f)},

@@ -53,6 +53,21 @@ std::vector<std::string> ModelConfig::preset_names() {
 
 ModelConfig ModelConfig::family_defaults(const std::string& family) { return model::family(family).defaults; }
 
+ModelConfig ModelConfig::custom(const std::string& family, int n_layer, int n_head, int n_embd, int vocab_size,
+                                int max_seq_len) {
+  const model::Family& f = model::family(family);
+  ModelConfig c = f.defaults;
+  c.n_layer = n_layer;
+  c.n_head = n_head;
+  c.n_kv_head = n_head;
+  c.n_embd = n_embd;
+  c.ffn_dim = f.ffn_dim_for(n_embd);
+  c.vocab_size = vocab_size;
+  c.padded_vocab_size = pad_vocab(vocab_size);
+  c.max_seq_len = max_seq_len;
+  return c;
+}
+
 int ModelConfig::pad_vocab(int vocab_size) {
   if (vocab_size <= 0) return vocab_size;
   return (vocab_size + kVocabMultiple - 1) / kVocabMultiple * kVocabMultiple;
