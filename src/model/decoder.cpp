@@ -58,6 +58,11 @@ Decoder::Decoder(Context& ctx, const ModelConfig& config, const ModelOptions& op
   QKVl_ = int64_t(NHl_ + 2 * NKVl_) * HS;
   Fl_ = config.ffn_dim / l.tp;
   mlp_pre_width_ = config.mlp == MlpKind::swiglu ? 2 * Fl_ : Fl_;
+  rope_.theta = config.rope_theta;
+  rope_.factor = config.rope_scaling.factor;
+  rope_.low_freq_factor = config.rope_scaling.low_freq_factor;
+  rope_.high_freq_factor = config.rope_scaling.high_freq_factor;
+  rope_.original_max_position_embeddings = config.rope_scaling.original_max_position;
 
   const int model_chunks = layout_.model_chunks();
   for (int c = 0; c < layout_.virtual_stages; ++c) {

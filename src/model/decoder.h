@@ -14,6 +14,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/ops.h"
 #include "model/arena.h"
 #include "model/decoder_params.h"
 #include "model/model_layout.h"
@@ -178,6 +179,7 @@ class Decoder final : public Model {
   ModelLayout layout_;
   parallel::TensorParallel tp_;
   parallel::VocabShard vocab_;
+  RopeParams rope_;  // rotary positions' frequencies (PositionKind::rope)
 
   ParamTable global_table_;
   LocalTable local_;

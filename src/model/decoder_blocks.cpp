@@ -8,7 +8,6 @@
 
 #include "kernels/ops.h"
 #include "model/decoder.h"
-#include "tessera/error.h"
 
 namespace tessera::model {
 
@@ -28,7 +27,7 @@ void Decoder::norm_forward(NormActs& a, const Tensor& in, const NormParams& w) {
   const Tensor rows = tp_.sequence_parallel() ? scratch_.shard : a.out;
   switch (config_.norm) {
     case NormKind::layernorm: ops::layernorm_forward(*ctx_, rows, a.mean, a.rstd, in, w.weight, w.bias); break;
-    case NormKind::rmsnorm: throw config_error("RMSNorm is not in this build's kernels yet");
+    case NormKind::rmsnorm: ops::rmsnorm_forward(*ctx_, rows, a.rstd, in, w.weight, config_.norm_eps); break;
   }
   tp_.column_input_forward(rows, a.out);
 }
@@ -40,7 +39,7 @@ void Decoder::norm_backward(const Tensor& dres, const NormParams& dw, const Tens
     case NormKind::layernorm:
       ops::layernorm_backward(*ctx_, dres, dw.weight, dw.bias, dout, in, w.weight, a.mean, a.rstd);
       break;
-    case NormKind::rmsnorm: throw config_error("RMSNorm is not in this build's kernels yet");
+    case NormKind::rmsnorm: ops::rmsnorm_backward(*ctx_, dres, dw.weight, dout, in, w.weight, a.rstd); break;
   }
 }
 
@@ -49,7 +48,9 @@ void Decoder::attention_forward(int layer, BlockActs& a, const Tensor& in) {
   const BlockParams& w = p_.blocks[size_t(layer)];
   norm_forward(a.norm1, in, w.norm1);
   ops::matmul_forward(c, a.qkv, Tensor(), a.norm1.out, w.qkv.weight, w.qkv.bias, Epilogue::none);
-  if (config_.position == PositionKind::rope) throw config_error("rotary embeddings are not in this build's kernels yet");
+  // Rotary positions rotate q and k in place: attention and its backward see the rotated heads.
+  if (config_.position == PositionKind::rope)
+    ops::rope_forward(c, a.qkv.reshape({B_, T_, QKVl_}), a.qkv.reshape({B_, T_, QKVl_}), NHl_, NKVl_, rope_, 0);
   ops::attention_forward(c, a.att.reshape({B_, T_, Ql_}), a.att_stats, a.qkv.reshape({B_, T_, QKVl_}), NHl_, NKVl_);
   // Row-parallel: partial sums of every row, reduced over tp into this rank's rows.
   ops::matmul_forward(c, scratch_.proj, Tensor(), a.att, w.attn_out.weight,
@@ -65,7 +66,10 @@ void Decoder::mlp_forward(int layer, BlockActs& a, const Tensor& out) {
     case MlpKind::gelu:
       ops::matmul_forward(c, a.mlp_act, a.mlp_pre, a.norm2.out, w.mlp_in.weight, w.mlp_in.bias, Epilogue::gelu);
       break;
-    case MlpKind::swiglu: throw config_error("SwiGLU is not in this build's kernels yet");
+    case MlpKind::swiglu:  // one column-parallel matmul for gate | up
+      ops::matmul_forward(c, a.mlp_pre, Tensor(), a.norm2.out, w.mlp_in.weight, w.mlp_in.bias, Epilogue::none);
+      ops::swiglu_forward(c, a.mlp_act, a.mlp_pre);
+      break;
   }
   // Backward never reads the MLP projection's output, so recomputation stops here.
   if (out.empty()) return;
@@ -93,7 +97,10 @@ void Decoder::mlp_backward(int layer, BlockActs& a, const Tensor& dres) {
       ops::matmul_backward(c, dpre, d.mlp_out.weight, d.mlp_out.bias, dres_all, a.mlp_act, w.mlp_out.weight);
       ops::gelu_backward(c, dpre, a.mlp_pre, dpre);
       break;
-    case MlpKind::swiglu: throw config_error("SwiGLU is not in this build's kernels yet");
+    case MlpKind::swiglu:
+      ops::matmul_backward(c, scratch_.dact, d.mlp_out.weight, d.mlp_out.bias, dres_all, a.mlp_act, w.mlp_out.weight);
+      ops::swiglu_backward(c, dpre, scratch_.dact, a.mlp_pre);
+      break;
   }
   ops::matmul_backward(c, scratch_.dbtc, d.mlp_in.weight, d.mlp_in.bias, dpre, a.norm2.out, w.mlp_in.weight);
   norm_backward(dres, d.norm2, scratch_.dbtc, a.residual2, w.norm2, a.norm2);
@@ -110,6 +117,8 @@ void Decoder::attention_backward(int layer, BlockActs& a, const Tensor& in, cons
   const Tensor dqkv = scratch_.dwide.flat_range(0, N_ * QKVl_);
   ops::attention_backward(c, dqkv.reshape({B_, T_, QKVl_}), datt.reshape({B_, T_, Ql_}), a.qkv.reshape({B_, T_, QKVl_}),
                           a.att.reshape({B_, T_, Ql_}), a.att_stats, NHl_, NKVl_);
+  if (config_.position == PositionKind::rope)  // d(q|k before the rotation): the rotation's transpose
+    ops::rope_backward(c, dqkv.reshape({B_, T_, QKVl_}), dqkv.reshape({B_, T_, QKVl_}), NHl_, NKVl_, rope_, 0);
   ops::matmul_backward(c, scratch_.dbtc, d.qkv.weight, d.qkv.bias, dqkv.reshape({N_, QKVl_}), a.norm1.out, w.qkv.weight);
   norm_backward(dres, d.norm1, scratch_.dbtc, in, w.norm1, a.norm1);
 }

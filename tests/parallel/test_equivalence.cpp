@@ -72,10 +72,11 @@ struct Layout {
   Recompute recompute = Recompute::none;
   int layers = 4;
   bool shuffle = false;
+  std::string family = "gpt2";
 
   int ranks() const { return tp * pp * dp; }
   std::string describe() const {
-    return "tp=" + std::to_string(tp) + " pp=" + std::to_string(pp) + " dp=" + std::to_string(dp) +
+    return family + " tp=" + std::to_string(tp) + " pp=" + std::to_string(pp) + " dp=" + std::to_string(dp) +
            (sp ? " sp" : "") + (zero ? " zero1" : "") + " " + schedule_kind_name(schedule) +
            " v=" + std::to_string(virtual_stages) + " microbatches=" + std::to_string(microbatches) +
            (recompute == Recompute::full ? " recompute" : "") + " L=" + std::to_string(layers);
@@ -135,16 +136,16 @@ Run train(const ModelConfig& config, const ProcessGrid* grid, int B, int microba
 }
 
 // One process on the same global batches: B*dp sequences per microbatch.
-const Run& reference(int layers, int dp, int microbatches, bool shuffle = false) {
-  static std::map<std::tuple<int, int, int, bool>, Run> cache;
-  auto key = std::make_tuple(layers, dp, microbatches, shuffle);
+const Run& reference(const std::string& family, int layers, int dp, int microbatches, bool shuffle = false) {
+  static std::map<std::tuple<std::string, int, int, int, bool>, Run> cache;
+  auto key = std::make_tuple(family, layers, dp, microbatches, shuffle);
   auto it = cache.find(key);
   if (it == cache.end())
-    it = cache.emplace(key, train(small_config(layers), nullptr, kB * dp, microbatches, 0, 1, Recompute::none, shuffle)).first;
+    it = cache.emplace(key, train(small_config(layers, family), nullptr, kB * dp, microbatches, 0, 1, Recompute::none, shuffle)).first;
   return it->second;
 }
 
-void check_equivalence(const Layout& l) {
+void check_family(const Layout& l) {
   Communicator& w = world();
   INFO(l.describe());
   if (w.size() != l.ranks()) {
@@ -162,8 +163,8 @@ void check_equivalence(const Layout& l) {
   layout.microbatches = l.microbatches;
   ProcessGrid grid(w, layout);
 
-  const Run& ref = reference(l.layers, l.dp, l.microbatches, l.shuffle);
-  const Run got = train(small_config(l.layers), &grid, kB, l.microbatches, grid.dp_rank(), l.dp, l.recompute, l.shuffle);
+  const Run& ref = reference(l.family, l.layers, l.dp, l.microbatches, l.shuffle);
+  const Run got = train(small_config(l.layers, l.family), &grid, kB, l.microbatches, grid.dp_rank(), l.dp, l.recompute, l.shuffle);
   REQUIRE(got.losses.size() == ref.losses.size());
   CHECK(ref.losses.back() < ref.losses.front() - 0.5f);  // the run learns something: the comparison means something
   double worst_loss = 0;
@@ -217,6 +218,15 @@ void check_equivalence(const Layout& l) {
                 worst_param, loose, total, got.bubble);
 }
 
+// Every family in the same layout, against its own one-process run.
+void check_equivalence(const Layout& base) {
+  for (const std::string& family : test::small_families()) {
+    Layout l = base;
+    l.family = family;
+    check_family(l);
+  }
+}
+
 void expect_config_error(const ModelConfig& config, const ParallelLayout& layout, int B, int T,
                          std::vector<std::string> words) {
   ProcessGrid grid(world(), layout);
@@ -262,7 +272,9 @@ TEST_CASE("equivalence: Model::forward and logits_row on a tp2 grid match one pr
   ParallelLayout layout;
   layout.tp = 2;
   ProcessGrid grid(w, layout);
-  const ModelConfig config = small_config(2);
+  for (const std::string& family : test::small_families()) {
+  INFO(family);
+  const ModelConfig config = small_config(2, family);
   ModelOptions one;
   one.precision = Precision::f32;
   ModelOptions split = one;
@@ -283,6 +295,7 @@ TEST_CASE("equivalence: Model::forward and logits_row on a tp2 grid match one pr
     reference.logits_row(1, t, want.data());
     model.logits_row(1, t, got.data());  // gathers the row's vocabulary shards
     CHECK(test::max_relative_error(got, want, 1e-2) <= 1e-5);
+  }
   }
 }
 
@@ -335,7 +348,9 @@ TEST_CASE("equivalence: a Hugging Face import loads each rank's shards of a tp2 
     WARN("skipped: needs 4 ranks, launched with " << w.size());
     return;
   }
-  const ModelConfig config = small_config(4);
+  for (const std::string& family : test::small_families()) {
+  INFO(family);
+  const ModelConfig config = small_config(4, family);
   const std::string dir = (std::filesystem::temp_directory_path() /
                            ("tessera_equivalence_hf_" + std::to_string(::getpid()) + "_" + std::to_string(w.rank())))
                               .string();
@@ -365,6 +380,7 @@ TEST_CASE("equivalence: a Hugging Face import loads each rank's shards of a tp2 
   import_hf(split.model(), dir);
   CHECK(split.gather_parameters() == expected);
   std::filesystem::remove_all(dir);
+  }
 }
 
 TEST_CASE("equivalence: tp2 dp2", "[equivalence][eq-tp2dp2]") {
@@ -435,6 +451,8 @@ TEST_CASE("equivalence: layouts the model does not split into are refused before
   pp2.virtual_stages = 2;
   pp2.microbatches = 2;
   expect_config_error(small_config(2), pp2, kB, kT, {"--pp", "--virtual-stages", "layers"});
+  // One key/value head over 2 ranks (key/value heads are split, not replicated).
+  expect_config_error(ModelConfig::llama(2, 4, 1, 32, 64, 257, kT), tp2, kB, kT, {"--tp", "key/value heads"});
   // Sequence parallelism over 2 ranks with 1 x 15 positions.
   ParallelLayout sp = tp2;
   sp.sequence_parallel = true;
