@@ -1,5 +1,7 @@
-// Hugging Face GPT-2 export and import: config.json keys, tensor names and orientation, a bitwise
+// Hugging Face export and import (GPT-2; LLaMA): config.json keys, tensor names and orientation, a bitwise
 // round trip, and the errors for files that do not match the model.
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -29,13 +31,14 @@ std::string scratch_dir(const std::string& name) {
   return dir.string();
 }
 
-// Every real value random (biases and LayerNorm parameters too), so each tensor's mapping is tested.
+// Every real value random (biases and norm parameters too), so each tensor's mapping is tested;
+// padded rows stay zero.
 void randomize(Model& model, uint64_t seed) {
   const ParamTable& table = model.params();
-  const ModelConfig& c = model.config();
   for (size_t i = 0; i < table.size(); ++i) {
+    const ParamSpec& spec = table[i];
     int64_t n = table.numel(i);
-    if (table[i].name == "transformer.wte.weight") n = int64_t(c.vocab_size) * c.n_embd;
+    if (spec.real_rows) n = n / spec.shape[0] * spec.real_rows;
     auto v = test::random_normal(size_t(n), seed + i, 0.5f);
     std::memcpy(model.param(i).data, v.data(), v.size() * sizeof(float));
   }
@@ -162,6 +165,53 @@ TEST_CASE("hf: export then import round-trips every parameter bit for bit", "[mo
   const float* src = a.ptr<float>();
   const float* got = rounded.param_buffer().ptr<float>();
   for (int64_t j = 0; j < a.numel(); ++j) REQUIRE(got[j] == bf16_to_float(float_to_bf16(src[j])));
+}
+
+TEST_CASE("hf: a LLaMA round-trips bit for bit, and imports float16 tensors", "[model][hf]") {
+  Context& ctx = test::cpu_context();
+  ModelConfig c = ModelConfig::llama(2, 4, 2, 16, 24, 11, 6);  // grouped-query attention, untied head
+  auto source_owner = make_model(ctx, c, f32_options()); Model& source = *source_owner;
+  randomize(source, 5);
+  // Values of float16's precision (multiples of 2^-10 below 2), so that F16 files hold them exactly.
+  float* p = source.param_buffer().ptr<float>();
+  for (int64_t j = 0; j < source.param_buffer().numel(); ++j) p[j] = std::round(std::clamp(p[j], -1.9f, 1.9f) * 1024.0f) / 1024.0f;
+  const std::string dir = scratch_dir("llama_roundtrip");
+  export_hf(source, dir);
+  {
+    SafetensorsReader reader(dir + "/model.safetensors");
+    for (const char* name : {"model.layers.1.self_attn.k_proj.weight", "lm_head.weight", "model.norm.weight"})
+      CHECK(reader.has(name));
+    CHECK(reader.entry("model.layers.0.self_attn.k_proj.weight").shape == std::vector<int64_t>{8, 16});  // 2 heads of 4
+    CHECK(reader.entry("lm_head.weight").shape == std::vector<int64_t>{11, 16});  // padding left out
+  }
+  auto target_owner = make_model(ctx, c, f32_options()); Model& target = *target_owner;
+  target.init_weights(99);
+  import_hf(target, dir);
+  CHECK(std::memcmp(source.param_buffer().data, target.param_buffer().data, source.param_buffer().nbytes()) == 0);
+
+  // The same tensors as float16 (IEEE half: sign, 5 exponent bits biased by 15, 10 mantissa bits).
+  rewrite_weights(dir, [](std::vector<SafetensorsEntry>& entries, std::vector<std::vector<char>>& storage) {
+    for (size_t i = 0; i < entries.size(); ++i) {
+      std::vector<char> half(storage[i].size() / 2);
+      for (size_t j = 0; j < half.size() / 2; ++j) {
+        uint32_t b;
+        std::memcpy(&b, storage[i].data() + 4 * j, 4);
+        REQUIRE((b & 0x1fff) == 0);  // exact in float16
+        const uint32_t exponent = (b >> 23) & 0xff;
+        const uint16_t h = (b & 0x7fffffff) == 0 ? uint16_t(b >> 16)
+                                                 : uint16_t(((b >> 16) & 0x8000) | ((exponent - 112) << 10) | ((b >> 13) & 0x3ff));
+        std::memcpy(half.data() + 2 * j, &h, 2);
+      }
+      storage[i] = std::move(half);
+      entries[i].data = storage[i].data();
+      entries[i].bytes = storage[i].size();
+      entries[i].dtype = "F16";
+    }
+  });
+  auto half_owner = make_model(ctx, c, f32_options()); Model& from_half = *half_owner;
+  from_half.init_weights(98);
+  import_hf(from_half, dir);
+  CHECK(std::memcmp(source.param_buffer().data, from_half.param_buffer().data, source.param_buffer().nbytes()) == 0);
 }
 
 TEST_CASE("hf: import refuses files that do not match the model, naming the tensor", "[model][hf]") {
