@@ -39,7 +39,7 @@ int body(int argc, char** argv) {
   options.announce = mpi.rank() == 0;
   Context ctx(options);
   std::unique_ptr<Communicator> world = make_communicator(ctx);
-  const GPT2Config config = parse_flag_value("model", model, GPT2Config::preset);
+  const ModelConfig config = parse_flag_value("model", model, ModelConfig::preset);
   if (seq_len > config.max_seq_len)
     throw config_error("--seq-len " + std::to_string(seq_len) + " exceeds the model's context of " +
                        std::to_string(config.max_seq_len) + " tokens");

@@ -86,7 +86,7 @@ class FlagParser {
 // A number as the flags print it ("0.001", "1e+20").
 std::string format_number(double v);
 
-// parse(value) (a library parser of a flag's value, such as GPT2Config::preset) with its error
+// parse(value) (a library parser of a flag's value, such as ModelConfig::preset) with its error
 // naming the flag and the value: "flag --model 'gpt5': unknown GPT-2 model 'gpt5'".
 template <typename Parse>
 auto parse_flag_value(const std::string& flag, const std::string& value, Parse parse) -> decltype(parse(value)) {

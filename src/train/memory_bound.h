@@ -6,7 +6,7 @@
 
 #include "tessera/context.h"
 #include "tessera/dtype.h"
-#include "tessera/gpt2.h"
+#include "tessera/model_config.h"
 #include "tessera/parallel.h"
 
 namespace tessera::train {
@@ -18,10 +18,10 @@ struct MemoryBound {
 
 // A lower bound: activations and workspaces come on top. Sizes in long double, so no model
 // overflows them.
-MemoryBound least_training_memory(const GPT2Config& config, const ParallelLayout& layout, DType param_dtype);
+MemoryBound least_training_memory(const ModelConfig& config, const ParallelLayout& layout, DType param_dtype);
 
 // Config error when the bound exceeds what the context's device (or host) has available, naming
 // both figures and the flags that shrink a rank's share. Unknown availability passes.
-void check_fits_in_memory(const Context& ctx, const GPT2Config& config, const ParallelLayout& layout, DType param_dtype);
+void check_fits_in_memory(const Context& ctx, const ModelConfig& config, const ParallelLayout& layout, DType param_dtype);
 
 }  // namespace tessera::train
