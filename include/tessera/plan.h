@@ -103,7 +103,7 @@ struct ClusterSpec {
   double inter_bandwidth = 0, inter_latency = 0;  // InfiniBand, per GPU (one NIC each)
   // Achievable fractions (not per case): large-GEMM efficiency, saturating dimension, flash
   // attention efficiency, HBM efficiency, collective bus-bandwidth efficiency.
-  double gemm_efficiency = 0.65, gemm_half_dim = 64, attention_efficiency = 0.5;
+  double gemm_efficiency = 0.65, gemm_half_dim = 128, attention_efficiency = 0.5;
   double attention_backward_efficiency = 0.8;  // flash attention's backward rate relative to its forward
   double hbm_efficiency = 0.8, link_efficiency = 0.8;
   // Compute slows by this fraction of an overlapped collective's time: NCCL's kernels take SMs and
@@ -162,6 +162,10 @@ struct SoftwareSpec {
   // Core: 40M and 1M; tessera: 25 MiB of fp32 gradients, whatever dp).
   double bucket_params = 25.0 * (1 << 20) / 4, bucket_params_per_dp = 0;
   unsigned context_parallel = 0;  // ContextParallel bits the software has (0: none; tessera-train has none yet)
+  // Its kernels' GEMM and attention rates relative to the card's (ClusterSpec::gemm_efficiency and
+  // attention_efficiency, fitted on Megatron-Core r0.8, Megatron-LM 2021 and Llama 3 runs): a newer
+  // kernel generation runs faster on the same card. Fitted per preset on its fit-set runs.
+  double kernel_efficiency = 1;
 
   // "tessera" (the defaults above: what tessera-train runs), "megatron-core" (r0.8 with Transformer
   // Engine: fused attention, DP/TP/PP communication overlapped, distributed optimizer, unfused fp32

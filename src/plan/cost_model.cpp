@@ -266,7 +266,17 @@ std::pair<double, double> context_parallel_comm(const ModelShape& m, const Clust
   return {0.0, 0.0};
 }
 
-LayerCost layer_cost(const ModelShape& m, const ClusterSpec& c, const Layout& l, const SoftwareSpec& sw) {
+// The card as the software's kernels run on it: their GEMM and attention rates relative to the
+// card's (SoftwareSpec::kernel_efficiency).
+ClusterSpec with_kernels(const ClusterSpec& c, const SoftwareSpec& sw) {
+  ClusterSpec k = c;
+  k.gemm_efficiency *= sw.kernel_efficiency;
+  k.attention_efficiency *= sw.kernel_efficiency;
+  return k;
+}
+
+LayerCost layer_cost(const ModelShape& m, const ClusterSpec& card, const Layout& l, const SoftwareSpec& sw) {
+  const ClusterSpec c = with_kernels(card, sw);
   LayerCost lc;
   // Tokens per rank per microbatch: context parallelism splits every sequence over cp ranks.
   const double t = l.tp, M = double(l.micro_batch) * m.seq_len / l.cp, h = m.hidden, f = m.ffn;
@@ -344,11 +354,12 @@ bool context_parallel_dominated(const ModelShape& m, const ClusterSpec& c, const
   return false;
 }
 
-Prediction predict_cached(const ModelShape& m, const ClusterSpec& c, const Layout& l, int global_batch,
+Prediction predict_cached(const ModelShape& m, const ClusterSpec& card, const Layout& l, int global_batch,
                           const SoftwareSpec& sw, SimCache& cache) {
+  const ClusterSpec c = with_kernels(card, sw);
   Prediction p;
   p.layout = l;
-  const LayerCost lc = layer_cost(m, c, l, sw);
+  const LayerCost lc = layer_cost(m, card, l, sw);
   const double layer_f = lc.forward(), layer_b = lc.backward();
   const int per_chunk = layers_per_chunk(m, l), recomputed = recomputed_layers_per_chunk(m, l);
   // Selective recomputation re-runs the attention core in the backward (already so with flash
