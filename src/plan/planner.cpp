@@ -105,6 +105,9 @@ PlanResult plan(const ModelShape& m, const ClusterSpec& c, int global_batch, con
     if (l.recompute == Recompute::elementwise && !sw.elementwise_recompute) continue;
     // Context-parallel variants differ only in their exchange: simulate the cheapest one.
     if (l.cp > 1 && detail::context_parallel_dominated(m, c, l, sw)) continue;
+    // The first stage keeps at least min(pp, m) microbatches in flight under 1F1B and interleaving:
+    // a layout that cannot fit even then needs no simulation.
+    if (memory_per_gpu(m, c, l, sw, std::min(l.pp, l.microbatches)).total() > c.memory_bytes) continue;
     Prediction p = detail::predict_cached(m, c, l, global_batch, sw, cache);
     if (!p.fits) continue;
     r.ranked.push_back(std::move(p));

@@ -28,6 +28,7 @@ class SimCache {
 
  private:
   std::map<std::tuple<int, int, int, int, int, int>, SimSummary> cache_;
+  std::map<std::tuple<int, int, int, int>, PipelineSchedule> schedules_;
   int64_t simulations_ = 0;
 };
 
