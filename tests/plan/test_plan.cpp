@@ -25,18 +25,20 @@ using testing::PlannedCase;
 using testing::planned_cases;
 
 // The published-run table of one set ("fit" or "test"), and its cases outside `tolerance` (or without
-// a fitting stated layout). Errors are throughput errors: positive means predicted faster.
+// a fitting stated layout). Errors are throughput errors: positive means predicted faster. Without
+// `table` only the set's summary line is printed.
 struct SetReport {
   int cases = 0, within_10 = 0, within_15 = 0;
   double worst = 0;
   std::vector<std::string> misses;  // outside the tolerance
 };
 
-SetReport report_set(const std::string& set, double tolerance) {
+SetReport report_set(const std::string& set, double tolerance, bool table = true) {
   SetReport rep;
-  std::printf("\n%s set (%s)\n%-58s %10s %10s %8s  %s\n", set.c_str(),
-              set == "fit" ? "may shape the constants" : "never shapes the constants: the planner's honest accuracy", "case",
-              "published", "predicted", "error", "stated layout");
+  if (table)
+    std::printf("\n%s set (%s)\n%-58s %10s %10s %8s  %s\n", set.c_str(),
+                set == "fit" ? "may shape the constants" : "never shapes the constants: the planner's honest accuracy", "case",
+                "published", "predicted", "error", "stated layout");
   for (const PlannedCase& pc : planned_cases()) {
     if (pc.c.set != set) continue;
     ++rep.cases;
@@ -44,7 +46,7 @@ SetReport report_set(const std::string& set, double tolerance) {
     char published[32];
     std::snprintf(published, sizeof published, seconds ? "%.2f s" : "%.1f%%", seconds ? pc.c.published : 100 * pc.c.published);
     if (!pc.stated) {
-      std::printf("%-58s %10s %10s %8s  (no fitting layout)\n", pc.c.name.c_str(), published, "none", "-");
+      if (table) std::printf("%-58s %10s %10s %8s  (no fitting layout)\n", pc.c.name.c_str(), published, "none", "-");
       rep.misses.push_back(pc.c.name + ": no fitting layout with the stated fields");
       rep.worst = 1e9;
       continue;
@@ -52,9 +54,10 @@ SetReport report_set(const std::string& set, double tolerance) {
     const double v = testing::metric_value(pc.c, *pc.stated);
     char predicted[32];
     std::snprintf(predicted, sizeof predicted, seconds ? "%.2f s" : "%.1f%%", seconds ? v : 100 * v);
-    std::printf("%-58s %10s %10s %+7.1f%%  %s (MFU %.1f%%, bubble %.1f%%, comm %.1f%%, %.0f GB)\n", pc.c.name.c_str(), published,
-                predicted, 100 * pc.error, pc.stated->layout.describe().c_str(), 100 * pc.stated->mfu,
-                100 * pc.stated->bubble_fraction, 100 * pc.stated->exposed_comm_fraction, pc.stated->memory.total() / 1e9);
+    if (table)
+      std::printf("%-58s %10s %10s %+7.1f%%  %s (MFU %.1f%%, bubble %.1f%%, comm %.1f%%, %.0f GB)\n", pc.c.name.c_str(), published,
+                  predicted, 100 * pc.error, pc.stated->layout.describe().c_str(), 100 * pc.stated->mfu,
+                  100 * pc.stated->bubble_fraction, 100 * pc.stated->exposed_comm_fraction, pc.stated->memory.total() / 1e9);
     const double e = std::abs(pc.error);
     rep.worst = std::max(rep.worst, e);
     rep.within_10 += e <= 0.10;
@@ -78,14 +81,18 @@ std::string lines(const std::vector<std::string>& items) {
 
 }  // namespace
 
+// Each of the two set tests prints both sets' errors (the other as its summary line): the fit
+// set's alone would flatter the planner.
 TEST_CASE("plan: the fit set's published results are reproduced within 10%", "[plan]") {
   const SetReport fit = report_set("fit", 0.10);
+  report_set("test", 0.25, false);
   CHECK(fit.cases >= 17);
   INFO("fit-set cases outside 10% (or without a fitting layout):" << lines(fit.misses));
   CHECK(fit.misses.empty());
 }
 
 TEST_CASE("plan: the test set (never fitted) is reported, and stays within its recorded accuracy", "[plan]") {
+  report_set("fit", 0.10, false);
   const SetReport test = report_set("test", 0.25);
   // At least 10 runs from at least four sources, A100 and H100.
   CHECK(test.cases >= 10);
