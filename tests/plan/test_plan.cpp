@@ -15,6 +15,7 @@
 #include "published_cases.h"
 #include "tessera/error.h"
 #include "tessera/plan.h"
+#include "tessera/model_config.h"
 
 using namespace tessera;
 using namespace tessera::plan;
@@ -459,4 +460,24 @@ TEST_CASE("plan: sizes are 64-bit and bounded, absurd ones are refused naming th
   CHECK(std::isfinite(p.step_time));
   CHECK(p.step_time > 0);
   CHECK(p.memory.total() > 0);
+}
+
+TEST_CASE("plan: tessera-train's preset names plan the model it trains", "[plan]") {
+  for (const std::string& name : {"tiny", "gpt2", "llama-tiny", "llama3.2-1b", "llama3.1-8b", "llama3.1-70b",
+                                  "llama3.1-405b"}) {
+    INFO(name);
+    const ModelConfig c = ModelConfig::preset(name);
+    const ModelShape m = ModelShape::preset(name);
+    CHECK(m.name == name);
+    CHECK(m.parameters() == double(c.parameter_count()));
+    CHECK(m.gated_mlp == (c.mlp == MlpKind::swiglu));
+    CHECK(m.kv_heads == c.n_kv_head);
+  }
+  // Llama 3.1 is Llama 3's shape with scaled rotary frequencies, pretrained at its original 8192 positions.
+  const ModelShape l31 = ModelShape::preset("llama3.1-8b"), l3 = ModelShape::preset("llama3-8b");
+  CHECK(l31.seq_len == 8192);
+  CHECK(l31.model_flops_per_sequence() == l3.model_flops_per_sequence());
+  CHECK(l31.parameters() == l3.parameters());
+  CHECK(ModelShape::preset("llama-tiny").seq_len == ModelConfig::preset("llama-tiny").max_seq_len);
+  CHECK_THROWS_AS(ModelShape::preset("llama3.1-9b"), Error);
 }
