@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <random>
@@ -59,6 +60,28 @@ void expect_equal(const std::vector<float>& got, const std::vector<float>& want,
 }
 
 }  // namespace
+
+// The GPU check asks for the GPU backends by environment (TESSERA_REQUIRE_GPU=1: a GPU per rank, so
+// the staged MPI backend runs on it; TESSERA_REQUIRE_NCCL=1: NCCL too): without them the tests
+// below would pass on the CPU backend alone.
+TEST_CASE("collectives: the GPU backends the environment requires are here", "[collectives]") {
+  auto has = [](const char* name) {
+    for (const auto& be : backends())
+      if (be.name == name) return true;
+    return false;
+  };
+  std::string reason;
+  test::gpu_context(&reason);
+  if (test::gpu_required()) {
+    INFO("TESSERA_REQUIRE_GPU=1: " << reason);
+    CHECK(has("mpi/gpu-staged"));
+  }
+  const char* nccl = std::getenv("TESSERA_REQUIRE_NCCL");
+  if (nccl != nullptr && std::string(nccl) == "1") {
+    INFO("TESSERA_REQUIRE_NCCL=1: NCCL runs only when every rank has a GPU of its own");
+    CHECK(has("nccl"));
+  }
+}
 
 TEST_CASE("collectives: all_reduce sum, avg and max in rank order", "[collectives]") {
   for (auto& be : backends()) {
