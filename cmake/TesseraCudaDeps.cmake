@@ -188,3 +188,25 @@ function(tessera_find_cudnn_frontend)
   endif()
   set(TESSERA_CUDNN_FRONTEND_VERSION "${version}" PARENT_SCOPE)
 endfunction()
+
+# Whether CUDA builds compile cuDNN's fused attention: TESSERA_CUDNN_ATTENTION (ON by default)
+# needs cudnn_frontend.h, and its absence stops the configure, so that a CUDA build never silently
+# lacks the fused attention; OFF builds the plain CUDA attention kernels only. Sets out to ON/OFF.
+function(tessera_cudnn_attention out)
+  if(NOT TESSERA_CUDNN_ATTENTION)
+    message(STATUS "tessera: cuDNN fused attention off (-DTESSERA_CUDNN_ATTENTION=OFF): plain CUDA attention kernels")
+    set(${out} OFF PARENT_SCOPE)
+    return()
+  endif()
+  tessera_find_cudnn_frontend()
+  if(NOT TESSERA_CUDNN_FRONTEND_INCLUDE)
+    message(FATAL_ERROR "tessera: cudnn_frontend.h not found, so cuDNN's fused attention cannot be built. Run "
+                        "scripts/install_deps.sh (unpacks the nvidia-cudnn-frontend wheel's headers into .deps/), "
+                        "install the offline bundle (scripts/install_offline.sh), pip install nvidia-cudnn-frontend "
+                        "into the Python given by -DTESSERA_PYTHON, or set -DTESSERA_CUDNN_FRONTEND_INCLUDE=DIR; "
+                        "or build without the fused attention: -DTESSERA_CUDNN_ATTENTION=OFF")
+  endif()
+  message(STATUS "tessera: cuDNN frontend ${TESSERA_CUDNN_FRONTEND_VERSION}: ${TESSERA_CUDNN_FRONTEND_INCLUDE} "
+                 "(from ${TESSERA_CUDNN_FRONTEND_ORIGIN})")
+  set(${out} ON PARENT_SCOPE)
+endfunction()

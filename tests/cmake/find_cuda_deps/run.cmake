@@ -3,7 +3,9 @@
 #    found through the interpreter given by TESSERA_PYTHON with PYTHONPATH pointing at the fake site;
 #  - CUDNN_ROOT / NCCL_ROOT, which win over the toolkit and the wheels;
 #  - the toolkit, which wins over the wheels;
-#  - nothing anywhere: the configure fails naming CUDNN_ROOT and the wheel to install.
+#  - nothing anywhere: the configure fails naming CUDNN_ROOT and the wheel to install;
+#  - cuDNN's frontend headers from the nvidia-cudnn-frontend wheel's layout; without them the
+#    configure fails unless TESSERA_CUDNN_ATTENTION=OFF.
 # usage: cmake -DSOURCE_DIR=... -DWORK_DIR=... -DPYTHON=python3 -P run.cmake
 file(REMOVE_RECURSE ${WORK_DIR})
 set(site ${WORK_DIR}/site-packages)
@@ -19,6 +21,11 @@ stub(${site}/nvidia/cudnn/include/cudnn_version.h "${cudnn_version}")
 stub(${site}/nvidia/cudnn/lib/libcudnn.so.9 "")
 stub(${site}/nvidia/nccl/include/nccl.h "${nccl_version}")
 stub(${site}/nvidia/nccl/lib/libnccl.so.2 "")
+set(frontend_site ${WORK_DIR}/frontend-site)  # the nvidia-cudnn-frontend wheel: cudnn/ and include/
+stub(${frontend_site}/cudnn/__init__.py "")
+stub(${frontend_site}/include/cudnn_frontend.h "")
+stub(${frontend_site}/include/cudnn_frontend_version.h "#define CUDNN_FRONTEND_MAJOR_VERSION 1\n"
+     "#define CUDNN_FRONTEND_MINOR_VERSION 16\n#define CUDNN_FRONTEND_PATCH_VERSION 0\n")
 stub(${root}/cudnn/include/cudnn.h "")
 stub(${root}/cudnn/lib64/libcudnn.so "")
 stub(${root}/nccl/include/nccl.h "")
@@ -54,19 +61,21 @@ function(expect name text pattern)
 endfunction()
 
 # 1. Wheels only (no toolkit copy): the versioned sonames under site-packages/nvidia, with versions.
-configure(wheels ${site} "" -DFAKE_TOOLKIT=${WORK_DIR}/no-toolkit)
+configure(wheels "${site}:${frontend_site}" "" -DFAKE_TOOLKIT=${WORK_DIR}/no-toolkit)
 expect("wheels: configure" "${rc}" "^0$")
 expect("wheels: cuDNN" "${found}" "cudnn=${site}/nvidia/cudnn/lib/libcudnn.so.9\ncudnn_origin=the Python wheel nvidia-cudnn-cu13")
 expect("wheels: NCCL" "${found}" "nccl=${site}/nvidia/nccl/lib/libnccl.so.2\nnccl_origin=the Python wheel nvidia-nccl-cu13")
 expect("wheels: versions" "${found}" "cudnn_version=9.26.1\n.*nccl_version=2.30.7\n")
+expect("wheels: frontend" "${found}" "attention=ON\nfrontend=${frontend_site}/include\n")
+expect("wheels: frontend printed" "${log}" "cuDNN frontend 1.16.0: ${frontend_site}/include \\(from the Python wheel")
 expect("wheels: printed origin" "${log}" "cuDNN 9.26.1: ${site}/nvidia/cudnn/lib/libcudnn.so.9 \\(from the Python wheel")
 
 # 2. The toolkit wins over the wheels.
-configure(toolkit ${site} "" -DFAKE_TOOLKIT=${toolkit})
+configure(toolkit "${site}:${frontend_site}" "" -DFAKE_TOOLKIT=${toolkit})
 expect("toolkit: cuDNN" "${found}" "cudnn=${toolkit}/lib/libcudnn.so\ncudnn_origin=the CUDA toolkit")
 
 # 3. CUDNN_ROOT (a CMake variable) and NCCL_ROOT (an environment variable) win over both.
-configure(roots ${site} ${root}/nccl -DFAKE_TOOLKIT=${toolkit} -DCUDNN_ROOT=${root}/cudnn)
+configure(roots "${site}:${frontend_site}" ${root}/nccl -DFAKE_TOOLKIT=${toolkit} -DCUDNN_ROOT=${root}/cudnn)
 expect("roots: cuDNN" "${found}" "cudnn=${root}/cudnn/lib64/libcudnn.so\ncudnn_origin=CUDNN_ROOT=${root}/cudnn")
 expect("roots: NCCL" "${found}" "nccl=${root}/nccl/lib/x86_64-linux-gnu/libnccl.so\nnccl_origin=NCCL_ROOT=")
 
@@ -77,3 +86,11 @@ if(rc)
 else()
   expect("nowhere: system" "${found}" "cudnn_origin=the system's default folders")
 endif()
+
+# 5. No cuDNN frontend: an error naming -DTESSERA_CUDNN_ATTENTION=OFF; with it OFF, the configure passes.
+configure(no-frontend ${site} "" -DFAKE_TOOLKIT=${WORK_DIR}/no-toolkit)
+expect("no frontend: configure fails" "${rc}" "^[1-9]")
+expect("no frontend: error" "${log}" "cudnn_frontend.h not found.*-DTESSERA_CUDNN_ATTENTION=OFF")
+configure(attention-off ${site} "" -DFAKE_TOOLKIT=${WORK_DIR}/no-toolkit -DTESSERA_CUDNN_ATTENTION=OFF)
+expect("attention off: configure" "${rc}" "^0$")
+expect("attention off" "${found}" "attention=OFF")
