@@ -20,8 +20,11 @@ rm -rf "$work" && mkdir -p "$work"
 work="$(cd "$work" && pwd)"
 t0=$(date +%s)
 
-# 1. The bundle, with network.
+# 1. The bundle, with network; and the source as a node gets it: the working tree without what git
+#    ignores (no .deps/, no build folders).
 bash "$repo/scripts/bundle_deps.sh" "$work/bundle" | tail -2
+mkdir -p "$work/src"
+(cd "$repo" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf -) | tar -xf - -C "$work/src"
 bundle_kib=$(du -sk "$work/bundle" | cut -f1)
 
 # 2. Whiteouts for every file of the bundled packages installed here (paths through /lib, /bin
@@ -79,14 +82,24 @@ done
 echo "hidden: mpirun, fmt, Catch2, OpenBLAS, libmpi (and every other file of the bundled packages)"
 echo "--- install"
 t=\$(date +%s)
-bash $repo/scripts/install_offline.sh $work/bundle $work/prefix | tail -1
+bash $work/src/scripts/install_offline.sh $work/bundle $work/prefix | tail -1
 echo "install_s=\$((\$(date +%s) - t))" > $work/times.txt
 source $work/prefix/env.sh
 echo "--- configure"
 t=\$(date +%s)
-cmake -S $repo -B $work/build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTESSERA_CUDA=${TESSERA_CUDA:-ON} -DCMAKE_CUDA_ARCHITECTURES=90 \\
+cmake -S $work/src -B $work/build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTESSERA_CUDA=${TESSERA_CUDA:-ON} -DCMAKE_CUDA_ARCHITECTURES=90 \\
       -DTESSERA_PYTHON=$python ${TESSERA_CMAKE_ARGS:-} > $work/configure.log 2>&1 || { cat $work/configure.log; exit 1; }
 grep "tessera:" $work/configure.log
+expect_origin() {  # expect_origin WHAT PATTERN: the configure found WHAT where it should
+  grep -Eq "\$2" $work/configure.log || { echo "\$1 did not come from where it should (\$2)" >&2; exit 1; }
+}
+if [ "\${TESSERA_CUDA:-ON}" = ON ]; then
+  expect_origin "cuDNN's frontend" "cuDNN frontend .*from the prefix path"
+  $([ -n "$wheels" ] && echo 'expect_origin cuDNN "cuDNN [0-9.]+: .*from the Python wheel"; expect_origin NCCL "NCCL [0-9.]+: .*from the Python wheel"')
+fi
+expect_origin fmt "fmt .*$work/prefix"
+expect_origin MPI "MPI .*$work/prefix"
+expect_origin OpenBLAS "BLAS $work/prefix"
 echo "--- build"
 cmake --build $work/build -j "\$(nproc)" > $work/build.log 2>&1 || { tail -50 $work/build.log; exit 1; }
 echo "build_s=\$((\$(date +%s) - t))" >> $work/times.txt
@@ -96,7 +109,7 @@ ldd $work/build/libtessera.so | grep -E "mpi|openblas|fmt|cudnn|nccl|gfortran" |
 if grep -Ev "$allowed" $work/ldd.txt | grep -q .; then
   echo "a dependency resolved outside the prefix, the wheels and the toolkit" >&2; exit 1
 fi
-$work/build/tessera-prepare-data --out $work/corpus $repo/data/tinyshakespeare.txt > /dev/null
+$work/build/tessera-prepare-data --out $work/corpus $work/src/data/tinyshakespeare.txt > /dev/null
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mpirun --oversubscribe --bind-to none -np 2 $work/build/tessera-train --device cpu --tp 2 --model tiny \\
   --data $work/corpus_train.bin --batch-size 4 --seq-len 64 --steps 3 --threads 1 --sample-tokens 0 --eval-batches 1 \\

@@ -3,7 +3,9 @@
 # themselves skipped by default, and fail under TESSERA_REQUIRE_GPU=1.
 # usage: cmake -DCUDA_TESTS=... -DPARALLEL_TESTS=... -DMPIEXEC=... -P require_gpu.cmake
 function(run label expect_failure pattern)
-  execute_process(COMMAND ${CMAKE_COMMAND} -E env CUDA_VISIBLE_DEVICES= ${ARGN}
+  # The GPU check runs the suite with TESSERA_REQUIRE_GPU=1 set: each case sets its own.
+  execute_process(COMMAND ${CMAKE_COMMAND} -E env --unset=TESSERA_REQUIRE_GPU --unset=TESSERA_REQUIRE_NCCL
+                          CUDA_VISIBLE_DEVICES= ${ARGN}
                   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   set(text "${out}${err}")
   if(expect_failure AND rc EQUAL 0)
