@@ -30,6 +30,7 @@
 set -uo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 
+command_line="scripts/gpu_check.sh${*:+ $*}"
 bundle="" llmc="" work="$repo/out/gpu_check-work" budget=480 dry_run=0 skip=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -323,7 +324,9 @@ for name in "${ORDER[@]}"; do
 done
 for entry in "${STEPS[@]}"; do
   ROWS+=("${ROW[${entry%%:*}]}")
-  if [ -z "$stopped_at" ] && [[ "${ROW[${entry%%:*}]}" == *"| not run |"* ]]; then stopped_at="${entry#*:}"; fi
+  if [ -z "$stopped_at" ] && [[ "${ROW[${entry%%:*}]}" == *"| not run |"* ]] && [[ "${ROW[${entry%%:*}]}" != *"(--skip)"* ]]; then
+    stopped_at="${entry#*:}"
+  fi
 done
 
 # ---------------------------------------------------------------------------------------------
@@ -338,7 +341,7 @@ else verdict="PASSED"; fi
   echo "## GPU check: $(date -u +%F) at commit $(git -C "$repo" rev-parse --short HEAD 2>/dev/null)"
   echo
   echo "Machine: ${gpu_names:-no GPU}, driver ${driver:-none}, CUDA ${cuda_version:-?}, $cores cores ($(uname -n)). Command:"
-  echo "\`scripts/gpu_check.sh${bundle:+ --bundle $bundle}${llmc:+ --llmc $llmc}\`. Total $total s."
+  echo "\`$command_line\`. Total $total s."
   echo
   echo "**$verdict**"
   echo
