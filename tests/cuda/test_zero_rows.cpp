@@ -1,13 +1,11 @@
-// Every CUDA kernel with zero rows: nothing launched (a grid of zero blocks is a CUDA error),
-// nothing accumulated (tests/support/zero_rows.h), f32 and bf16.
-#include "support/zero_rows.h"
+// Every registered op with zero rows on the GPU, f32 and bf16 (test::check_zero_rows): nothing
+// launched (a grid of zero blocks is a CUDA error), nothing written, gradients left alone.
+#include "support/op_harness.h"
 
 using namespace tessera;
 
-TEST_CASE("zero rows: every CUDA kernel accepts B*T = 0 and leaves the gradients alone", "[cuda][zero-rows]") {
+TEST_CASE("zero rows: every registered op accepts 0 rows on the GPU and leaves the gradients alone",
+          "[cuda][zero-rows]") {
   TESSERA_REQUIRE_GPU(gpu);
-  for (DType dtype : {DType::f32, DType::bf16}) {
-    INFO(dtype_name(dtype));
-    test::check_zero_rows(*gpu, dtype);
-  }
+  for (const kernels::OpEntry& e : kernels::op_registry()) test::check_zero_rows(*gpu, e);
 }

@@ -1,8 +1,10 @@
-// Every CPU kernel with zero rows: no error, nothing accumulated (tests/support/zero_rows.h).
-#include "support/zero_rows.h"
+// Every registered op with zero rows on the CPU (test::check_zero_rows; the CUDA half is
+// tests/cuda/test_zero_rows.cpp).
+#include "support/op_harness.h"
 
 using namespace tessera;
 
-TEST_CASE("zero rows: every CPU kernel accepts B*T = 0 and leaves the gradients alone", "[kernels][zero-rows]") {
-  test::check_zero_rows(test::cpu_context(), DType::f32);
+TEST_CASE("zero rows: every registered op accepts 0 rows on the CPU and leaves the gradients alone",
+          "[kernels][zero-rows]") {
+  for (const kernels::OpEntry& e : kernels::op_registry()) test::check_zero_rows(test::cpu_context(), e);
 }
