@@ -3,13 +3,14 @@
 // longer than running it, so every outcome is kept, failures included:
 //   - built: the graph and its workspace size;
 //   - unsupported: the library has no engine for this shape here; the caller falls back silently;
-//   - error: any other build failure; the caller falls back too, after one logged line for that
-//     shape, rather than throwing (or retrying and logging) on every call.
+//   - error: any other build failure, thrown or returned; the caller falls back too, after one
+//     logged line for that shape, rather than throwing (or retrying and logging) on every call.
 // Plain C++ (no CUDA), so that its policy is tested on any machine.
 #pragma once
 
 #include <cstdint>
 #include <cstdio>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <string>
@@ -39,7 +40,14 @@ class GraphCache {
   const Entry& get(const Key& key, const std::string& what, Build&& build) {
     auto it = entries_.find(key);
     if (it != entries_.end()) return it->second;
-    Entry entry = build();
+    Entry entry;
+    try {
+      entry = build();
+    } catch (const std::exception& e) {  // a library that throws rather than returning its status
+      entry = Entry{};
+      entry.outcome = Outcome::error;
+      entry.message = e.what();
+    }
     ++builds_;
     if (entry.outcome == Outcome::error)
       log_(what + " could not be built (" + entry.message + "); using the plain CUDA kernels for this shape");

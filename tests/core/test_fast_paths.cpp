@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -95,6 +96,17 @@ TEST_CASE("graph cache: each shape is built once, whatever the outcome", "[core]
     CHECK(builds == 2);
     REQUIRE(log.size() == 2);
     CHECK(log[0] == "graph 3 could not be built (CUDNN_STATUS_SUBLIBRARY_VERSION_MISMATCH); using the plain CUDA "
+                    "kernels for this shape");
+  }
+  SECTION("a build that throws: the same fallback, one logged line, not built again") {
+    for (int i = 0; i < 3; ++i)
+      CHECK_FALSE(cache.get(5, "graph 5", [&]() -> Cache::Entry {
+                         ++builds;
+                         throw std::runtime_error("cudnnException: CUDNN_STATUS_NOT_INITIALIZED");
+                       }).graph);
+    CHECK(builds == 1);
+    REQUIRE(log.size() == 1);
+    CHECK(log[0] == "graph 5 could not be built (cudnnException: CUDNN_STATUS_NOT_INITIALIZED); using the plain CUDA "
                     "kernels for this shape");
   }
 }
