@@ -19,9 +19,9 @@ function(run label expect_failure pattern)
   message(STATUS "${label}: ok")
 endfunction()
 
-run("CUDA parity test, GPU hidden" FALSE "TESSERA-SKIP" ${CUDA_TESTS} "[residual]")
+run("CUDA parity test, GPU hidden" FALSE "TESSERA-SKIP" ${CUDA_TESTS} "backend-ops: residual_forward")
 run("CUDA parity test, GPU hidden, TESSERA_REQUIRE_GPU=1" TRUE "TESSERA_REQUIRE_GPU=1 but no GPU can be used"
-    ${CMAKE_COMMAND} -E env TESSERA_REQUIRE_GPU=1 ${CUDA_TESTS} "[residual]")
+    ${CMAKE_COMMAND} -E env TESSERA_REQUIRE_GPU=1 ${CUDA_TESTS} "backend-ops: residual_forward")
 run("GPU collectives, GPU hidden" FALSE "worst failures on a rank: 0"
     ${MPIEXEC} -np 1 ${PARALLEL_TESTS} "collectives: the GPU backends the environment requires are here")
 run("GPU collectives, GPU hidden, TESSERA_REQUIRE_GPU=1" TRUE "TESSERA_REQUIRE_GPU=1"
