@@ -1,5 +1,8 @@
 # Helpers for the program tests (included by the tests/programs/*.cmake scripts; not a test itself).
-set(TRAIN ${BINARY_DIR}/tessera-train)
+# Pinned to the CPU: these tests compare float32 runs against each other at float32 tolerances,
+# which a GPU's bf16 would fail spuriously; the GPU's own checks are the cuda-labelled tests and
+# scripts/gpu_check.sh.
+set(TRAIN ${BINARY_DIR}/tessera-train --device cpu)
 set(PREPARE ${BINARY_DIR}/tessera-prepare-data)
 
 # run(<result-prefix> args...): runs a command, storing <prefix>_rc, <prefix>_out, <prefix>_err.
