@@ -13,6 +13,7 @@
 #      one GPU through the MPI backend, against the one-GPU losses;
 #   6. the peer benchmark (benchmarks/compare_peers.py): tessera, PyTorch eager, torch.compile and
 #      llm.c (--llmc) on GPT-2 124M, T=1024, bf16, at B=64 or the largest B that all fit;
+#   6b. the card's own rates for the planner (tessera-calibrate --card; card.json beside the summary);
 #   7. a Markdown summary (summary.md) and the logs (logs.tar.gz) in one folder: $OUT when set,
 #      else out/gpu_check; the build and scratch files stay in --work.
 # On a machine without a GPU it goes as far as it can (the build, the CPU half of step 4), says
@@ -23,7 +24,7 @@
 # The steps run in the order 1, 2, 4, 5, 6, 3 (the slow sanitizer last); once --budget seconds
 # (480) have passed, the steps left are reported as not run, so that the whole check fits in one
 # 10-minute command. --skip names steps to leave out: setup (reuse --work's build), cuda_tests,
-# sanitizer, training, multi_rank, benchmark.
+# sanitizer, training, multi_rank, benchmark, calibrate.
 #
 # Each step is a function step_<name> listed in STEPS and ORDER below; to add one, write the
 # function (it returns 0 passed, 1 failed, 2 not run, and sets DETAIL) and add it to both.
@@ -296,12 +297,35 @@ $(sed -n '/^model:/,$p' "$logs/peers_B$B.log")"
 }
 
 # ---------------------------------------------------------------------------------------------
+# 6b. The card's own rates for the planner: tessera-calibrate --card on every GPU of the node
+#     (collectives when there are several), kept as card.json beside the summary; tessera-plan
+#     must take the file and say which constants it changed.
+
+step_calibrate() {
+  if [ "$have_gpu" = 0 ]; then DETAIL="$no_gpu_reason"; return 2; fi
+  logged card_calibration mpirun --oversubscribe --bind-to none -np "$gpu_count" \
+    "$build/tessera-calibrate" --card --device cuda --out "$results/card.json" \
+    || { DETAIL="tessera-calibrate --card failed (logs/card_calibration.log)"; return 1; }
+  logged card_plan "$build/tessera-plan" --model llama3-70b --gpus 1024 --cluster h100 \
+    --card-calibration "$results/card.json" \
+    || { DETAIL="tessera-plan refused card.json (logs/card_plan.log)"; return 1; }
+  section "### Card calibration (card.json, for tessera-plan --card-calibration)
+
+\`\`\`
+$(cat "$logs/card_plan.log")
+\`\`\`"
+  DETAIL="card.json written from $gpu_count GPU(s); tessera-plan takes it"
+  return 0
+}
+
+# ---------------------------------------------------------------------------------------------
 # Run the steps in order; the summary's table has one row each.
 
 STEPS=("setup:1. Setup and build" "cuda_tests:2. CUDA tests (TESSERA_REQUIRE_GPU=1)" "sanitizer:3. compute-sanitizer"
-       "training:4. bf16 GPU vs f32 CPU training" "multi_rank:5. NCCL and multi-rank layouts" "benchmark:6. Peer benchmark")
+       "training:4. bf16 GPU vs f32 CPU training" "multi_rank:5. NCCL and multi-rank layouts" "benchmark:6. Peer benchmark"
+       "calibrate:6b. Card calibration for the planner")
 # The order they run in: the slow sanitizer last, so that a spent budget costs the least.
-ORDER=(setup cuda_tests training multi_rank benchmark sanitizer)
+ORDER=(setup cuda_tests training multi_rank benchmark calibrate sanitizer)
 declare -A ROW=()
 if [[ "$skip" == *",setup,"* ]] && [ -f "$work/deps/env.sh" ]; then source "$work/deps/env.sh"; fi  # an earlier bundle
 failed=0 not_run=0 stopped_at=""
