@@ -18,7 +18,7 @@ namespace tessera {
 
 // inner: the world communicator (rank r of it is world rank r). recorder and watchdog outlive the
 // result and every group split from it; watchdog may be null.
-std::unique_ptr<Communicator> watch_communicator(std::unique_ptr<Communicator> inner, FlightRecorder& recorder,
-                                                 Watchdog* watchdog);
+std::unique_ptr<Communicator> watch_communicator(Context& ctx, std::unique_ptr<Communicator> inner,
+                                                 FlightRecorder& recorder, Watchdog* watchdog);
 
 }  // namespace tessera

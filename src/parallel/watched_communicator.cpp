@@ -4,6 +4,8 @@
 #include <chrono>
 #include <numeric>
 
+#include "tessera/host_collectives.h"
+
 namespace tessera {
 
 namespace {
@@ -14,9 +16,9 @@ double steady_seconds() {
 
 class WatchedCommunicator final : public Communicator {
  public:
-  WatchedCommunicator(std::unique_ptr<Communicator> inner, std::vector<int> world_ranks, std::string label,
-                      FlightRecorder& recorder, Watchdog* watchdog)
-      : inner_(std::move(inner)), world_ranks_(std::move(world_ranks)), label_(std::move(label)),
+  WatchedCommunicator(Context& ctx, std::unique_ptr<Communicator> inner, std::vector<int> world_ranks,
+                      std::string label, FlightRecorder& recorder, Watchdog* watchdog)
+      : ctx_(ctx), inner_(std::move(inner)), world_ranks_(std::move(world_ranks)), label_(std::move(label)),
         recorder_(recorder), watchdog_(watchdog) {}
 
   int rank() const override { return inner_->rank(); }
@@ -56,13 +58,10 @@ class WatchedCommunicator final : public Communicator {
     blocking("split", [&] { sub = inner_->split(color, key); });
     if (!sub) return nullptr;
     // The new group's members as world ranks: one small all-gather over it.
-    std::vector<int32_t> ranks(size_t(sub->size()) + 1, 0);
-    ranks.back() = world_ranks_[size_t(inner_->rank())];
-    Tensor all(ranks.data(), {int64_t(sub->size())}, DType::i32, Device::cpu);
-    Tensor mine(&ranks.back(), {1}, DType::i32, Device::cpu);
-    blocking("split", [&] { sub->all_gather(all, mine).wait(); });
-    ranks.pop_back();
-    return std::make_unique<WatchedCommunicator>(std::move(sub), std::vector<int>(ranks.begin(), ranks.end()),
+    const int32_t mine = world_ranks_[size_t(inner_->rank())];
+    std::vector<int32_t> ranks(size_t(sub->size()), 0);
+    blocking("split", [&] { host_all_gather(ctx_, *sub, &mine, sizeof(mine), ranks.data()); });
+    return std::make_unique<WatchedCommunicator>(ctx_, std::move(sub), std::vector<int>(ranks.begin(), ranks.end()),
                                                  "split", recorder_, watchdog_);
   }
   void abort() override { inner_->abort(); }
@@ -108,6 +107,7 @@ class WatchedCommunicator final : public Communicator {
     body();
   }
 
+  Context& ctx_;
   std::unique_ptr<Communicator> inner_;
   std::vector<int> world_ranks_;
   std::string label_;
@@ -117,11 +117,11 @@ class WatchedCommunicator final : public Communicator {
 
 }  // namespace
 
-std::unique_ptr<Communicator> watch_communicator(std::unique_ptr<Communicator> inner, FlightRecorder& recorder,
-                                                 Watchdog* watchdog) {
+std::unique_ptr<Communicator> watch_communicator(Context& ctx, std::unique_ptr<Communicator> inner,
+                                                 FlightRecorder& recorder, Watchdog* watchdog) {
   std::vector<int> ranks(size_t(inner->size()));
   std::iota(ranks.begin(), ranks.end(), 0);
-  return std::make_unique<WatchedCommunicator>(std::move(inner), std::move(ranks), "world", recorder, watchdog);
+  return std::make_unique<WatchedCommunicator>(ctx, std::move(inner), std::move(ranks), "world", recorder, watchdog);
 }
 
 }  // namespace tessera
