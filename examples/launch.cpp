@@ -557,7 +557,7 @@ int launch(const LaunchOptions& o, const std::vector<std::string>& command) {
       log.write(MetricsRecord("launch_end").add("result", "gave_up").add("exit_code", r.exit_code).add("reason", why)
                     .add("failed_rank", culprit.rank).add("host", culprit.host).add("restarts", restarts)
                     .add("lost_s", total_lost));
-      return r.exit_code == 0 ? int(ExitCode::hang_or_peer) : r.exit_code;
+      return r.hang.limit.empty() ? r.exit_code : int(ExitCode::hang_or_peer);
     }
     say("restart " + std::to_string(restarts + 1) + "/" + std::to_string(o.max_restarts) + ": exit code " +
         std::to_string(r.exit_code) + " (" + why + "), " + where + ", time lost " + fixed1(lost) + " s (attempt ran " +

@@ -1,0 +1,49 @@
+#!/bin/sh
+# Runs a command and injects a failure into one of its ranks from outside, as a test or a benchmark
+# needs (tests only; the ranks' heartbeats say where each rank is and its pid):
+#
+#   inject.sh FAILDIR ATTEMPT RANK STEP ACTION -- COMMAND...
+#
+# waits until rank RANK's heartbeat in FAILDIR (of launch ATTEMPT) reports step >= STEP, then:
+#   freeze              SIGSTOP the rank (it never runs again: mpirun's teardown kills it)
+#   slow:STOP_MS:PERIOD_MS   SIGSTOP it for STOP_MS of every PERIOD_MS until it exits
+#   signal:SIG[:SIG2]   send SIG (and SIG2 right after) to COMMAND itself (the launcher)
+# The time of the injection (seconds since the epoch) is appended to FAILDIR/injected.txt. Exits
+# with COMMAND's exit code; COMMAND's output passes through.
+set -u
+faildir=$1 attempt=$2 rank=$3 step=$4 action=$5
+shift 5
+[ "$1" = "--" ] && shift
+"$@" &
+job=$!
+
+field() {  # field NAME FILE: a number from a one-line JSON heartbeat
+  sed -n "s/.*\"$1\":\([-0-9.]*\).*/\1/p" "$2" 2>/dev/null
+}
+
+beat="$faildir/heartbeat-rank-$rank.json"
+while kill -0 "$job" 2>/dev/null; do
+  if [ -f "$beat" ] && [ "$(field attempt "$beat")" = "$attempt" ] && [ "$(field step "$beat")" -ge "$step" ] 2>/dev/null &&
+     [ "$(sed -n 's/.*"exited":\([a-z]*\).*/\1/p' "$beat")" = "false" ]; then
+    pid=$(field pid "$beat")
+    date +%s.%N >> "$faildir/injected.txt"
+    case "$action" in
+      freeze) kill -STOP "$pid" ;;
+      slow:*)
+        stop_ms=$(echo "$action" | cut -d: -f2) period_ms=$(echo "$action" | cut -d: -f3)
+        run_s=$(awk "BEGIN { print ($period_ms - $stop_ms) / 1000 }") stop_s=$(awk "BEGIN { print $stop_ms / 1000 }")
+        while kill -STOP "$pid" 2>/dev/null; do
+          sleep "$stop_s"
+          kill -CONT "$pid" 2>/dev/null || break
+          sleep "$run_s"
+        done ;;
+      signal:*)
+        kill -"$(echo "$action" | cut -d: -f2)" "$job"
+        second=$(echo "$action" | cut -d: -f3)
+        [ -n "$second" ] && sleep 0.05 && kill -"$second" "$job" ;;
+    esac
+    break
+  fi
+  sleep 0.1
+done
+wait "$job"
