@@ -84,7 +84,7 @@ struct TrainArgs {
   std::string local_checkpoint_dir;
   int local_checkpoint_every = 0;
   int straggler_window = 10;
-  double straggler_slowdown = 1.3;
+  double straggler_slowdown = 1.5;
   std::string fault;
 };
 
@@ -468,6 +468,7 @@ StragglerOptions straggler_options(const TrainArgs& a) {
   StragglerOptions o;
   o.window = a.straggler_window;
   o.slowdown = a.straggler_slowdown;
+  o.recovered = std::min(1.2, 1.0 + (a.straggler_slowdown - 1.0) / 2);
   return o;
 }
 

@@ -19,8 +19,8 @@ namespace tessera {
 
 struct StragglerOptions {
   int window = 10;         // steps per measurement (0: off)
-  double slowdown = 1.3;   // named at this ratio to its peers' median ...
-  double recovered = 1.1;  // ... cleared below this one
+  double slowdown = 1.5;   // named at this ratio to its peers' median ...
+  double recovered = 1.2;  // ... cleared below this one
   int persist = 2;         // windows in a row, both ways
 };
 

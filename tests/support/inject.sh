@@ -6,7 +6,8 @@
 #
 # waits until rank RANK's heartbeat in FAILDIR (of launch ATTEMPT) reports step >= STEP, then:
 #   freeze              SIGSTOP the rank (it never runs again: mpirun's teardown kills it)
-#   slow:STOP_MS:PERIOD_MS   SIGSTOP it for STOP_MS of every PERIOD_MS until it exits
+#   slow:STOP_MS:PERIOD_MS[:UNTIL]   SIGSTOP it for STOP_MS of every PERIOD_MS until it reaches
+#                       step UNTIL (or exits)
 #   signal:SIG[:SIG2]   send SIG (and SIG2 right after) to COMMAND itself (the launcher)
 # The time of the injection (seconds since the epoch) is appended to FAILDIR/injected.txt. Exits
 # with COMMAND's exit code; COMMAND's output passes through.
@@ -31,11 +32,16 @@ while kill -0 "$job" 2>/dev/null; do
       freeze) kill -STOP "$pid" ;;
       slow:*)
         stop_ms=$(echo "$action" | cut -d: -f2) period_ms=$(echo "$action" | cut -d: -f3)
+        until=$(echo "$action" | cut -d: -f4)
         run_s=$(awk "BEGIN { print ($period_ms - $stop_ms) / 1000 }") stop_s=$(awk "BEGIN { print $stop_ms / 1000 }")
         while kill -STOP "$pid" 2>/dev/null; do
           sleep "$stop_s"
           kill -CONT "$pid" 2>/dev/null || break
           sleep "$run_s"
+          if [ -n "$until" ] && [ "$(field step "$beat")" -ge "$until" ] 2>/dev/null; then
+            date +%s.%N >> "$faildir/injected.txt"
+            break
+          fi
         done ;;
       signal:*)
         kill -"$(echo "$action" | cut -d: -f2)" "$job"
