@@ -380,8 +380,8 @@ void archive_reports(const std::string& dir, const std::string& into) {
   }
 }
 
-// Who failed: a rank the launcher saw die; else a peer whose heartbeat had stopped, named by a
-// failure report; else the report of a rank stuck outside a collective, the one that entered its
+// Who failed: a rank the launcher saw die; else a rank whose own report says it was stopped (frozen,
+// woken by the teardown); else a peer whose heartbeat had stopped, named by a failure report; else the report of a rank stuck outside a collective, the one that entered its
 // section first; else the rank the launcher itself found hung. Its host is the one its heartbeat names (a node's identity), else the
 // launcher's message's.
 struct Culprit {
@@ -394,6 +394,11 @@ Culprit find_culprit(const AttemptResult& r, const std::vector<FailureReport>& r
   Culprit c;
   if (r.clues.died || (reports.empty() && r.clues.rank >= 0)) {
     c = {r.clues.rank, r.clues.host, "launcher output"};
+  } else if (auto frozen = std::find_if(reports.begin(), reports.end(), [](const FailureReport& x) { return x.stopped_s > 0; });
+             frozen != reports.end()) {
+    c = {frozen->rank, frozen->host,
+         "failure report: the process was stopped for " + fixed1(frozen->stopped_s) + " s in " + frozen->op + " at step " +
+             std::to_string(frozen->step)};
   } else if (!reports.empty()) {
     // A rank stuck in its own work is likelier the cause than ranks waiting in a collective for it.
     auto waiting = [](const FailureReport& x) { return !x.op.empty() && x.op.back() == ')'; };

@@ -1,5 +1,6 @@
 #include "common/attempt_watch.h"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace tessera::program {
@@ -61,6 +62,17 @@ HangVerdict AttemptWatch::check() {
     v.message = "rank " + std::to_string(p.rank) + " on " + p.host + " has sent no heartbeat for " + seconds(p.silent_s) +
                 " s (--heartbeat-timeout " + limit_text(limits_.heartbeat_timeout_s) + "; last seen in " +
                 (p.section.empty() ? "no section" : p.section) + " at step " + std::to_string(p.step) + ")";
+    return v;
+  }
+  bool all_exited = true;
+  for (const auto& [rank, beat] : watch_.latest()) all_exited = all_exited && beat.exited;
+  if (!all_exited) all_exited_at_ = -1;
+  else if (all_exited_at_ < 0) all_exited_at_ = now;
+  const double exit_limit = std::max(30.0, limits_.heartbeat_timeout_s);
+  if (all_exited && now - all_exited_at_ >= exit_limit) {
+    v.limit = "exit";
+    v.message = "every rank ended its run " + seconds(now - all_exited_at_) + " s ago but the job has not exited (a rank stuck "
+                "in the launcher's teardown; limit " + limit_text(exit_limit) + ")";
     return v;
   }
   int64_t progress = 0;

@@ -4,7 +4,9 @@
 //              froze, and its peers could not say so: they froze too, or their watchdogs are off);
 //   stall:     ranks beat but no step has finished for --stall-timeout seconds (a main thread hung
 //              with --timeout 0);
-//   attempt:   the attempt has run --attempt-timeout seconds (any command, heartbeats or not).
+//   attempt:   the attempt has run --attempt-timeout seconds (any command, heartbeats or not);
+//   exit:      every rank has said it exited (its last heartbeat) but the command has not ended for
+//              max(30 s, --heartbeat-timeout): a rank stuck in the launcher's teardown.
 // Each says which limit applied and which rank it concerns.
 #pragma once
 
@@ -48,6 +50,7 @@ class AttemptWatch {
   int64_t progress_ = -1;   // steps finished, summed over the ranks seen
   double progress_at_ = 0;  // when it last grew (seconds into the attempt)
   bool warned_silent_ = false;
+  double all_exited_at_ = -1;  // when every rank seen had exited (seconds into the attempt)
 };
 
 }  // namespace tessera::program

@@ -36,6 +36,9 @@ struct FailureReport {
   std::string deadline;      // how the deadline was set: "--timeout 600", "learned 10.0 s (...)", "initial 600 s (...)"
   double started_unix = 0;   // when it entered the section (seconds since the epoch)
   double detected_unix = 0;  // when the watchdog fired
+  // How long this process itself had been stopped (SIGSTOP, a wedged node) just before the watchdog
+  // fired: a frozen rank that its job's teardown woke up (SIGCONT) reports its own freeze.
+  double stopped_s = 0;
   std::vector<std::string> stack;  // the sections open, outermost first
   std::vector<StalePeer> stale_peers;
   std::vector<CommRecord> flight;  // oldest first

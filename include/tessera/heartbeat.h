@@ -33,6 +33,7 @@ struct Heartbeat {
   int attempt = 0;
   uint64_t beat = 0;            // counts up with every write
   double beat_unix = 0;
+  double gap_s = 0;             // since this rank's previous beat: far over the interval after a freeze
   bool exited = false;          // the last beat of a rank that ended its run (any exit code)
   int64_t step = -1;            // the step in progress or last done
   int64_t steps_done = 0;       // steps finished in this process (advances while training advances)
@@ -70,6 +71,7 @@ class HeartbeatWriter {
   std::function<Heartbeat()> sample_;
   std::string host_;
   uint64_t count_ = 0;
+  double previous_ = 0;  // steady seconds of the previous beat
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stop_ = false;

@@ -64,7 +64,8 @@ class Watchdog {
   double timeout() const { return options_.timeout_s; }
 
   // Sections nest (a step, then a collective inside it). timeout_s > 0 fixes this section's
-  // deadline; otherwise it is --timeout or the learned one. step -1: the enclosing section's step.
+  // deadline; otherwise it is --timeout or the learned one. step -1: the enclosing section's step,
+  // or the last step entered.
   void enter(const std::string& op, int64_t step, double timeout_s = 0);
   void leave();  // leaves the innermost section (and, when learning, records its duration)
 
@@ -99,13 +100,15 @@ class Watchdog {
   };
   void run();
   std::string deadline_basis(const std::string& op) const;  // under the lock
-  [[noreturn]] void fire(const Entry& expired, std::vector<Entry> stack, double now, std::vector<StalePeer> peers);
+  [[noreturn]] void fire(const Entry& expired, std::vector<Entry> stack, double now, std::vector<StalePeer> peers,
+                         double stopped_s);
 
   WatchdogOptions options_;
   SectionTimeouts learned_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::vector<Entry> stack_;
+  int64_t last_step_ = -1;  // sections outside a step belong to the last step entered
   bool stop_ = false;
   std::thread thread_;
 };

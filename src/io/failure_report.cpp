@@ -93,6 +93,7 @@ void write_failure_report(const std::string& dir, const FailureReport& r) {
   v.set("deadline", r.deadline);
   v.set("started_unix", r.started_unix);
   v.set("detected_unix", r.detected_unix);
+  v.set("stopped_s", r.stopped_s);
   v.set("time", utc_time(r.detected_unix));
   json::Value stack = json::Value::array();
   for (const auto& s : r.stack) stack.push_back(s);
@@ -134,6 +135,7 @@ FailureReport read_failure_report(const std::string& path) {
   read_optional(v, "deadline", &r.deadline);
   read_optional(v, "started_unix", &r.started_unix);
   read_optional(v, "detected_unix", &r.detected_unix);
+  read_optional(v, "stopped_s", &r.stopped_s);
   if (const auto* p = v.find("stack"))
     for (const auto& s : p->items()) r.stack.push_back(s.as_string());
   if (const auto* p = v.find("stale_peers"))

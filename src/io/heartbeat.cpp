@@ -32,6 +32,7 @@ json::Value to_json(const Heartbeat& b) {
   v.set("attempt", b.attempt);
   v.set("beat", int64_t(b.beat));
   v.set("beat_unix", b.beat_unix);
+  v.set("gap_s", b.gap_s);
   v.set("exited", b.exited);
   v.set("step", b.step);
   v.set("steps_done", b.steps_done);
@@ -92,6 +93,7 @@ Heartbeat read_heartbeat(const std::string& path) {
   b.attempt = int(v.at("attempt").as_int64());
   b.beat = uint64_t(v.at("beat").as_int64());
   b.beat_unix = v.at("beat_unix").as_double();
+  if (const json::Value* gap = v.find("gap_s")) b.gap_s = gap->as_double();
   b.exited = v.at("exited").as_bool();
   b.step = v.at("step").as_int64();
   b.steps_done = v.at("steps_done").as_int64();
@@ -160,6 +162,9 @@ void HeartbeatWriter::beat(bool exited) {
   b.attempt = attempt_;
   b.beat = ++count_;
   b.beat_unix = unix_now();
+  const double now = steady_seconds();
+  b.gap_s = previous_ > 0 ? now - previous_ : 0;
+  previous_ = now;
   b.exited = exited;
   write_heartbeat(dir_, b);
 }

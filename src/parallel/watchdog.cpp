@@ -58,7 +58,8 @@ std::string Watchdog::deadline_basis(const std::string& op) const {
 void Watchdog::enter(const std::string& op, int64_t step, double timeout_s) {
   if (!enabled()) return;
   std::lock_guard<std::mutex> lock(mutex_);
-  if (step < 0 && !stack_.empty()) step = stack_.back().step;
+  if (step < 0) step = stack_.empty() ? last_step_ : stack_.back().step;
+  last_step_ = std::max(last_step_, step);
   Entry e;
   e.op = op;
   e.step = step;
@@ -99,17 +100,22 @@ void Watchdog::run() {
   const double shortest = options_.timeout_s > 0 ? options_.timeout_s : options_.learning.floor_s;
   const double poll = std::clamp(shortest / 10, 0.01, 1.0);
   std::unique_lock<std::mutex> lock(mutex_);
+  double last_poll = steady_seconds();
   while (!stop_) {
     wake_.wait_for(lock, std::chrono::duration<double>(poll));
     if (stop_) break;
-    // The innermost expired section is the most precise answer to "where is it stuck".
     double now = steady_seconds();
+    // A poll far later than asked for means the whole process was stopped (SIGSTOP, a wedged node)
+    // and has just been woken: the hang is this rank's own freeze.
+    const double stopped_s = now - last_poll > 3 * poll + 2 ? now - last_poll : 0;
+    last_poll = now;
+    // The innermost expired section is the most precise answer to "where is it stuck".
     for (size_t i = stack_.size(); i-- > 0;) {
       if (now - stack_[i].entered > stack_[i].timeout_s) {
         Entry expired = stack_[i];
         std::vector<Entry> stack = stack_;
         lock.unlock();
-        fire(expired, std::move(stack), now, {});
+        fire(expired, std::move(stack), now, {}, stopped_s);
       }
     }
     // A peer this rank waits for may have died or frozen: its heartbeat says so long before a
@@ -119,13 +125,14 @@ void Watchdog::run() {
       std::vector<Entry> stack = stack_;
       lock.unlock();
       std::vector<StalePeer> stale = options_.peer_check();
-      if (!stale.empty()) fire(innermost, std::move(stack), steady_seconds(), std::move(stale));
+      if (!stale.empty()) fire(innermost, std::move(stack), steady_seconds(), std::move(stale), 0);
       lock.lock();
     }
   }
 }
 
-void Watchdog::fire(const Entry& expired, std::vector<Entry> stack, double now, std::vector<StalePeer> peers) {
+void Watchdog::fire(const Entry& expired, std::vector<Entry> stack, double now, std::vector<StalePeer> peers,
+                    double stopped_s) {
   FailureReport r;
   r.rank = options_.rank;
   r.host = host_identity();
@@ -139,6 +146,7 @@ void Watchdog::fire(const Entry& expired, std::vector<Entry> stack, double now, 
   r.deadline = expired.deadline;
   r.started_unix = expired.entered_unix;
   r.detected_unix = unix_now();
+  r.stopped_s = stopped_s;
   for (const auto& e : stack) r.stack.push_back(e.op + " (step " + std::to_string(e.step) + ", " + seconds_str(now - e.entered) + " s)");
   r.stale_peers = std::move(peers);
   if (options_.annotate) {
@@ -156,6 +164,8 @@ void Watchdog::fire(const Entry& expired, std::vector<Entry> stack, double now, 
     line += " while rank " + std::to_string(p.rank) + " on " + p.host + " has not sent a heartbeat for " +
             seconds_str(p.silent_s) + " s (last seen in " + p.section + " at step " + std::to_string(p.step) +
             "): treating it as a peer failure";
+  } else if (r.stopped_s > 0) {
+    line += " of which this process was stopped " + seconds_str(r.stopped_s) + " s (frozen from outside, or a wedged node)";
   } else {
     line += " (deadline " + seconds_str(r.timeout_s) + " s: " + r.deadline + "): treating it as a hang";
   }

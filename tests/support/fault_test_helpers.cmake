@@ -1,7 +1,7 @@
 # Helpers for the checkpoint and failure program tests (tests/programs/train_{restart,checkpoint_damage,on_nan}.cmake).
 include(${CMAKE_CURRENT_LIST_DIR}/program_helpers.cmake)
 set(LAUNCH ${BINARY_DIR}/tessera-launch)
-set(MPI2 ${MPIEXEC} --oversubscribe --bind-to none -np 2)
+ranks(2 MPI2)
 
 # A very small model on a slice of the corpus: 12 steps of two data-parallel ranks take well under a second.
 function(fault_test_setup)

@@ -4,7 +4,9 @@
 #
 #   inject.sh FAILDIR ATTEMPT RANK STEP ACTION -- COMMAND...
 #
-# waits until rank RANK's heartbeat in FAILDIR (of launch ATTEMPT) reports step >= STEP, then:
+# waits until rank RANK's heartbeat in FAILDIR (of launch ATTEMPT) reports step >= STEP (or, with
+# INJECT_LOG set to the trainer's --log, until that log's ATTEMPT-th attempt logs step STEP: exact,
+# where heartbeats come once a second), then:
 #   freeze              SIGSTOP the rank (it never runs again: mpirun's teardown kills it)
 #   slow:STOP_MS:PERIOD_MS[:UNTIL]   SIGSTOP it for STOP_MS of every PERIOD_MS until it reaches
 #                       step UNTIL (or exits)
@@ -22,9 +24,21 @@ field() {  # field NAME FILE: a number from a one-line JSON heartbeat
   sed -n "s/.*\"$1\":\([-0-9.]*\).*/\1/p" "$2" 2>/dev/null
 }
 
+reached() {  # whether the attempt has reached the step
+  if [ -n "${INJECT_LOG:-}" ]; then
+    [ -f "$INJECT_LOG" ] || return 1
+    awk -v attempt="$attempt" -v step="$step" '
+      /"kind":"resume"/ { resumes++ }
+      /"kind":"train"/ && resumes == attempt { s = $0; sub(/.*"step":/, "", s); sub(/[,}].*/, "", s); if (s + 0 >= step) found = 1 }
+      END { exit found ? 0 : 1 }' "$INJECT_LOG"
+  else
+    [ "$(field step "$beat")" -ge "$step" ] 2>/dev/null
+  fi
+}
+
 beat="$faildir/heartbeat-rank-$rank.json"
 while kill -0 "$job" 2>/dev/null; do
-  if [ -f "$beat" ] && [ "$(field attempt "$beat")" = "$attempt" ] && [ "$(field step "$beat")" -ge "$step" ] 2>/dev/null &&
+  if [ -f "$beat" ] && [ "$(field attempt "$beat")" = "$attempt" ] && reached &&
      [ "$(sed -n 's/.*"exited":\([a-z]*\).*/\1/p' "$beat")" = "false" ]; then
     pid=$(field pid "$beat")
     date +%s.%N >> "$faildir/injected.txt"
@@ -50,6 +64,6 @@ while kill -0 "$job" 2>/dev/null; do
     esac
     break
   fi
-  sleep 0.1
+  sleep 0.02
 done
 wait "$job"
