@@ -1,6 +1,7 @@
 // Straggler verdicts: relative to the median of a rank's peers, with hysteresis both ways.
 #include <catch2/catch.hpp>
 
+#include "tessera/error.h"
 #include "tessera/stragglers.h"
 
 using namespace tessera;
