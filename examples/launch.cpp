@@ -126,11 +126,20 @@ void write_all(int fd, const char* data, size_t n) {
   }
 }
 
+// srun names a task's fatal signal in words ("task 3: Killed").
+int signal_from_text(const std::string& text) {
+  for (int sig : {SIGKILL, SIGTERM, SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL})
+    if (const char* name = ::strsignal(sig); name && text.find(name) != std::string::npos) return sig;
+  return 0;
+}
+
 // What the job's launcher printed about the failure.
 struct Clues {
   int rank = -1;
   std::string host;
   bool died = false;  // a rank was killed by a signal: the surest cause
+  int signal = 0;     // which, when the launcher said
+  bool slurm_seen = false;
   std::string line;
 
   void scan(const std::string& text) {
@@ -143,9 +152,15 @@ struct Clues {
     std::smatch m;
     if (std::regex_search(text, m, ompi_signal)) {
       set(std::stoi(m[1]), m[2], true, text);
+      signal = std::stoi(m[3]);
     } else if (std::regex_search(text, m, slurm_task)) {
+      // srun reports every task; the first report is the cause, and tasks killed after another
+      // one exited with an error are its teardown's victims.
+      if (slurm_seen) return;
+      slurm_seen = true;
       bool exited = m[3].str().find("Exited with exit code") != std::string::npos;
       set(std::stoi(m[2]), m[1], !exited, text);
+      if (!exited) signal = signal_from_text(m[3]);
     } else if (rank < 0 && std::regex_search(text, m, watchdog)) {
       set(std::stoi(m[1]), m[2], false, text);
     } else if (rank < 0 && (std::regex_search(text, m, mpi_abort) || std::regex_search(text, m, ompi_process))) {
@@ -517,7 +532,10 @@ int launch(const LaunchOptions& o, const std::vector<std::string>& command) {
     AttemptResult r = run_attempt(cmd, &watch);
     if (r.exec_failed) throw config_error("cannot run '" + cmd[0] + "': " + r.exec_error, "check the command after --");
     const double attempt_s = r.ended_unix - r.started_unix;
-    const std::string why = r.hang.limit.empty() ? describe_exit(r) : "hang detected by tessera-launch (" + r.hang.limit + " limit)";
+    std::string why = r.hang.limit.empty() ? describe_exit(r) : "hang detected by tessera-launch (" + r.hang.limit + " limit)";
+    // srun exits with its tasks' highest code (a peer's 3) when one was killed: the kill is the cause.
+    if (r.hang.limit.empty() && r.clues.died && r.clues.signal > 0 && r.signal == 0 && r.exit_code != 128 + r.clues.signal)
+      why = "a process was killed by " + signal_name(r.clues.signal) + "; the job exited with code " + std::to_string(r.exit_code);
 
     if (r.exit_code == kExitPreempted && r.hang.limit.empty()) return requeue(o, log, restarts);
     if (g_stop_signal) {

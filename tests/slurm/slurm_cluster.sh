@@ -39,6 +39,7 @@ chmod 400 "$dir/munge/munge.key"
 munged --force --key-file="$dir/munge/munge.key" --socket="$dir/munge/socket" --log-file="$dir/log/munged.log" \
   --pid-file="$dir/munge/munged.pid" --seed-file="$dir/munge/seed" || skip "munged did not start (see $dir/log/munged.log)"
 
+# cred_expire (Slurm's default 120 s) also holds a requeued job back that long: the tests requeue.
 # Ports from the directory's name, so that two build trees on one machine do not collide.
 base=$((17000 + $(echo "$dir" | cksum | cut -d' ' -f1) % 900 * 2))
 node=$(hostname -s)
@@ -48,7 +49,7 @@ SlurmctldHost=$node(127.0.0.1)
 SlurmctldPort=$base
 SlurmdPort=$((base + 1))
 AuthType=auth/munge
-AuthInfo=socket=$dir/munge/socket
+AuthInfo=socket=$dir/munge/socket,cred_expire=10
 CryptoType=crypto/munge
 SlurmUser=root
 SlurmdUser=root
@@ -65,7 +66,7 @@ SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
-KillWait=10
+KillWait=5
 InactiveLimit=0
 MinJobAge=30
 NodeName=$node NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=1000 State=UNKNOWN
