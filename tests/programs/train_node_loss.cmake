@@ -80,3 +80,19 @@ list(LENGTH want n)
 if(NOT n EQUAL 40 OR NOT got STREQUAL want)
   message(FATAL_ERROR "the samples trained differ from the uninterrupted run's:\n${got}\nvs\n${want}")
 endif()
+
+# What a person reads: three failures, who and where, the lost node's shards from partners, and
+# every step's samples trained once, as in the uninterrupted run.
+run(diag ${DIAGNOSE} ${ckpt})
+expect_rc(diag 0 "tessera-diagnose")
+expect_match(diag "4 attempts, 3 failures, finished" "the summary line")
+expect_match(diag "failure 1 \\(attempt 0\\): rank 1 on nodeA died \\([^)]*killed by signal 9" "the kill")
+expect_match(diag "failure 2 \\(attempt 1\\): rank [23] on nodeB died" "the lost node")
+expect_match(diag "resumed at step [0-9]+ from the local tier \\(ranks 2, 3 from their partners' copies\\)" "the partners' copies")
+expect_match(diag "failure 3 \\(attempt 2\\): rank 3 on nodeD (was frozen|stopped)" "the freeze")
+expect_match(diag "time lost [0-9.]+ s: detection [0-9.]+ s, restart [0-9.]+ s, recomputation" "the time lost, split")
+message(STATUS "tessera-diagnose says:\n${diag_out}")
+run(samples ${DIAGNOSE} --samples ${ckpt}/train.jsonl --reference ${WORK_DIR}/ref.jsonl)
+expect_rc(samples 0 "tessera-diagnose --samples")
+expect_match(samples "samples: steps 0-39 each trained once, no sample lost or repeated; every step's samples match"
+             "the samples verdict")

@@ -7,7 +7,9 @@ set(DIAGNOSE ${BINARY_DIR}/tessera-diagnose)
 # Slurm fixture (-DLAUNCH_WITH=srun, tests/slurm).
 function(ranks n out_var)
   if(LAUNCH_WITH STREQUAL "srun")
-    set(${out_var} srun --mpi=pmix --ntasks=${n} --overcommit --kill-on-bad-exit=1 PARENT_SCOPE)
+    # Ranks that outnumber the cores must yield while they wait (mpirun --oversubscribe says so itself).
+    set(${out_var} srun --mpi=pmix --ntasks=${n} --overcommit --kill-on-bad-exit=1
+                   --export=ALL,OMPI_MCA_mpi_yield_when_idle=1 PARENT_SCOPE)
   else()
     set(${out_var} ${MPIEXEC} --oversubscribe --bind-to none -np ${n} PARENT_SCOPE)
   endif()
