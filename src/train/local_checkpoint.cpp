@@ -13,6 +13,7 @@
 #include <set>
 
 #include "io/json.h"
+#include "io/loader_state_json.h"
 #include "io/local_shard.h"
 #include "tessera/error.h"
 #include "tessera/host.h"
@@ -33,11 +34,7 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 std::string state_json(const TrainingState& s) {
   json::Value v = json::Value::object();
   v.set("step", s.step);
-  json::Value loader = json::Value::object();
-  loader.set("shard", s.train_loader.shard);
-  loader.set("position", s.train_loader.position);
-  loader.set("epoch", s.train_loader.epoch);
-  v.set("train_loader", std::move(loader));
+  v.set("train_loader", io::loader_state_to_json(s.train_loader));
   v.set("skipped_steps", s.skipped_steps);
   v.set("program", json::parse(s.program_json, "TrainingState::program_json"));
   return v.dump();
@@ -47,10 +44,7 @@ TrainingState state_from_json(const std::string& text, const std::string& where)
   const json::Value v = json::parse(text, where);
   TrainingState s;
   s.step = v.at("step").as_int64();
-  const json::Value& loader = v.at("train_loader");
-  s.train_loader.shard = loader.at("shard").as_int64();
-  s.train_loader.position = loader.at("position").as_int64();
-  s.train_loader.epoch = loader.at("epoch").as_int64();
+  s.train_loader = io::loader_state_from_json(v.at("train_loader"));
   s.skipped_steps = v.at("skipped_steps").as_int64();
   s.program_json = v.at("program").dump();
   return s;
