@@ -65,8 +65,32 @@ def train_ranks(ckpt):
     return ranks
 
 
-def steps_logged(log):
-    return sum(1 for r in read_jsonl(log) if r.get("kind") == "train")
+class Stamper:
+    """Follows a JSON-lines log and notes when each record of the given kinds first appeared: the
+    times of restarts and resumes for builds whose records carry no time of their own."""
+
+    def __init__(self, path, kinds):
+        self.path, self.kinds, self.offset, self.stamps, self.steps = path, kinds, 0, {k: [] for k in kinds}, 0
+
+    def poll(self):
+        try:
+            with open(self.path) as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except OSError:
+            return
+        end = chunk.rfind("\n") + 1  # whole lines only
+        self.offset += len(chunk[:end].encode())
+        now = time.time()
+        for line in chunk[:end].splitlines():
+            try:
+                kind = json.loads(line).get("kind")
+            except ValueError:
+                continue
+            if kind == "train":
+                self.steps += 1
+            if kind in self.stamps:
+                self.stamps[kind].append(now)
 
 
 def main():
@@ -92,7 +116,7 @@ def main():
                    check=True, stdout=subprocess.DEVNULL)
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1",
                OPENBLAS_NUM_THREADS="1", TESSERA_TEST_NODES="nodeA nodeA nodeB nodeB",
-               TESSERA_TEST_SPARES="nodeC nodeD nodeE nodeF nodeG nodeH nodeI nodeJ")
+               TESSERA_TEST_SPARES=" ".join("node" + c for c in "CDEFGHIJKLMNOPQRSTUVWXYZ"))
     train = [os.path.join(build, "tessera-train"), "--model", "tiny", "--data", data + "_train.bin", "--tp", "2",
              "--batch-size", "4", "--seq-len", "64", "--steps", "100000", "--eval-every", "0", "--sample-tokens", "0",
              "--threads", "1", "--seed", "3", "--checkpoint-dir", ckpt, "--checkpoint-every", str(args.checkpoint_every),
@@ -111,15 +135,22 @@ def main():
     kinds = ["kill", "freeze", "node"]
     injections = []
     t0 = time.time()
+    launch_log = Stamper(os.path.join(out, "launch.jsonl"), ["restart"])
+    train_log = Stamper(os.path.join(out, "train.jsonl"), ["resume"])
     with open(os.path.join(out, "job.out"), "w") as job_out:
         job = subprocess.Popen(command, env=env, stdout=job_out, stderr=subprocess.STDOUT)
         next_at = t0 + rng.uniform(0.66, 1.33) * args.every
         while time.time() - t0 < args.seconds and job.poll() is None:
             time.sleep(0.2)
+            train_log.poll()  # first: a step logged before the attempt's end counts before the reset below
+            restarts = len(launch_log.stamps["restart"])
+            launch_log.poll()
+            if len(launch_log.stamps["restart"]) > restarts:
+                train_log.steps = 0  # steps of the attempt now running only
             if time.time() < next_at:
                 continue
             ranks = train_ranks(ckpt)
-            if len(ranks) < 4 or steps_logged(os.path.join(out, "train.jsonl")) < 5:
+            if len(ranks) < 4 or train_log.steps < 5:
                 continue  # between attempts, or starting: wait for a running job
             kind = kinds[len(injections) % len(kinds)]
             victim = rng.choice(sorted(ranks))
@@ -152,39 +183,46 @@ def main():
             job.kill()
             job.wait()
     t_end = time.time()
-    report(out, injections, t0, t_end, args)
+    report(out, injections, t0, t_end, args, launch_log.stamps["restart"], train_log.stamps["resume"])
 
 
-def report(out, injections, t0, t_end, args):
+def report(out, injections, t0, t_end, args, restart_seen, resume_seen):
+    """restart_seen, resume_seen: when each restart and resume record appeared (within 0.2 s), the
+    times used where a record has none (builds before this work)."""
     train = read_jsonl(os.path.join(out, "train.jsonl"))
     launch = read_jsonl(os.path.join(out, "launch.jsonl"))
     restarts = [r for r in launch if r.get("kind") == "restart"]
-    # The steps that led to the end, and the median step time.
-    kept, attempt_last, attempt = {}, {}, 0
-    resumes = []
+    for r, seen in zip(restarts, restart_seen):
+        r.setdefault("ended_unix", seen)
+    resume_records = [r for r in train if r.get("kind") == "resume"]
+    for r, seen in zip(resume_records, resume_seen):
+        r.setdefault("unix", seen)
+    # The steps that led to the end, and the median step time; the attempts in the order of the log,
+    # each after the first opened by its resume record: (resume or None, last step trained).
+    kept, segments = {}, [[None, -1]]
     for r in train:
         if r.get("kind") == "resume":
-            resumes.append(r)
-            attempt += 1
+            segments.append([r, -1])
             for s in [s for s in kept if s >= r["step"]]:
                 del kept[s]
         elif r.get("kind") == "train":
             kept[r["step"]] = r
-            attempt_last[attempt] = r["step"]
+            segments[-1][1] = r["step"]
     step_s = statistics.median(r["ms"] for r in kept.values()) / 1e3 if kept else 0
     useful = sum(r["ms"] for r in kept.values()) / 1e3
     wall = t_end - t0
     rows = []
-    for i, inj in enumerate(injections):
-        # The attempt it ended: the first restart record that ended after it.
+    for inj in injections:
+        # The attempt it ended: the first restart record that ended after it; the attempt that went
+        # on: the first resume after that.
         rec = next((r for r in restarts if r.get("ended_unix", 0) >= inj["unix"]), None)
         if rec is None:
             continue
-        n = rec["restart"]
-        resume = resumes[n - 1] if n - 1 < len(resumes) else None
+        n = next((i for i in range(1, len(segments)) if segments[i][0].get("unix", 0) >= rec["ended_unix"]), None)
+        resume = segments[n][0] if n is not None else None
         detection = rec["ended_unix"] - inj["unix"]
-        restart = resume["unix"] - rec["ended_unix"] if resume and "unix" in resume else None
-        redone = attempt_last.get(n - 1, -1) + 1 - resume["step"] if resume else None
+        restart = resume["unix"] - rec["ended_unix"] if resume else None
+        redone = max(0, segments[n - 1][1] + 1 - resume["step"]) if resume else None
         recompute = redone * step_s if redone is not None else None
         rows.append({"kind": inj["kind"], "detection_s": detection, "restart_s": restart, "redone_steps": redone,
                      "recompute_s": recompute, "tier": resume.get("tier", "durable") if resume else None})
