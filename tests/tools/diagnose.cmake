@@ -58,7 +58,7 @@ file(WRITE ${WORK_DIR}/bad.jsonl [=[{"kind":"train","step":0,"samples":"a0"}
 run(bad ${DIAGNOSE} --samples ${WORK_DIR}/bad.jsonl --reference ${WORK_DIR}/ref.jsonl)
 expect_rc(bad 2 "samples trained twice, never, and otherwise")
 expect_match(bad "step 2 trained the samples of step 1 again" "twice")
-expect_match(bad "steps 3 were never trained: their samples are lost" "never")
+expect_match(bad "step 3 was never trained: its samples are lost" "never")
 expect_match(bad "step 4 trained other samples than the reference" "other samples")
 
 # A hang only the launcher saw (watchdogs off): its record says which limit.
