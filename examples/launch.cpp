@@ -140,6 +140,7 @@ struct Clues {
   bool died = false;  // a rank was killed by a signal: the surest cause
   int signal = 0;     // which, when the launcher said
   bool slurm_seen = false;
+  bool hang_seen = false;  // a rank's watchdog declared a hang: kills reported after it are its teardown
   std::string line;
 
   void scan(const std::string& text) {
@@ -150,19 +151,21 @@ struct Clues {
     static const std::regex watchdog(R"(tessera: watchdog: rank ([0-9]+) on (\S+) )");
     if (died) return;
     std::smatch m;
-    if (std::regex_search(text, m, ompi_signal)) {
+    if (std::regex_search(text, m, watchdog)) {
+      hang_seen = true;
+      if (rank < 0) set(std::stoi(m[1]), m[2], false, text);
+    } else if (std::regex_search(text, m, ompi_signal)) {
+      if (hang_seen) return;  // a rank's watchdog fired first: this kill is the teardown its abort started
       set(std::stoi(m[1]), m[2], true, text);
       signal = std::stoi(m[3]);
     } else if (std::regex_search(text, m, slurm_task)) {
       // srun reports every task; the first report is the cause, and tasks killed after another
-      // one exited with an error are its teardown's victims.
-      if (slurm_seen) return;
+      // one exited with an error, or after a rank's watchdog fired, are the teardown's victims.
+      if (slurm_seen || hang_seen) return;
       slurm_seen = true;
       bool exited = m[3].str().find("Exited with exit code") != std::string::npos;
       set(std::stoi(m[2]), m[1], !exited, text);
       if (!exited) signal = signal_from_text(m[3]);
-    } else if (rank < 0 && std::regex_search(text, m, watchdog)) {
-      set(std::stoi(m[1]), m[2], false, text);
     } else if (rank < 0 && (std::regex_search(text, m, mpi_abort) || std::regex_search(text, m, ompi_process))) {
       set(std::stoi(m[1]), "", false, text);
     }

@@ -1,5 +1,5 @@
-# Stragglers: one of four data-parallel ranks, slowed from outside (stopped for 95 ms of every
-# 100 ms from step 10 to step 40), is named with its host and slowdown within 40 steps of the
+# Stragglers: one of four data-parallel ranks, slowed from outside (stopped for 190 ms of every
+# 200 ms from step 10 to step 40), is named with its host and slowdown within 40 steps of the
 # slowing, no other rank is named, and its recovery is reported once it runs freely again; a run
 # where no rank is slowed names none. Compute times exclude waiting in collectives and are compared
 # with the median of the other ranks, window by window with hysteresis, so the load other tests put
@@ -24,7 +24,7 @@ expect_match(even "stragglers: compute times compared every 8 steps" "the stragg
 set(fail ${WORK_DIR}/slow_failures)
 file(MAKE_DIRECTORY ${fail})
 set(ENV{TESSERA_FAILURE_DIR} ${fail})
-run(slow ${INJECT} ${fail} 0 2 10 slow:95:100:40 -- ${MPI4} ${TRAIN} ${RUN} --steps 72 --log ${WORK_DIR}/slow.jsonl)
+run(slow ${INJECT} ${fail} 0 2 10 slow:190:200:40 -- ${MPI4} ${TRAIN} ${RUN} --steps 72 --log ${WORK_DIR}/slow.jsonl)
 unset(ENV{TESSERA_FAILURE_DIR})
 expect_rc(slow 0 "four ranks, rank 2 slowed")
 log_records(${WORK_DIR}/slow.jsonl straggler named)

@@ -11,6 +11,7 @@ fault_test_setup()
 set(ckpt ${WORK_DIR}/ckpt)
 set(ENV{PATH} "${BINARY_DIR}:$ENV{PATH}")
 set(ENV{CKPT} ${ckpt})
+set(ENV{LOCAL_CKPT} ${WORK_DIR}/local)  # wiped with WORK_DIR: the test cluster reuses job ids
 set(ENV{NODES} 1)
 set(ENV{TASKS_PER_NODE} 2)
 set(ENV{SRUN_EXTRA} --overcommit)

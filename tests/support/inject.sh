@@ -48,14 +48,17 @@ while kill -0 "$job" 2>/dev/null; do
         stop_ms=$(echo "$action" | cut -d: -f2) period_ms=$(echo "$action" | cut -d: -f3)
         until=$(echo "$action" | cut -d: -f4)
         run_s=$(awk "BEGIN { print ($period_ms - $stop_ms) / 1000 }") stop_s=$(awk "BEGIN { print $stop_ms / 1000 }")
+        # The step check runs while the rank is stopped, so that on a loaded machine the time it
+        # takes does not lengthen the rank's running share.
         while kill -STOP "$pid" 2>/dev/null; do
-          sleep "$stop_s"
-          kill -CONT "$pid" 2>/dev/null || break
-          sleep "$run_s"
           if [ -n "$until" ] && [ "$(field step "$beat")" -ge "$until" ] 2>/dev/null; then
+            kill -CONT "$pid" 2>/dev/null
             date +%s.%N >> "$faildir/injected.txt"
             break
           fi
+          sleep "$stop_s"
+          kill -CONT "$pid" 2>/dev/null || break
+          sleep "$run_s"
         done ;;
       signal:*)
         kill -"$(echo "$action" | cut -d: -f2)" "$job"

@@ -30,11 +30,11 @@ file(WRITE ${WORK_DIR}/run/train.jsonl [=[{"kind":"train","step":0,"loss":5.0,"m
 ]=])
 run(d ${DIAGNOSE} ${WORK_DIR}/run)
 expect_rc(d 0 "tessera-diagnose")
-expect_match(d "2 attempts, 1 failure, finished, 14.0 s lost; effective training time 50.0%" "the summary")
+expect_match(d "2 attempts, 1 failure, finished, 13.8 s lost; effective training time 50.0%" "the summary (the split, not the launcher's 14.0 s)")
 expect_match(d "failure 1 \\(attempt 0\\): rank 0 on node1 hung in train step at step 5 \\(in its own work, not in a collective\\)"
              "the rank stuck in its own work, not the one waiting for it")
 expect_match(d "rank 1 was waiting in all_reduce\\(dp\\)" "its waiting peer")
-expect_match(d "time lost 14.0 s: detection 11.0 s, restart 2.5 s, recomputation 0.3 s \\(3 steps redone\\)" "the split")
+expect_match(d "time lost 13.8 s: detection 11.0 s, restart 2.5 s, recomputation 0.3 s \\(3 steps redone\\)" "the split")
 expect_match(d "straggler: rank 1 on node2 computed 1.70x slower than its peers from step 1 \\(still slow at the end\\)"
              "the straggler")
 
