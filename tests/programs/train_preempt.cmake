@@ -57,7 +57,11 @@ endif()
 # --- Ctrl-C twice on one process: it exits at once, leaving no temporary checkpoint directory.
 set(ckpt2 ${WORK_DIR}/ckpt2)
 set(ENV{TESSERA_FAILURE_DIR} ${WORK_DIR}/fail2)
-run(twice ${INJECT} ${WORK_DIR}/fail2 0 0 10 signal:INT:INT -- ${TRAIN} ${MODEL} --checkpoint-dir ${ckpt2} --checkpoint-every 1)
+# Longer steps (B = 16 x T = 128), and the second signal 0.2 s after the first: two signals close
+# together can merge into one while the process waits for a loaded CPU, and the first must still be
+# finishing its step when the second comes.
+run(twice ${INJECT} ${WORK_DIR}/fail2 0 0 10 signal:INT:INT:0.2 -- ${TRAIN} ${MODEL} --batch-size 16 --seq-len 128
+    --checkpoint-dir ${ckpt2} --checkpoint-every 1)
 expect_rc(twice 130 "two SIGINTs")
 expect_match(twice "SIGINT: finishing the step in progress" "the first SIGINT")
 expect_match(twice "second signal \\(SIGINT\\): exiting now without saving" "the second SIGINT")

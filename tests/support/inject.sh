@@ -10,7 +10,7 @@
 #   freeze              SIGSTOP the rank (it never runs again: mpirun's teardown kills it)
 #   slow:STOP_MS:PERIOD_MS[:UNTIL]   SIGSTOP it for STOP_MS of every PERIOD_MS until it reaches
 #                       step UNTIL (or exits)
-#   signal:SIG[:SIG2]   send SIG (and SIG2 right after) to COMMAND itself (the launcher)
+#   signal:SIG[:SIG2[:GAP]]   send SIG (and SIG2 GAP seconds later, default 0.05) to COMMAND itself
 # The time of the injection (seconds since the epoch) is appended to FAILDIR/injected.txt. Exits
 # with COMMAND's exit code; COMMAND's output passes through.
 set -u
@@ -62,8 +62,8 @@ while kill -0 "$job" 2>/dev/null; do
         done ;;
       signal:*)
         kill -"$(echo "$action" | cut -d: -f2)" "$job"
-        second=$(echo "$action" | cut -d: -f3)
-        [ -n "$second" ] && sleep 0.05 && kill -"$second" "$job" ;;
+        second=$(echo "$action" | cut -d: -f3) gap=$(echo "$action" | cut -d: -f4)
+        [ -n "$second" ] && sleep "${gap:-0.05}" && kill -"$second" "$job" ;;
     esac
     break
   fi
