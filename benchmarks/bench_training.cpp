@@ -21,7 +21,7 @@ namespace tessera::program {
 namespace {
 
 // Every (tp, pp) that divides the world, with enough microbatches to keep a pipeline busy.
-std::vector<ParallelLayout> default_layouts(int world, const GPT2Config& config) {
+std::vector<ParallelLayout> default_layouts(int world, const ModelConfig& config) {
   std::vector<ParallelLayout> out;
   for (int tp = 1; tp <= world; tp *= 2)
     for (int pp = 1; tp * pp <= world; pp *= 2) {
@@ -72,7 +72,7 @@ int bench(int argc, char** argv) {
   options.announce = lead;
   Context ctx(options);
   std::unique_ptr<Communicator> world = make_communicator(ctx);
-  const GPT2Config config = GPT2Config::preset(model);
+  const ModelConfig config = ModelConfig::preset(model);
   if (seq_len > config.max_seq_len) throw config_error("--seq-len exceeds the model's context");
 
   std::vector<ParallelLayout> layouts;
@@ -135,7 +135,7 @@ int bench(int argc, char** argv) {
     r.median_ms = times[times.size() / 2] * 1e3;
     const double tokens_per_step = double(n) * l.microbatches * l.dp;
     r.tokens_per_s = tokens_per_step / (r.median_ms / 1e3);
-    r.mfu = peak > 0 ? trainer.model().flops_per_token_palm(seq_len) * r.tokens_per_s / peak : 0.0;
+    r.mfu = peak > 0 ? config.flops_per_token(seq_len) * r.tokens_per_s / peak : 0.0;
     r.bubble = trainer.bubble_fraction();
     r.optimizer_bytes = trainer.optimizer()->state_bytes();
     if (lead) {

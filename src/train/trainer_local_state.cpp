@@ -13,7 +13,7 @@ namespace tessera {
 
 namespace {
 
-std::vector<Tensor> state_tensors(GPT2& model, DistributedAdamW& optimizer) {
+std::vector<Tensor> state_tensors(Model& model, DistributedAdamW& optimizer) {
   std::vector<Tensor> parts = {model.param_buffer()};
   for (const Tensor& t : {optimizer.master(), optimizer.m(), optimizer.v()})
     if (!t.empty()) parts.push_back(t);
@@ -23,10 +23,8 @@ std::vector<Tensor> state_tensors(GPT2& model, DistributedAdamW& optimizer) {
 }  // namespace
 
 std::string Trainer::local_state_layout() const {
-  const GPT2Config& c = model_->config();
   const ParallelLayout l = grid_ ? grid_->layout() : ParallelLayout{};
-  std::string s = fmt::format("model L{} H{} C{} V{} T{}, {}, ", c.n_layer, c.n_head, c.n_embd, c.vocab_size, c.max_seq_len,
-                              dtype_name(model_->dtype()));
+  std::string s = fmt::format("model {}, {}, ", model_->config().to_json(), dtype_name(model_->dtype()));
   s += grid_ ? fmt::format("{} of {} ranks, rank {} (tp {}, pp {}, dp {})", l.describe(), grid_->world_size(),
                            grid_->world_rank(), grid_->tp_rank(), grid_->pp_rank(), grid_->dp_rank())
              : std::string("one process");

@@ -62,7 +62,7 @@ TEST_CASE("local tier: a shard file checks every byte", "[resilience][local]") {
 
 TEST_CASE("local tier: a trainer's state restored continues bitwise; another layout is refused", "[resilience][local]") {
   Context& ctx = test::cpu_context();
-  const GPT2Config config = GPT2Config::custom(2, 2, 16, 50, 16);
+  const ModelConfig config = ModelConfig::gpt2(2, 2, 16, 50, 16);
   TrainerOptions options;
   options.batch_size = 2;
   options.seq_len = 8;
