@@ -101,7 +101,11 @@ expect_refused("--fault corrupt:step=2[^\n]*no checkpoint is saved at step 2" ${
 # --eval-batches against the validation data: an evaluation must not read a batch twice.
 expect_refused("--eval-batches 100000: the validation data [^\n]*holds [0-9]+ batches" ${TRAIN} ${data} --eval-batches 100000)
 # The other programs.
+expect_refused("--straggler-slowdown 1: must be > 1" ${TRAIN} ${data} --straggler-slowdown 1)
+expect_refused("--on-save-error 'retry': must be one of continue, stop" ${TRAIN} ${data} --on-save-error retry)
+expect_refused("--local-checkpoint-every needs --local-checkpoint-dir" ${TRAIN} ${data} --local-checkpoint-every 2)
 expect_refused("--max-restarts -1: must be >= 0" ${LAUNCH} --max-restarts -1 -- true)
+expect_refused("--heartbeat-timeout -1: must be >= 0" ${LAUNCH} --heartbeat-timeout -1 -- true)
 expect_refused("--restart-delay: 'inf' is not a finite number" ${LAUNCH} --restart-delay inf -- true)
 expect_refused("--no-restart-codes: '0' is not an exit code" ${LAUNCH} --no-restart-codes 0 -- true)
 expect_refused("--val-fraction 1.5: must be > 0 and < 1" ${PREPARE} --val-fraction 1.5 --out ${WORK_DIR}/x ${WORK_DIR}/small.txt)
