@@ -510,7 +510,7 @@ int launch(const LaunchOptions& o, const std::vector<std::string>& command) {
   const std::set<int> final_codes = parse_code_list(o.no_restart);
   MetricsLog log;
   if (!o.log_path.empty()) {
-    program::check_output_file("--log", o.log_path);
+    program::check_log_file("--log", o.log_path);
     log = MetricsLog(o.log_path, /*append=*/true);
   }
   if (!o.checkpoint_dir.empty()) {

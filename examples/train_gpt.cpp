@@ -631,7 +631,7 @@ std::string job_name() {
 CheckpointDirLock check_outputs(const TrainArgs& a, const ModelConfig& config, Context& ctx, Communicator& world, bool lead) {
   CheckpointDirLock lock;
   check_on_every_rank(ctx, world, [&] {
-    if (lead && !a.log.empty()) check_output_file("--log", a.log);
+    if (lead && !a.log.empty()) check_log_file("--log", a.log);
     if (lead && !a.export_dir.empty()) check_creatable_dir("--export", a.export_dir);
     if (!a.checkpoint_dir.empty()) {
       // Rank 0 needs room for the whole checkpoint (a shared file system); every other rank for its

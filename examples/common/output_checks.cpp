@@ -70,6 +70,18 @@ void check_output_file(const std::string& flag, const std::string& path) {
     refuse(flag, path, "cannot create files in " + dir + ": " + why, "choose a writable location");
 }
 
+void check_log_file(const std::string& flag, const std::string& path) {
+  std::error_code ec;
+  if (path.empty()) refuse(flag, "''", "an empty path", "give a file name");
+  const std::string dir = parent_of(path);
+  if (fs::is_directory(dir, ec)) return check_output_file(flag, path);
+  const std::string existing = nearest_existing(dir);
+  if (!fs::is_directory(existing, ec))
+    refuse(flag, path, existing + " is not a directory, so " + dir + " cannot be created", "choose another path");
+  if (std::string why = probe_writable(existing); !why.empty())
+    refuse(flag, path, "cannot create " + dir + " in " + existing + ": " + why, "choose a writable location");
+}
+
 void check_output_dir(const std::string& flag, const std::string& path, uint64_t bytes_needed) {
   std::error_code ec;
   if (path.empty()) refuse(flag, "''", "an empty path", "give a directory");

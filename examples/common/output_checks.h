@@ -14,6 +14,11 @@ namespace tessera::program {
 // and takes new files (a probe file is created and removed).
 void check_output_file(const std::string& flag, const std::string& path);
 
+// A log file (MetricsLog), whose missing directory is created when it is opened (a log beside
+// checkpoints that do not exist yet): as check_output_file, except that the directory need only be
+// creatable (its nearest existing ancestor a directory that takes new files). Creates nothing.
+void check_log_file(const std::string& flag, const std::string& path);
+
 // A directory the program will write into: created if missing (with its parents), a directory,
 // and it takes new files; with bytes_needed > 0, its file system has that much free space.
 void check_output_dir(const std::string& flag, const std::string& path, uint64_t bytes_needed = 0);
