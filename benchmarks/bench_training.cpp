@@ -35,6 +35,39 @@ std::vector<ParallelLayout> default_layouts(int world, const GPT2Config& config)
   return out;
 }
 
+// GEMM FLOPs of one rank's step: every linear layer (four per block, and the tied lm head) runs
+// three GEMMs of 2*N*C_in*C_out (forward, input gradient, weight gradient). Only for layouts
+// without pipeline stages, where every rank holds every layer.
+double gemm_flops_per_rank(const GPT2Config& c, const ParallelLayout& l, size_t tokens_per_microbatch) {
+  const double C = c.n_embd, per_token = (12.0 * c.n_layer * C * C + C * c.padded_vocab_size) / l.tp;
+  return 6.0 * per_token * double(tokens_per_microbatch) * l.microbatches;
+}
+
+// Per-op breakdown of the timed steps (rank 0), and the share of the peak the GEMMs reached.
+void print_op_profile(const OpProfile& profile, int steps, double median_ms, const GPT2Config& config,
+                      const ParallelLayout& l, size_t tokens_per_microbatch, double peak_per_rank) {
+  std::vector<OpProfile::Entry> entries = profile.entries();
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.seconds > b.seconds; });
+  const double step_ms = 1e3 * profile.total_seconds() / steps;
+  std::printf("#   %-32s %8s %10s %8s\n", "op", "calls", "ms/step", "share");
+  double gemm_s = 0.0;
+  for (const OpProfile::Entry& e : entries) {
+    const double ms = 1e3 * e.seconds / steps;
+    std::printf("    %-32s %8lld %10.2f %7.1f%%\n", e.op.c_str(), static_cast<long long>(e.calls / steps), ms,
+                100.0 * ms / median_ms);
+    if (e.op.rfind("matmul_", 0) == 0) gemm_s += e.seconds;
+  }
+  std::printf("    %-32s %8s %10.2f %7.1f%%  (outside kernels: communication, host work)\n", "(other)", "",
+              median_ms - step_ms, 100.0 * (median_ms - step_ms) / median_ms);
+  if (l.pp == 1 && gemm_s > 0) {
+    const double gflops = gemm_flops_per_rank(config, l, tokens_per_microbatch) * steps / gemm_s / 1e9;
+    std::printf("#   GEMMs (matmul_*): %.1f GFLOP/s per rank", gflops);
+    if (peak_per_rank > 0) std::printf(" = %.1f%% of the %.1f GFLOP/s peak", 100.0 * gflops * 1e9 / peak_per_rank,
+                                       peak_per_rank / 1e9);
+    std::printf("\n");
+  }
+}
+
 struct Result {
   ParallelLayout layout;
   double median_ms = 0, tokens_per_s = 0, mfu = 0, bubble = 0;
@@ -46,6 +79,7 @@ int bench(int argc, char** argv) {
   std::string model = "tiny", layouts_text, json, device = "auto", precision = "auto";
   int batch_size = 8, seq_len = 128, warmup = 2, steps = 8, threads = 0;
   double peak_tflops = 0;
+  bool profile_ops = false;
   FlagParser p("tessera-bench-training", "mpirun -np N tessera-bench-training [flags]");
   p.add("model", &model, "model preset");
   p.add("batch-size", &batch_size, "sequences per microbatch per data-parallel rank");
@@ -57,6 +91,7 @@ int bench(int argc, char** argv) {
   p.add("device", &device, "auto, cpu or cuda");
   p.add("precision", &precision, "auto, f32 or bf16");
   p.add("threads", &threads, "CPU threads per rank (0: cores / ranks per node)");
+  p.add("profile-ops", &profile_ops, "print each kernel's share of a step (rank 0; GPU ops are synchronized)");
   p.add("json", &json, "write one JSON line per layout to this file (rank 0)");
   if (!p.parse(argc, argv)) return 0;
   if (steps < 1 || warmup < 0) throw config_error("--steps must be >= 1 and --warmup >= 0");
@@ -70,6 +105,7 @@ int bench(int argc, char** argv) {
   options.local_size = launch.local_size;
   options.cpu_threads = threads;
   options.announce = lead;
+  options.profile_ops = profile_ops;
   Context ctx(options);
   std::unique_ptr<Communicator> world = make_communicator(ctx);
   const GPT2Config config = GPT2Config::preset(model);
@@ -121,6 +157,7 @@ int bench(int argc, char** argv) {
     }
     std::vector<double> times;
     for (int s = 0; s < warmup + steps; ++s) {
+      if (s == warmup && ctx.op_profile()) ctx.op_profile()->clear();
       world->barrier();
       auto t0 = std::chrono::steady_clock::now();
       trainer.step(token_ptrs, target_ptrs, 1e-4f);
@@ -150,6 +187,7 @@ int bench(int argc, char** argv) {
                     .add("mfu", r.mfu)
                     .add("bubble", r.bubble)
                     .add("optimizer_bytes", int64_t(r.optimizer_bytes)));
+      if (ctx.op_profile()) print_op_profile(*ctx.op_profile(), steps, r.median_ms, config, l, n, peak / world->size());
     }
   }
   return 0;

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "tessera/dtype.h"
+#include "tessera/op_profile.h"
 
 namespace tessera {
 
@@ -27,6 +28,8 @@ struct ContextOptions {
   // CUDA attention: use cuDNN's fused flash attention where it applies (bf16, head size
   // a multiple of 8 up to 128); false forces the plain CUDA kernels.
   bool use_cudnn_attention = true;
+  // Time every kernel call (ops::) into op_profile(): the per-op breakdown of a step.
+  bool profile_ops = false;
 };
 
 namespace detail {
@@ -53,6 +56,9 @@ class Context {
   // The CUDA device ordinal in use, or -1 on the CPU backend.
   int gpu_ordinal() const { return gpu_ordinal_; }
 
+  // The per-op wall times since the last clear(); null unless ContextOptions::profile_ops.
+  OpProfile* op_profile() const { return op_profile_.get(); }
+
   // Waits for all work queued on this context's streams.
   void synchronize() const;
 
@@ -68,6 +74,7 @@ class Context {
   double peak_flops_ = 0.0;
   int gpu_ordinal_ = -1;
   std::unique_ptr<detail::CudaResources, void (*)(detail::CudaResources*)> cuda_;
+  std::unique_ptr<OpProfile> op_profile_;
 };
 
 }  // namespace tessera

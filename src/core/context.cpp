@@ -35,6 +35,7 @@ Context::Context(const ContextOptions& options) : options_(options), cuda_(nullp
       fallback_reason_ = probe.failure;
     }
   }
+  if (options.profile_ops) op_profile_ = std::make_unique<OpProfile>();
   if (device_ == Device::cpu) {
     description_ = "CPU (" + std::to_string(cpu_threads_) + " threads)";
   }

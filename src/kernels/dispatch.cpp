@@ -1,5 +1,7 @@
 // The one place that chooses a backend, and the one place shapes and dtypes are checked.
+#include <chrono>
 #include <string>
+#include <type_traits>
 
 #include "kernels/ops.h"
 #include "tessera/error.h"
@@ -58,10 +60,36 @@ void expect_same_dtype(const char* op, const Tensor& a, const char* an, const Te
 }  // namespace
 
 #if TESSERA_WITH_CUDA
-#define TESSERA_DISPATCH(ctx, op, ...) ((ctx).on_gpu() ? cuda::op(ctx, __VA_ARGS__) : cpu::op(ctx, __VA_ARGS__))
+#define TESSERA_BACKEND_CALL(ctx, op, ...) ((ctx).on_gpu() ? cuda::op(ctx, __VA_ARGS__) : cpu::op(ctx, __VA_ARGS__))
 #else
-#define TESSERA_DISPATCH(ctx, op, ...) cpu::op(ctx, __VA_ARGS__)
+#define TESSERA_BACKEND_CALL(ctx, op, ...) cpu::op(ctx, __VA_ARGS__)
 #endif
+
+namespace {
+
+// Runs one kernel call, timed into the context's op profile when there is one.
+template <class Call>
+auto profiled(Context& ctx, const char* op, Call&& call) {
+  OpProfile* profile = ctx.op_profile();
+  if (!profile) return call();
+  ctx.synchronize();
+  const auto start = std::chrono::steady_clock::now();
+  auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+  if constexpr (std::is_void_v<decltype(call())>) {
+    call();
+    ctx.synchronize();
+    profile->add(op, seconds());
+  } else {
+    auto result = call();
+    ctx.synchronize();
+    profile->add(op, seconds());
+    return result;
+  }
+}
+
+}  // namespace
+
+#define TESSERA_DISPATCH(ctx, op, ...) profiled(ctx, #op, [&] { return TESSERA_BACKEND_CALL(ctx, op, __VA_ARGS__); })
 
 namespace ops {
 
