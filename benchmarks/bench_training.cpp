@@ -44,7 +44,7 @@ double gemm_flops_per_rank(const GPT2Config& c, const ParallelLayout& l, size_t 
 }
 
 // Per-op breakdown of the timed steps (rank 0), and the share of the peak the GEMMs reached.
-void print_op_profile(const OpProfile& profile, int steps, double median_ms, const GPT2Config& config,
+void print_op_profile(const OpProfile& profile, int steps, double mean_ms, const GPT2Config& config,
                       const ParallelLayout& l, size_t tokens_per_microbatch, double peak_per_rank) {
   std::vector<OpProfile::Entry> entries = profile.entries();
   std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.seconds > b.seconds; });
@@ -54,11 +54,12 @@ void print_op_profile(const OpProfile& profile, int steps, double median_ms, con
   for (const OpProfile::Entry& e : entries) {
     const double ms = 1e3 * e.seconds / steps;
     std::printf("    %-32s %8lld %10.2f %7.1f%%\n", e.op.c_str(), static_cast<long long>(e.calls / steps), ms,
-                100.0 * ms / median_ms);
+                100.0 * ms / mean_ms);
     if (e.op.rfind("matmul_", 0) == 0) gemm_s += e.seconds;
   }
   std::printf("    %-32s %8s %10.2f %7.1f%%  (outside kernels: communication, host work)\n", "(other)", "",
-              median_ms - step_ms, 100.0 * (median_ms - step_ms) / median_ms);
+              mean_ms - step_ms, 100.0 * (mean_ms - step_ms) / mean_ms);
+  std::printf("#   shares of the mean step, %.1f ms\n", mean_ms);
   if (l.pp == 1 && gemm_s > 0) {
     const double gflops = gemm_flops_per_rank(config, l, tokens_per_microbatch) * steps / gemm_s / 1e9;
     std::printf("#   GEMMs (matmul_*): %.1f GFLOP/s per rank", gflops);
@@ -70,7 +71,7 @@ void print_op_profile(const OpProfile& profile, int steps, double median_ms, con
 
 struct Result {
   ParallelLayout layout;
-  double median_ms = 0, tokens_per_s = 0, mfu = 0, bubble = 0;
+  double median_ms = 0, mean_ms = 0, tokens_per_s = 0, mfu = 0, bubble = 0;
   size_t optimizer_bytes = 0;
 };
 
@@ -170,6 +171,7 @@ int bench(int argc, char** argv) {
     Result r;
     r.layout = l;
     r.median_ms = times[times.size() / 2] * 1e3;
+    for (double t : times) r.mean_ms += t * 1e3 / double(times.size());
     const double tokens_per_step = double(n) * l.microbatches * l.dp;
     r.tokens_per_s = tokens_per_step / (r.median_ms / 1e3);
     r.mfu = peak > 0 ? trainer.model().flops_per_token_palm(seq_len) * r.tokens_per_s / peak : 0.0;
@@ -187,7 +189,7 @@ int bench(int argc, char** argv) {
                     .add("mfu", r.mfu)
                     .add("bubble", r.bubble)
                     .add("optimizer_bytes", int64_t(r.optimizer_bytes)));
-      if (ctx.op_profile()) print_op_profile(*ctx.op_profile(), steps, r.median_ms, config, l, n, peak / world->size());
+      if (ctx.op_profile()) print_op_profile(*ctx.op_profile(), steps, r.mean_ms, config, l, n, peak / world->size());
     }
   }
   return 0;

@@ -105,3 +105,36 @@ TEST_CASE("matmul: backward matches finite differences; dweight and dbias accumu
     CHECK(test::download(ctx, dw2.tensor) == test::download(ctx, dw_t.tensor));
   }
 }
+
+TEST_CASE("matmul: forward and backward do not depend on the thread count", "[kernels][matmul]") {
+  // Shapes that cut into many tiles both ways (rows for the forward and dinp, output rows of
+  // dweight beyond 256, where OpenBLAS's sums depend on the extent of the call), with the fused
+  // bias + GELU epilogue.
+  const int64_t N = 300, C = 70, OC = 530;
+  auto inp = test::random_uniform(size_t(N * C), 81);
+  auto w = test::random_uniform(size_t(OC * C), 82);
+  auto b = test::random_uniform(size_t(OC), 83);
+  auto dout = test::random_uniform(size_t(N * OC), 84);
+  auto run = [&](Context& ctx) {
+    auto inp_t = test::upload(ctx, inp, {N, C});
+    auto w_t = test::upload(ctx, w, {OC, C});
+    auto b_t = test::upload(ctx, b, {OC});
+    auto dout_t = test::upload(ctx, dout, {N, OC});
+    auto out = test::poisoned(ctx, {N, OC}), pre = test::poisoned(ctx, {N, OC});
+    ops::matmul_forward(ctx, out.tensor, pre.tensor, inp_t.tensor, w_t.tensor, b_t.tensor, Epilogue::gelu);
+    auto dinp = test::poisoned(ctx, {N, C});
+    auto dw = test::upload(ctx, w, {OC, C});
+    auto db = test::upload(ctx, b, {OC});
+    ops::matmul_backward(ctx, dinp.tensor, dw.tensor, db.tensor, dout_t.tensor, inp_t.tensor, w_t.tensor);
+    std::vector<float> all;
+    for (auto* t : {&out.tensor, &pre.tensor, &dinp.tensor, &dw.tensor, &db.tensor}) {
+      auto part = test::download(ctx, *t);
+      all.insert(all.end(), part.begin(), part.end());
+    }
+    return all;
+  };
+  auto two = run(test::cpu_context());
+  std::vector<float> one;
+  test::with_one_thread([&](Context& single) { one = run(single); });
+  CHECK(test::bitwise_equal(one, two));
+}

@@ -1,0 +1,37 @@
+// Single-precision GEMM on tessera's own OpenMP team (used by the CPU kernels, not an op).
+//
+// One thread pool: the BLAS runs single-threaded (the Context pins it to one thread) and each
+// OpenMP thread calls it on its own slab of the output. Measured on the 2-core development
+// machine (benchmarks/RESULTS.md), OpenBLAS's pthread pool spinning against OpenMP's made the
+// model's GEMMs 1.5-2x slower than this, and whole steps several times slower; OpenBLAS built for
+// OpenMP was slower still on these small shapes, and its openblas_set_num_threads() resizes the
+// caller's OpenMP team. The output is cut into tiles that depend on the shape alone, each one BLAS
+// call over the whole K, so results do not depend on the thread count.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include "tessera/context.h"
+
+namespace tessera::cpu {
+
+struct Gemm {
+  bool trans_a = false, trans_b = false;  // row-major A (M,K) or A^T stored (K,M); likewise B (K,N)
+  int64_t M = 0, N = 0, K = 0;
+  const float* a = nullptr;
+  int64_t lda = 0;
+  const float* b = nullptr;
+  int64_t ldb = 0;
+  float beta = 0.0f;  // C = A B + beta C
+  float* c = nullptr;
+  int64_t ldc = 0;
+};
+
+// Runs on the calling thread, on rows [m0, m1) and columns [n0, n1) of C, right after they are
+// computed (while they are in cache): a fused epilogue such as bias + GELU.
+using GemmEpilogue = std::function<void(int64_t m0, int64_t m1, int64_t n0, int64_t n1)>;
+
+void gemm(const Context& ctx, const Gemm& g, const GemmEpilogue& epilogue = nullptr);
+
+}  // namespace tessera::cpu
