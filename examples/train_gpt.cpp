@@ -281,261 +281,377 @@ StepStats poisoned_step(Trainer& trainer, DataLoader& loader) {
   return s;
 }
 
+// One tessera-train job on this rank: everything built and checked at start (the constructor), then
+// resume(), train(), summarize(), sample_and_export(). Members are built in declaration order.
+class TrainingRun {
+ public:
+  TrainingRun(const TrainArgs& args, MpiSession& mpi);
+
+  void print_setup();
+  // Continues from the newest valid checkpoint (--resume auto) or starts afresh; opens the log.
+  void resume();
+  // Steps until --steps, each followed by the commit of a finished save, the non-finite policy,
+  // the progress line and log record, an evaluation and a save when due.
+  void train();
+  // Completes the save in flight; the end-of-run figures on the terminal and in the log.
+  void summarize();
+  // Text sampled and the Hugging Face export, on rank 0 from the whole model.
+  void sample_and_export();
+
+ private:
+  StepStats run_step(int step, float lr);
+  // --on-nan for a step whose loss was not finite: training goes on from `step` (a skip or a
+  // rollback moved it), or it stops with an exception.
+  void handle_nonfinite(int& step, const StepStats& stats);
+  void report_step(int step, float lr, const StepStats& stats, double seconds);
+  void maybe_evaluate(int step);
+  void save_if_due(int steps_done);
+  GPT2* whole_model(std::unique_ptr<GPT2>& assembled);  // null on ranks other than 0
+  void print_sample(GPT2& whole);
+
+  const TrainArgs& a_;
+  MpiSession& mpi_;
+  const bool lead_;
+  const GPT2Config config_;
+  const ParallelLayout requested_;
+  const FaultInjector faults_;
+  Context ctx_;
+  std::unique_ptr<Communicator> world_;
+  ProcessGrid grid_;
+  const ParallelLayout& layout_;
+  const int B_, T_;
+  DataLoader train_loader_;
+  const std::string val_path_;
+  std::unique_ptr<DataLoader> val_loader_;
+  Trainer trainer_;
+  GPT2& model_;
+  const LRSchedule schedule_;
+  Watchdog watchdog_;
+  MetricsLog log_;
+  Checkpointer checkpoints_;
+  const int64_t tokens_per_step_;
+
+  RunState run_;
+  double train_seconds_ = 0;
+  int steps_run_ = 0;
+  int injected_up_to_ = -1;   // faults act once per process, also when a rollback replays their step
+  int rolled_back_for_ = -1;  // the step whose non-finite loss caused the last rollback
+};
+
+GPT2Config checked_config(const TrainArgs& a) {
+  GPT2Config config = model_config(a);
+  config.validate();
+  validate(a, config);
+  return config;
+}
+
+ParallelLayout checked_layout(const TrainArgs& a, int world_size) {
+  ParallelLayout requested = parse_layout(a);
+  requested.resolved(world_size);  // a layout that does not fit fails before any work
+  return requested;
+}
+
+ContextOptions context_options(const TrainArgs& a, bool lead) {
+  LaunchInfo launch = detect_launch();
+  ContextOptions o;
+  o.device = parse_device(a.device);
+  o.cpu_threads = a.threads;
+  o.local_rank = launch.local_rank;
+  o.local_size = launch.local_size;
+  o.announce = lead;
+  return o;
+}
+
+TrainerOptions trainer_options(const TrainArgs& a) {
+  TrainerOptions o;
+  o.batch_size = a.batch_size;
+  o.seq_len = a.seq_len;
+  o.seed = uint64_t(a.seed);
+  o.adamw.beta1 = a.beta1;
+  o.adamw.beta2 = a.beta2;
+  o.adamw.weight_decay = a.weight_decay;
+  o.adamw.grad_clip = a.grad_clip;
+  return o;
+}
+
+ModelOptions model_options(const TrainArgs& a, const ProcessGrid& grid) {
+  ModelOptions o = parse_model_options(a);
+  o.grid = &grid;
+  return o;
+}
+
+LRSchedule lr_schedule(const TrainArgs& a) {
+  LRSchedule s;
+  s.max_lr = a.lr;
+  s.min_lr = a.min_lr;
+  s.warmup_steps = a.warmup;
+  s.total_steps = a.steps;
+  return s;
+}
+
+// One watchdog per rank: a step, evaluation or checkpoint that outlives --timeout is a hang. It
+// writes a failure report, aborts the world communicator (peers blocked on this rank fail too)
+// and exits with code 3, which tessera-launch restarts.
+WatchdogOptions watchdog_options(const TrainArgs& a, int rank, std::function<void()> abort_fn) {
+  WatchdogOptions o;
+  o.timeout_s = a.timeout;
+  o.report_dir = failure_report_dir(a);
+  o.rank = rank;
+  o.abort_fn = std::move(abort_fn);
+  return o;
+}
+
+TrainingRun::TrainingRun(const TrainArgs& args, MpiSession& mpi)
+    : a_(args),
+      mpi_(mpi),
+      lead_(mpi.rank() == 0),
+      config_(checked_config(args)),
+      requested_(checked_layout(args, mpi.world_size())),
+      faults_(FaultInjector::from_environment(args.fault)),
+      ctx_(context_options(args, lead_)),
+      world_(make_communicator(ctx_)),
+      grid_(*world_, requested_),
+      layout_(grid_.layout()),
+      B_(args.batch_size),
+      T_(args.seq_len),
+      train_loader_(args.data, B_, T_, config_.vocab_size, grid_.dp_rank(), layout_.dp),
+      val_path_(args.val_data.empty() ? default_val_path(args.data) : args.val_data),
+      val_loader_(val_path_.empty() ? nullptr
+                                    : std::make_unique<DataLoader>(val_path_, B_, T_, config_.vocab_size,
+                                                                   grid_.dp_rank(), layout_.dp)),
+      trainer_(ctx_, config_, trainer_options(args), model_options(args, grid_)),
+      model_(trainer_.model()),
+      schedule_(lr_schedule(args)),
+      watchdog_(watchdog_options(args, mpi.rank(), [this] { world_->abort(); })),
+      checkpoints_(trainer_, watchdog_, CheckpointPolicy{args.checkpoint_dir, args.checkpoint_every, args.keep}, faults_,
+                   log_, lead_),
+      tokens_per_step_(int64_t(B_) * T_ * layout_.microbatches * layout_.dp) {
+  if (!a_.init_from.empty()) import_gpt2_hf(model_, a_.init_from);
+}
+
+void TrainingRun::print_setup() {
+  std::printf("model: %s, %s, %s\n", config_.describe().c_str(), dtype_name(model_.dtype()),
+              a_.recompute == "full" ? "full recomputation" : "no recomputation");
+  std::printf("layout: %d ranks, %s, backend %s\n", grid_.world_size(), layout_.describe().c_str(), world_->backend());
+  if (layout_.pp > 1) std::printf("pipeline: %s\n", describe(trainer_.schedule()).c_str());
+  std::printf("data: %s (%lld tokens), validation: %s\n", a_.data.c_str(),
+              static_cast<long long>(train_loader_.total_tokens()), val_loader_ ? val_path_.c_str() : "none");
+  std::printf("batch: %d x %d tokens x %d microbatches x %d replicas = %lld tokens per step\n", B_, T_,
+              layout_.microbatches, layout_.dp, static_cast<long long>(tokens_per_step_));
+  std::printf("MFU convention: 6N + 12*L*C*T FLOPs per token (PaLM), against %s peak\n",
+              ctx_.peak_flops() > 0 ? "the GPUs' dense bf16" : "no known (CPU)");
+  if (checkpoints_.enabled())
+    std::printf("checkpoints: %s, %s, keep %d\n", a_.checkpoint_dir.c_str(),
+                a_.checkpoint_every > 0 ? ("every " + std::to_string(a_.checkpoint_every) + " steps").c_str() : "at the end",
+                a_.keep);
+  if (a_.timeout > 0) std::printf("failures: watchdog timeout %g s, on a non-finite loss %s\n", a_.timeout, a_.on_nan.c_str());
+  else std::printf("failures: watchdog off, on a non-finite loss %s\n", a_.on_nan.c_str());
+  for (const Fault& f : faults_.faults())
+    std::printf("fault injection: %s (this is attempt %d)\n", describe(f).c_str(), faults_.attempt());
+  std::fflush(stdout);
+}
+
+void TrainingRun::resume() {
+  std::optional<TrainingState> resumed;
+  if (a_.resume == "auto") resumed = checkpoints_.load_latest();
+  if (lead_ && !a_.log.empty()) log_ = MetricsLog(a_.log, /*append=*/resumed.has_value());  // a resumed job's log goes on
+  if (resumed) {
+    run_ = adopt(*resumed, train_loader_, JobClock::starting_now());
+    const std::string dir = checkpoints_.loaded_dir();
+    std::printf("resumed from %s at step %d\n", dir.c_str(), run_.step);
+    log_.write(MetricsRecord("resume").add("step", run_.step).add("dir", dir));
+  } else {
+    run_.clock = JobClock::starting_now();  // a fresh job starts its clock when training starts
+  }
+  std::fflush(stdout);
+  injected_up_to_ = run_.step - 1;
+}
+
+StepStats TrainingRun::run_step(int step, float lr) {
+  Watchdog::Scope scope = watchdog_.scope("train step", step);
+  bool poisoned = false;
+  if (step > injected_up_to_) {
+    injected_up_to_ = step;
+    faults_.maybe_inject(step, mpi_.rank());  // kill, hang and exit faults act here and do not return
+    poisoned = nan_fault_at(faults_, step);
+  }
+  StepStats stats = poisoned ? poisoned_step(trainer_, train_loader_) : trainer_.step(train_loader_, lr);
+  ctx_.synchronize();
+  return stats;
+}
+
+void TrainingRun::handle_nonfinite(int& step, const StepStats& stats) {
+  // Loss and gradient norm are the same on every rank, so every rank takes the same branch.
+  std::printf("step %5d/%d | loss %f, grad norm %f: non-finite (--on-nan %s)\n", step + 1, a_.steps, stats.loss,
+              stats.grad_norm, a_.on_nan.c_str());
+  std::fflush(stdout);
+  if (a_.on_nan == "skip") {
+    ++run_.skipped;
+    log_.write(MetricsRecord("skipped_step").add("step", step).add("loss", double(stats.loss))
+                   .add("skipped_steps", run_.skipped));
+    run_.step = ++step;
+    save_if_due(step);
+    return;
+  }
+  if (a_.on_nan == "rollback" && rolled_back_for_ != step) {
+    if (std::optional<TrainingState> back = checkpoints_.load_latest()) {
+      rolled_back_for_ = step;
+      run_ = adopt(*back, train_loader_, run_.clock);
+      const std::string dir = checkpoints_.loaded_dir();
+      std::printf("rolled back from step %d to %s at step %d\n", step, dir.c_str(), run_.step);
+      std::fflush(stdout);
+      log_.write(MetricsRecord("rollback").add("from_step", step).add("step", run_.step).add("dir", dir)
+                     .add("loss", double(stats.loss)));
+      step = run_.step;
+      return;
+    }
+  }
+  std::string why;
+  if (a_.on_nan == "rollback") why = rolled_back_for_ == step ? " again after rolling back" : " with no checkpoint to roll back to";
+  log_.write(MetricsRecord("nonfinite_loss").add("step", step).add("loss", double(stats.loss)).add("action", "stop"));
+  checkpoints_.finish();  // the save in flight holds a good state: commit it
+  throw Error(ExitCode::nonfinite_loss, "loss is " + std::to_string(stats.loss) + " at step " + std::to_string(step) + why,
+              "tessera-train", "lower --lr, check the data, or run with --on-nan skip or rollback");
+}
+
+void TrainingRun::report_step(int step, float lr, const StepStats& stats, double seconds) {
+  const double flops_per_token = model_.flops_per_token_palm(T_);
+  const double peak = ctx_.peak_flops() * grid_.world_size();
+  double tokens_per_s = double(tokens_per_step_) / seconds;
+  double mfu = peak > 0 ? flops_per_token * tokens_per_s / peak : 0.0;
+  double memory_gb = double(model_.params().flat_numel()) * (dtype_size(model_.dtype()) + 4) / 1e9 +
+                     double(trainer_.optimizer()->state_bytes() + model_.activation_bytes()) / 1e9;
+  if (steps_run_ == 1)
+    std::printf("optimizer state: %.2f MB on rank 0%s\n", double(trainer_.optimizer()->state_bytes()) / 1e6,
+                layout_.zero_stage == 1 ? " (ZeRO-1: sharded over the data-parallel ranks)" : "");
+  std::printf("step %5d/%d | loss %.4f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s", step + 1, a_.steps, stats.loss, lr,
+              stats.grad_norm, seconds * 1e3, tokens_per_s);
+  if (mfu > 0) std::printf(" | MFU %.1f%%", 100.0 * mfu);
+  std::printf("\n");
+  std::fflush(stdout);
+  MetricsRecord record("train");
+  record.add("step", step).add("loss", double(stats.loss)).add("lr", double(lr)).add("grad_norm", double(stats.grad_norm));
+  record.add("ms", seconds * 1e3).add("tokens_per_s", tokens_per_s).add("mfu", mfu).add("mem_gb", memory_gb);
+  log_.write(record);
+}
+
+void TrainingRun::maybe_evaluate(int step) {
+  const bool last = step + 1 == a_.steps;
+  if (!val_loader_ || !((a_.eval_every > 0 && (step + 1) % a_.eval_every == 0) || last)) return;
+  Watchdog::Scope scope = watchdog_.scope("evaluation", step);
+  val_loader_->reset();  // every evaluation sees the same batches
+  float val_loss = trainer_.evaluate(*val_loader_, a_.eval_batches);
+  std::printf("eval  %5d | val loss %.4f\n", step + 1, val_loss);
+  std::fflush(stdout);
+  log_.write(MetricsRecord("eval").add("step", step).add("loss", double(val_loss)));
+}
+
+void TrainingRun::save_if_due(int steps_done) {
+  if (checkpoints_.due(steps_done, a_.steps)) checkpoints_.save(training_state(run_, train_loader_));
+}
+
+void TrainingRun::train() {
+  for (int step = run_.step; step < a_.steps;) {
+    auto t0 = std::chrono::steady_clock::now();
+    float lr = schedule_.at(step);
+    StepStats stats = run_step(step, lr);
+    double seconds = seconds_since(t0);
+    train_seconds_ += seconds;
+    ++steps_run_;
+    // A save whose write has ended on every rank is committed now, not at the next save, so a
+    // failure before the next save loses only the steps since this one.
+    checkpoints_.poll(step);
+    if (!stats.applied || !std::isfinite(stats.loss)) {
+      handle_nonfinite(step, stats);
+      continue;
+    }
+    run_.clock.useful_s += seconds;  // a step that advanced training (repeats after a resume count once)
+    report_step(step, lr, stats, seconds);
+    maybe_evaluate(step);
+    run_.step = ++step;
+    save_if_due(step);
+  }
+}
+
+void TrainingRun::summarize() {
+  checkpoints_.finish();
+  if (steps_run_ > 0)
+    std::printf("trained %d steps in %.1f s (%.0f tokens/s)\n", steps_run_, train_seconds_,
+                double(tokens_per_step_) * steps_run_ / train_seconds_);
+  const double wall_s = run_.clock.wall_s(), ratio = run_.clock.effective_ratio();
+  std::printf("effective training time: %.2f s of steps that advanced training, in %.2f s since the job started "
+              "training (%.1f%%)%s\n",
+              run_.clock.useful_s, wall_s, 100.0 * ratio,
+              run_.skipped > 0 ? (", " + std::to_string(run_.skipped) + " steps skipped").c_str() : "");
+  log_.write(MetricsRecord("summary")
+                 .add("steps", run_.step)
+                 .add("useful_step_seconds", run_.clock.useful_s)
+                 .add("wall_seconds", wall_s)
+                 .add("effective_ratio", ratio)
+                 .add("skipped_steps", run_.skipped)
+                 .add("attempt", faults_.attempt()));
+}
+
+// The trainer's own model when it is unsplit, otherwise one assembled from every rank's shards (a
+// collective, so every rank takes part).
+GPT2* TrainingRun::whole_model(std::unique_ptr<GPT2>& assembled) {
+  if (model_.holds_all_parameters()) return lead_ ? &model_ : nullptr;
+  auto values = [&] {
+    Watchdog::Scope scope = watchdog_.scope("gather parameters", a_.steps);
+    return trainer_.gather_parameters();
+  }();
+  if (!lead_) return nullptr;
+  ModelOptions single;
+  single.precision = model_.dtype() == DType::bf16 ? Precision::bf16 : Precision::f32;
+  assembled = std::make_unique<GPT2>(ctx_, config_, single);
+  load_parameters(*assembled, values);
+  return assembled.get();
+}
+
+void TrainingRun::print_sample(GPT2& whole) {
+  ByteTokenizer tokenizer;
+  bool byte_vocab = config_.vocab_size == ByteTokenizer::kVocabSize;
+  int window = std::min(T_, config_.max_seq_len);
+  std::vector<int32_t> prompt{byte_vocab ? ByteTokenizer::kEndOfText : 0};
+  std::vector<int32_t> text =
+      generate(whole, prompt, a_.sample_tokens, window, a_.top_k, a_.temperature, uint64_t(a_.seed) + 1);
+  std::printf("--- sample (%d tokens, top-k %d) ---\n", a_.sample_tokens, a_.top_k);
+  if (byte_vocab) {
+    std::printf("%s\n", tokenizer.decode(text.data(), text.size()).c_str());
+  } else {
+    for (int32_t t : text) std::printf("%d ", t);
+    std::printf("\n");
+  }
+  std::printf("---\n");
+}
+
+void TrainingRun::sample_and_export() {
+  if (a_.sample_tokens <= 0 && a_.export_dir.empty()) return;
+  std::unique_ptr<GPT2> assembled;
+  GPT2* whole = whole_model(assembled);
+  if (!whole) return;
+  if (a_.sample_tokens > 0) print_sample(*whole);
+  if (!a_.export_dir.empty()) {
+    export_gpt2_hf(*whole, a_.export_dir);
+    std::printf("exported Hugging Face GPT-2 model to %s\n", a_.export_dir.c_str());
+    log_.write(MetricsRecord("export").add("path", a_.export_dir));
+  }
+}
+
 int train(int argc, char** argv) {
   MpiSession mpi(&argc, &argv);
   TrainArgs a;
   FlagParser parser = make_parser(a);
-  const bool lead = mpi.rank() == 0;
-  if (!lead) std::freopen("/dev/null", "w", stdout);  // one progress stream per job; errors still reach stderr
+  if (mpi.rank() != 0) std::freopen("/dev/null", "w", stdout);  // one progress stream per job; errors still reach stderr
   if (!parser.parse(argc, argv)) return 0;
   if (!parser.positional().empty())
     throw config_error("unexpected argument '" + parser.positional()[0] + "'", "flags start with --; see --help");
-
-  GPT2Config config = model_config(a);
-  config.validate();
-  validate(a, config);
-  const ParallelLayout requested = parse_layout(a);
-  requested.resolved(mpi.world_size());  // a layout that does not fit fails before any work
-  const FaultInjector faults = FaultInjector::from_environment(a.fault);
-
-  LaunchInfo launch = detect_launch();
-  ContextOptions context_options;
-  context_options.device = parse_device(a.device);
-  context_options.cpu_threads = a.threads;
-  context_options.local_rank = launch.local_rank;
-  context_options.local_size = launch.local_size;
-  context_options.announce = lead;
-  Context ctx(context_options);
-  std::unique_ptr<Communicator> world = make_communicator(ctx);
-  ProcessGrid grid(*world, requested);
-  const ParallelLayout& layout = grid.layout();
-
-  const int B = a.batch_size, T = a.seq_len;
-  DataLoader train_loader(a.data, B, T, config.vocab_size, grid.dp_rank(), layout.dp);
-  std::string val_path = a.val_data.empty() ? default_val_path(a.data) : a.val_data;
-  std::unique_ptr<DataLoader> val_loader;
-  if (!val_path.empty())
-    val_loader = std::make_unique<DataLoader>(val_path, B, T, config.vocab_size, grid.dp_rank(), layout.dp);
-
-  ModelOptions model_options = parse_model_options(a);
-  model_options.grid = &grid;
-  TrainerOptions trainer_options;
-  trainer_options.batch_size = B;
-  trainer_options.seq_len = T;
-  trainer_options.seed = uint64_t(a.seed);
-  trainer_options.adamw.beta1 = a.beta1;
-  trainer_options.adamw.beta2 = a.beta2;
-  trainer_options.adamw.weight_decay = a.weight_decay;
-  trainer_options.adamw.grad_clip = a.grad_clip;
-  Trainer trainer(ctx, config, trainer_options, model_options);
-  GPT2& model = trainer.model();
-  if (!a.init_from.empty()) import_gpt2_hf(model, a.init_from);
-  LRSchedule schedule;
-  schedule.max_lr = a.lr;
-  schedule.min_lr = a.min_lr;
-  schedule.warmup_steps = a.warmup;
-  schedule.total_steps = a.steps;
-
-  // One watchdog per rank: a step, evaluation or checkpoint that outlives --timeout is a hang. It
-  // writes a failure report, aborts the world communicator (peers blocked on this rank fail too)
-  // and exits with code 3, which tessera-launch restarts.
-  WatchdogOptions watchdog_options;
-  watchdog_options.timeout_s = a.timeout;
-  watchdog_options.report_dir = failure_report_dir(a);
-  watchdog_options.rank = mpi.rank();
-  watchdog_options.abort_fn = [&world] { world->abort(); };
-  Watchdog watchdog(watchdog_options);
-
-  MetricsLog log;
-  Checkpointer checkpoints(trainer, watchdog, CheckpointPolicy{a.checkpoint_dir, a.checkpoint_every, a.keep}, faults,
-                           log, lead);
-
-  const int64_t tokens_per_step = int64_t(B) * T * layout.microbatches * layout.dp;
-  std::printf("model: %s, %s, %s\n", config.describe().c_str(), dtype_name(model.dtype()),
-              a.recompute == "full" ? "full recomputation" : "no recomputation");
-  std::printf("layout: %d ranks, %s, backend %s\n", grid.world_size(), layout.describe().c_str(), world->backend());
-  if (layout.pp > 1)
-    std::printf("pipeline: %s\n", describe(trainer.schedule()).c_str());
-  std::printf("data: %s (%lld tokens), validation: %s\n", a.data.c_str(),
-              static_cast<long long>(train_loader.total_tokens()), val_loader ? val_path.c_str() : "none");
-  std::printf("batch: %d x %d tokens x %d microbatches x %d replicas = %lld tokens per step\n", B, T,
-              layout.microbatches, layout.dp, static_cast<long long>(tokens_per_step));
-  std::printf("MFU convention: 6N + 12*L*C*T FLOPs per token (PaLM), against %s peak\n",
-              ctx.peak_flops() > 0 ? "the GPUs' dense bf16" : "no known (CPU)");
-  if (checkpoints.enabled())
-    std::printf("checkpoints: %s, %s, keep %d\n", a.checkpoint_dir.c_str(),
-                a.checkpoint_every > 0 ? ("every " + std::to_string(a.checkpoint_every) + " steps").c_str() : "at the end",
-                a.keep);
-  if (a.timeout > 0) std::printf("failures: watchdog timeout %g s, on a non-finite loss %s\n", a.timeout, a.on_nan.c_str());
-  else std::printf("failures: watchdog off, on a non-finite loss %s\n", a.on_nan.c_str());
-  if (!faults.empty())
-    for (const Fault& f : faults.faults()) std::printf("fault injection: %s (this is attempt %d)\n", describe(f).c_str(), faults.attempt());
-  std::fflush(stdout);
-
-  RunState run;
-  std::optional<TrainingState> resumed;
-  if (a.resume == "auto") resumed = checkpoints.load_latest();
-  if (lead && !a.log.empty()) log = MetricsLog(a.log, /*append=*/resumed.has_value());  // a resumed job's log goes on
-  if (resumed) {
-    run = adopt(*resumed, train_loader, JobClock::starting_now());
-    const std::string dir = checkpoints.loaded_dir();
-    std::printf("resumed from %s at step %d\n", dir.c_str(), run.step);
-    log.write(MetricsRecord("resume").add("step", run.step).add("dir", dir));
-  } else {
-    run.clock = JobClock::starting_now();  // a fresh job starts its clock when training starts
-  }
-  std::fflush(stdout);
-
-  const double flops_per_token = model.flops_per_token_palm(T);
-  const double peak = ctx.peak_flops() * grid.world_size();
-  double train_seconds = 0;
-  int steps_run = 0;
-  int injected_up_to = run.step - 1;  // faults act once per process, also when a rollback replays their step
-  int rolled_back_for = -1;           // the step whose non-finite loss caused the last rollback
-  for (int step = run.step; step < a.steps;) {
-    auto t0 = std::chrono::steady_clock::now();
-    float lr = schedule.at(step);
-    StepStats stats;
-    {
-      Watchdog::Scope scope = watchdog.scope("train step", step);
-      bool poisoned = false;
-      if (step > injected_up_to) {
-        injected_up_to = step;
-        faults.maybe_inject(step, mpi.rank());  // kill, hang and exit faults act here and do not return
-        poisoned = nan_fault_at(faults, step);
-      }
-      stats = poisoned ? poisoned_step(trainer, train_loader) : trainer.step(train_loader, lr);
-      ctx.synchronize();
-    }
-    double seconds = seconds_since(t0);
-    train_seconds += seconds;
-    ++steps_run;
-    // A save whose write has ended on every rank is committed now, not at the next save, so a
-    // failure before the next save loses only the steps since this one.
-    checkpoints.poll(step);
-
-    if (!stats.applied || !std::isfinite(stats.loss)) {
-      // Loss and gradient norm are the same on every rank, so every rank takes the same branch.
-      std::printf("step %5d/%d | loss %f, grad norm %f: non-finite (--on-nan %s)\n", step + 1, a.steps, stats.loss,
-                  stats.grad_norm, a.on_nan.c_str());
-      std::fflush(stdout);
-      if (a.on_nan == "skip") {
-        ++run.skipped;
-        log.write(MetricsRecord("skipped_step").add("step", step).add("loss", double(stats.loss))
-                      .add("skipped_steps", run.skipped));
-        run.step = ++step;
-        if (checkpoints.due(step, a.steps)) checkpoints.save(training_state(run, train_loader));
-        continue;
-      }
-      if (a.on_nan == "rollback" && rolled_back_for != step) {
-        if (std::optional<TrainingState> back = checkpoints.load_latest()) {
-          rolled_back_for = step;
-          run = adopt(*back, train_loader, run.clock);
-          const std::string dir = checkpoints.loaded_dir();
-          std::printf("rolled back from step %d to %s at step %d\n", step, dir.c_str(), run.step);
-          std::fflush(stdout);
-          log.write(MetricsRecord("rollback").add("from_step", step).add("step", run.step).add("dir", dir)
-                        .add("loss", double(stats.loss)));
-          step = run.step;
-          continue;
-        }
-      }
-      std::string why;
-      if (a.on_nan == "rollback") why = rolled_back_for == step ? " again after rolling back" : " with no checkpoint to roll back to";
-      log.write(MetricsRecord("nonfinite_loss").add("step", step).add("loss", double(stats.loss)).add("action", "stop"));
-      checkpoints.finish();  // the save in flight holds a good state: commit it
-      throw Error(ExitCode::nonfinite_loss,
-                  "loss is " + std::to_string(stats.loss) + " at step " + std::to_string(step) + why,
-                  "tessera-train", "lower --lr, check the data, or run with --on-nan skip or rollback");
-    }
-    run.clock.useful_s += seconds;  // a step that advanced training (repeats after a resume count once)
-
-    double tokens_per_s = double(tokens_per_step) / seconds;
-    double mfu = peak > 0 ? flops_per_token * tokens_per_s / peak : 0.0;
-    double memory_gb = double(model.params().flat_numel()) * (dtype_size(model.dtype()) + 4) / 1e9 +
-                       double(trainer.optimizer()->state_bytes() + model.activation_bytes()) / 1e9;
-    if (steps_run == 1)
-      std::printf("optimizer state: %.2f MB on rank 0%s\n", double(trainer.optimizer()->state_bytes()) / 1e6,
-                  layout.zero_stage == 1 ? " (ZeRO-1: sharded over the data-parallel ranks)" : "");
-    std::printf("step %5d/%d | loss %.4f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s", step + 1, a.steps,
-                stats.loss, lr, stats.grad_norm, seconds * 1e3, tokens_per_s);
-    if (mfu > 0) std::printf(" | MFU %.1f%%", 100.0 * mfu);
-    std::printf("\n");
-    std::fflush(stdout);
-    MetricsRecord record("train");
-    record.add("step", step).add("loss", double(stats.loss)).add("lr", double(lr)).add("grad_norm", double(stats.grad_norm));
-    record.add("ms", seconds * 1e3).add("tokens_per_s", tokens_per_s).add("mfu", mfu).add("mem_gb", memory_gb);
-    log.write(record);
-
-    bool last = step + 1 == a.steps;
-    if (val_loader && ((a.eval_every > 0 && (step + 1) % a.eval_every == 0) || last)) {
-      Watchdog::Scope scope = watchdog.scope("evaluation", step);
-      val_loader->reset();  // every evaluation sees the same batches
-      float val_loss = trainer.evaluate(*val_loader, a.eval_batches);
-      std::printf("eval  %5d | val loss %.4f\n", step + 1, val_loss);
-      std::fflush(stdout);
-      log.write(MetricsRecord("eval").add("step", step).add("loss", double(val_loss)));
-    }
-
-    run.step = ++step;
-    if (checkpoints.due(step, a.steps)) checkpoints.save(training_state(run, train_loader));
-  }
-  checkpoints.finish();
-  if (steps_run > 0)
-    std::printf("trained %d steps in %.1f s (%.0f tokens/s)\n", steps_run, train_seconds,
-                double(tokens_per_step) * steps_run / train_seconds);
-  const double wall_s = run.clock.wall_s(), ratio = run.clock.effective_ratio();
-  std::printf("effective training time: %.2f s of steps that advanced training, in %.2f s since the job started "
-              "training (%.1f%%)%s\n",
-              run.clock.useful_s, wall_s, 100.0 * ratio,
-              run.skipped > 0 ? (", " + std::to_string(run.skipped) + " steps skipped").c_str() : "");
-  log.write(MetricsRecord("summary")
-                .add("steps", run.step)
-                .add("useful_step_seconds", run.clock.useful_s)
-                .add("wall_seconds", wall_s)
-                .add("effective_ratio", ratio)
-                .add("skipped_steps", run.skipped)
-                .add("attempt", faults.attempt()));
-
-  if (a.sample_tokens <= 0 && a.export_dir.empty()) return 0;
-  // Sampling and export run on rank 0 with the whole model: the trainer's own when it is unsplit,
-  // otherwise one assembled from every rank's shards (a collective, so every rank takes part).
-  std::unique_ptr<GPT2> assembled;
-  GPT2* whole = &model;
-  if (!model.holds_all_parameters()) {
-    auto values = [&] {
-      Watchdog::Scope scope = watchdog.scope("gather parameters", a.steps);
-      return trainer.gather_parameters();
-    }();
-    if (!lead) return 0;
-    ModelOptions single;
-    single.precision = model.dtype() == DType::bf16 ? Precision::bf16 : Precision::f32;
-    assembled = std::make_unique<GPT2>(ctx, config, single);
-    load_parameters(*assembled, values);
-    whole = assembled.get();
-  }
-  if (!lead) return 0;
-  if (a.sample_tokens > 0) {
-    ByteTokenizer tokenizer;
-    bool byte_vocab = config.vocab_size == ByteTokenizer::kVocabSize;
-    int window = std::min(T, config.max_seq_len);
-    std::vector<int32_t> prompt{byte_vocab ? ByteTokenizer::kEndOfText : 0};
-    std::vector<int32_t> text = generate(*whole, prompt, a.sample_tokens, window, a.top_k, a.temperature,
-                                         uint64_t(a.seed) + 1);
-    std::printf("--- sample (%d tokens, top-k %d) ---\n", a.sample_tokens, a.top_k);
-    if (byte_vocab) {
-      std::printf("%s\n", tokenizer.decode(text.data(), text.size()).c_str());
-    } else {
-      for (int32_t t : text) std::printf("%d ", t);
-      std::printf("\n");
-    }
-    std::printf("---\n");
-  }
-  if (!a.export_dir.empty()) {
-    export_gpt2_hf(*whole, a.export_dir);
-    std::printf("exported Hugging Face GPT-2 model to %s\n", a.export_dir.c_str());
-    log.write(MetricsRecord("export").add("path", a.export_dir));
-  }
+  TrainingRun run(a, mpi);
+  run.print_setup();
+  run.resume();
+  run.train();
+  run.summarize();
+  run.sample_and_export();
   return 0;
 }
 

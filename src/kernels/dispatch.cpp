@@ -257,36 +257,41 @@ void residual_forward(Context& ctx, Tensor out, Tensor a, Tensor b) {
   TESSERA_DISPATCH(ctx, residual_forward, out, a, b);
 }
 
+// qkv (B,T,(NH+2*NKV)*HS), out (B,T,NH*HS), stats (B,NH,T) f32, with NKV dividing NH.
 static void check_attention_shapes(const Context& ctx, const char* op, const Tensor& out, const Tensor& stats,
-                                   const Tensor& qkv, int n_head) {
+                                   const Tensor& qkv, int n_head, int n_kv_head) {
   expect_activation(ctx, op, "qkv", qkv);
   expect_activation(ctx, op, "out", out);
-  if (qkv.ndim != 3 || qkv.size(2) % 3 != 0) shape_error(op, "qkv must be (B,T,3C), got " + qkv.shape_str());
-  int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3;
-  if (n_head <= 0 || C % n_head != 0)
-    shape_error(op, "channels " + std::to_string(C) + " not divisible by n_head " + std::to_string(n_head));
-  expect_shape(op, "out", out, {B, T, C});
+  if (n_head <= 0 || n_kv_head <= 0 || n_head % n_kv_head != 0)
+    shape_error(op, "n_kv_head " + std::to_string(n_kv_head) + " must be positive and divide n_head " +
+                        std::to_string(n_head));
+  const int64_t parts = int64_t(n_head) + 2 * int64_t(n_kv_head);
+  if (qkv.ndim != 3 || qkv.size(2) == 0 || qkv.size(2) % parts != 0)
+    shape_error(op, "qkv must be (B,T,(NH+2*NKV)*HS) with NH=" + std::to_string(n_head) + ", NKV=" +
+                        std::to_string(n_kv_head) + ", got " + qkv.shape_str());
+  const int64_t B = qkv.size(0), T = qkv.size(1), HS = qkv.size(2) / parts;
+  expect_shape(op, "out", out, {B, T, n_head * HS});
   expect_same_dtype(op, out, "out", qkv, "qkv");
   expect_dtype(ctx, op, "stats", stats, DType::f32);
   expect_shape(op, "stats", stats, {B, n_head, T});
 }
 
-void attention_forward(Context& ctx, Tensor out, Tensor stats, Tensor qkv, int n_head) {
-  check_attention_shapes(ctx, "attention_forward", out, stats, qkv, n_head);
-  TESSERA_DISPATCH(ctx, attention_forward, out, stats, qkv, n_head);
+void attention_forward(Context& ctx, Tensor out, Tensor stats, Tensor qkv, int n_head, int n_kv_head) {
+  check_attention_shapes(ctx, "attention_forward", out, stats, qkv, n_head, n_kv_head);
+  TESSERA_DISPATCH(ctx, attention_forward, out, stats, qkv, n_head, n_kv_head);
 }
 
-void attention_backward(Context& ctx, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats,
-                        int n_head) {
+void attention_backward(Context& ctx, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats, int n_head,
+                        int n_kv_head) {
   const char* op = "attention_backward";
-  check_attention_shapes(ctx, op, out, stats, qkv, n_head);
+  check_attention_shapes(ctx, op, out, stats, qkv, n_head, n_kv_head);
   expect_activation(ctx, op, "dqkv", dqkv);
   expect_activation(ctx, op, "dout", dout);
   expect_shape(op, "dqkv", dqkv, {qkv.size(0), qkv.size(1), qkv.size(2)});
   expect_shape(op, "dout", dout, {out.size(0), out.size(1), out.size(2)});
   expect_same_dtype(op, dqkv, "dqkv", qkv, "qkv");
   expect_same_dtype(op, dout, "dout", qkv, "qkv");
-  TESSERA_DISPATCH(ctx, attention_backward, dqkv, dout, qkv, out, stats, n_head);
+  TESSERA_DISPATCH(ctx, attention_backward, dqkv, dout, qkv, out, stats, n_head, n_kv_head);
 }
 
 void crossentropy_forward_backward(Context& ctx, Tensor losses, Tensor dlogits, Tensor logits, Tensor targets,

@@ -54,12 +54,17 @@ struct AdamWParams {
   void gelu_backward(Context& ctx, Tensor dinp, Tensor inp, Tensor dout);                              \
   /* out = a + b, elementwise; out may alias a or b. */                                                \
   void residual_forward(Context& ctx, Tensor out, Tensor a, Tensor b);                                 \
-  /* Causal self-attention. qkv (B,T,3C) packs q|k|v, head h at columns h*HS..h*HS+HS of each;         \
-     out (B,T,C); stats (B,NH,T) f32 = natural-log logsumexp of the scaled, masked scores. */           \
-  void attention_forward(Context& ctx, Tensor out, Tensor stats, Tensor qkv, int n_head);              \
-  /* dqkv (B,T,3C) overwritten, from dout (B,T,C) and the forward's qkv, out and stats. */             \
+  /* Causal self-attention with grouped-query heads. qkv (B,T,(NH+2*NKV)*HS) packs q | k | v:         \
+     q holds NH heads, k and v NKV heads each, head h at columns h*HS..h*HS+HS of its part;            \
+     query head h attends with key/value head h / (NH/NKV). NKV divides NH (NKV == NH: multi-head).    \
+     out (B,T,NH*HS); stats (B,NH,T) f32 = natural-log logsumexp of the scaled, masked scores.         \
+     The scale is 1/sqrt(HS). */                                                                       \
+  void attention_forward(Context& ctx, Tensor out, Tensor stats, Tensor qkv, int n_head,               \
+                         int n_kv_head);                                                               \
+  /* dqkv (B,T,(NH+2*NKV)*HS) overwritten, from dout (B,T,NH*HS) and the forward's qkv, out and        \
+     stats. */                                                                                         \
   void attention_backward(Context& ctx, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,              \
-                          Tensor stats, int n_head);                                                   \
+                          Tensor stats, int n_head, int n_kv_head);                                    \
   /* Fused softmax + cross-entropy over logits (N,Vp) whose first vocab_size columns are real.         \
      losses (N) f32 = -log softmax(logits)[targets]. If dlogits is not empty, it receives              \
      (softmax - onehot(target)) * dloss, zero in padded columns; dlogits may alias logits. */          \

@@ -418,7 +418,7 @@ void GPT2::Impl::block_forward(int layer, BlockActivations& a, const Tensor& in,
   const bool bias_here = layout.tp_rank == 0;
   layernorm_all_rows(a.ln1, a.ln1_mean, a.ln1_rstd, in, w.ln1w, w.ln1b);
   ops::matmul_forward(c, a.qkv, Tensor(), a.ln1, w.qkvw, w.qkvb, Epilogue::none);
-  ops::attention_forward(c, a.atty.reshape({B, T, Cl}), a.att_stats, a.qkv.reshape({B, T, 3 * Cl}), NHl);
+  ops::attention_forward(c, a.atty.reshape({B, T, Cl}), a.att_stats, a.qkv.reshape({B, T, 3 * Cl}), NHl, NHl);
   ops::matmul_forward(c, scratch.proj, Tensor(), a.atty, w.attprojw, bias_here ? w.attprojb : Tensor(),
                       Epilogue::none);
   ops::residual_forward(c, a.residual2, in, reduce_partial(scratch.proj));
@@ -457,7 +457,7 @@ void GPT2::Impl::block_backward(int layer, BlockActivations& a, const Tensor& in
   ops::matmul_backward(c, datty, d.attprojw, d.attprojb, dres_all, a.atty, w.attprojw);
   Tensor dqkv = dfch.flat_range(0, n * 3 * Cl);
   ops::attention_backward(c, dqkv.reshape({B, T, 3 * Cl}), datty.reshape({B, T, Cl}), a.qkv.reshape({B, T, 3 * Cl}),
-                          a.atty.reshape({B, T, Cl}), a.att_stats, NHl);
+                          a.atty.reshape({B, T, Cl}), a.att_stats, NHl, NHl);
   ops::matmul_backward(c, dbtc, d.qkvw, d.qkvb, dqkv.reshape({n, 3 * Cl}), a.ln1, w.qkvw);
   ops::layernorm_backward(c, dres, dln1w, dln1b, reduce_partial(dbtc), in, w.ln1w, a.ln1_mean, a.ln1_rstd);
 }

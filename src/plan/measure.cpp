@@ -112,10 +112,13 @@ std::function<void()> make_op(Context& ctx, Arena& a, const OpSample& s, const G
   if (s.op == "attention_forward" || s.op == "attention_backward") {
     const int64_t B = d[0], T = d[1], NH = d[2], C = d[2] * d[3];
     Tensor qkv = a.f32({B, T, 3 * C}), out = a.f32({B, T, C}), stats = a.f32({B, NH, T});
-    ops::attention_forward(ctx, out, stats, qkv, int(NH));
-    if (s.op == "attention_forward") return [&ctx, out, stats, qkv, NH] { ops::attention_forward(ctx, out, stats, qkv, int(NH)); };
+    ops::attention_forward(ctx, out, stats, qkv, int(NH), int(NH));
+    if (s.op == "attention_forward")
+      return [&ctx, out, stats, qkv, NH] { ops::attention_forward(ctx, out, stats, qkv, int(NH), int(NH)); };
     Tensor dqkv = a.f32({B, T, 3 * C}), dout = a.f32({B, T, C});
-    return [&ctx, dqkv, dout, qkv, out, stats, NH] { ops::attention_backward(ctx, dqkv, dout, qkv, out, stats, int(NH)); };
+    return [&ctx, dqkv, dout, qkv, out, stats, NH] {
+      ops::attention_backward(ctx, dqkv, dout, qkv, out, stats, int(NH), int(NH));
+    };
   }
   if (s.op == "gelu_backward") {
     Tensor dinp = a.f32({d[0], d[1]}), inp = a.f32({d[0], d[1]}), dout = a.f32({d[0], d[1]});

@@ -1,6 +1,6 @@
-// CUDA attention against the CPU reference: float32 and bf16, through cuDNN's fused attention
-// (the default GPU context) and through the plain kernels (a second context with
-// use_cudnn_attention = false); poisoned outputs, odd sequence lengths, determinism.
+// CUDA attention (multi-head and grouped-query) against the CPU reference: float32 and bf16,
+// through cuDNN's fused attention (the default GPU context) and through the plain kernels (a second
+// context with use_cudnn_attention = false); poisoned outputs, odd sequence lengths, determinism.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -15,9 +15,11 @@ using test::round_to_bf16;
 
 namespace {
 
+// NKV key/value heads, each shared by NH/NKV query heads.
 struct Shape {
-  int64_t B, T, NH, HS;
-  int64_t C() const { return NH * HS; }
+  int64_t B, T, NH, NKV, HS;
+  int64_t C() const { return NH * HS; }                // out channels
+  int64_t row() const { return (NH + 2 * NKV) * HS; }  // qkv channels
 };
 
 struct AttentionResult {
@@ -28,13 +30,14 @@ struct AttentionResult {
 AttentionResult run_attention(Context& ctx, const Shape& s, const std::vector<float>& qkv_host,
                               const std::vector<float>& dout_host, DType dtype) {
   const int64_t C = s.C();
-  auto qkv = test::upload(ctx, qkv_host, {s.B, s.T, 3 * C}, dtype);
+  auto qkv = test::upload(ctx, qkv_host, {s.B, s.T, s.row()}, dtype);
   auto dout = test::upload(ctx, dout_host, {s.B, s.T, C}, dtype);
   auto out = test::poisoned(ctx, {s.B, s.T, C}, dtype);
   auto stats = test::poisoned(ctx, {s.B, s.NH, s.T});
-  auto dqkv = test::poisoned(ctx, {s.B, s.T, 3 * C}, dtype);
-  ops::attention_forward(ctx, out.tensor, stats.tensor, qkv.tensor, int(s.NH));
-  ops::attention_backward(ctx, dqkv.tensor, dout.tensor, qkv.tensor, out.tensor, stats.tensor, int(s.NH));
+  auto dqkv = test::poisoned(ctx, {s.B, s.T, s.row()}, dtype);
+  ops::attention_forward(ctx, out.tensor, stats.tensor, qkv.tensor, int(s.NH), int(s.NKV));
+  ops::attention_backward(ctx, dqkv.tensor, dout.tensor, qkv.tensor, out.tensor, stats.tensor, int(s.NH),
+                          int(s.NKV));
   return {test::download(ctx, out.tensor), test::download(ctx, stats.tensor), test::download(ctx, dqkv.tensor)};
 }
 
@@ -58,15 +61,17 @@ Context& plain_gpu_context() {
   return ctx;
 }
 
-const Shape kShapes[] = {{2, 37, 3, 64}, {1, 1024, 2, 64}, {3, 1, 2, 16}, {2, 17, 2, 20}};
+// Multi-head, grouped-query (cuDNN-eligible and not) and multi-query.
+const Shape kShapes[] = {{2, 37, 3, 3, 64}, {1, 1024, 2, 2, 64}, {3, 1, 2, 2, 16}, {2, 17, 2, 2, 20},
+                         {2, 45, 8, 2, 64}, {1, 33, 4, 1, 32}, {2, 9, 6, 3, 20}};
 
 }  // namespace
 
 TEST_CASE("attention: float32 CUDA matches the CPU reference", "[cuda][attention]") {
   TESSERA_REQUIRE_GPU(gpu);
   for (const Shape& s : kShapes) {
-    CAPTURE(s.B, s.T, s.NH, s.HS);
-    auto qkv = test::random_normal(size_t(s.B * s.T * 3 * s.C()), 101);
+    CAPTURE(s.B, s.T, s.NH, s.NKV, s.HS);
+    auto qkv = test::random_normal(size_t(s.B * s.T * s.row()), 101);
     auto dout = test::random_normal(size_t(s.B * s.T * s.C()), 102);
     auto ref = run_attention(test::cpu_context(), s, qkv, dout, DType::f32);
     auto got = run_attention(*gpu, s, qkv, dout, DType::f32);
@@ -80,8 +85,8 @@ TEST_CASE("attention: bf16 CUDA matches the CPU reference through cuDNN and the 
           "[cuda][attention]") {
   TESSERA_REQUIRE_GPU(gpu);
   for (const Shape& s : kShapes) {
-    CAPTURE(s.B, s.T, s.NH, s.HS);
-    auto qkv = round_to_bf16(test::random_normal(size_t(s.B * s.T * 3 * s.C()), 111));
+    CAPTURE(s.B, s.T, s.NH, s.NKV, s.HS);
+    auto qkv = round_to_bf16(test::random_normal(size_t(s.B * s.T * s.row()), 111));
     auto dout = round_to_bf16(test::random_normal(size_t(s.B * s.T * s.C()), 112));
     auto ref = run_attention(test::cpu_context(), s, qkv, dout, DType::f32);
     for (Context* ctx : {gpu, &plain_gpu_context()}) {
@@ -99,27 +104,28 @@ TEST_CASE("attention: cuDNN and the plain kernels write the same stats, so their
           "[cuda][attention]") {
   TESSERA_REQUIRE_GPU(gpu);
   Context& plain = plain_gpu_context();
-  const Shape s{2, 64, 4, 64};
+  const Shape s{2, 64, 4, 2, 64};
   const int64_t C = s.C();
-  auto qkv_host = round_to_bf16(test::random_normal(size_t(s.B * s.T * 3 * C), 121));
+  auto qkv_host = round_to_bf16(test::random_normal(size_t(s.B * s.T * s.row()), 121));
   auto dout_host = round_to_bf16(test::random_normal(size_t(s.B * s.T * C), 122));
   auto ref = run_attention(test::cpu_context(), s, qkv_host, dout_host, DType::f32);
 
   // Forward through cuDNN (default context), backward through the plain kernels on its outputs.
-  auto qkv = test::upload(*gpu, qkv_host, {s.B, s.T, 3 * C}, DType::bf16);
+  auto qkv = test::upload(*gpu, qkv_host, {s.B, s.T, s.row()}, DType::bf16);
   auto out = test::poisoned(*gpu, {s.B, s.T, C}, DType::bf16);
   auto stats = test::poisoned(*gpu, {s.B, s.NH, s.T});
-  ops::attention_forward(*gpu, out.tensor, stats.tensor, qkv.tensor, int(s.NH));
+  ops::attention_forward(*gpu, out.tensor, stats.tensor, qkv.tensor, int(s.NH), int(s.NKV));
   auto out_host = test::download(*gpu, out.tensor);
   auto stats_host = test::download(*gpu, stats.tensor);
   CHECK(scaled_error(stats_host, ref.stats, 1.0) < 1e-3);
 
-  auto qkv2 = test::upload(plain, qkv_host, {s.B, s.T, 3 * C}, DType::bf16);
+  auto qkv2 = test::upload(plain, qkv_host, {s.B, s.T, s.row()}, DType::bf16);
   auto out2 = test::upload(plain, out_host, {s.B, s.T, C}, DType::bf16);
   auto stats2 = test::upload(plain, stats_host, {s.B, s.NH, s.T});
   auto dout2 = test::upload(plain, dout_host, {s.B, s.T, C}, DType::bf16);
-  auto dqkv2 = test::poisoned(plain, {s.B, s.T, 3 * C}, DType::bf16);
-  ops::attention_backward(plain, dqkv2.tensor, dout2.tensor, qkv2.tensor, out2.tensor, stats2.tensor, int(s.NH));
+  auto dqkv2 = test::poisoned(plain, {s.B, s.T, s.row()}, DType::bf16);
+  ops::attention_backward(plain, dqkv2.tensor, dout2.tensor, qkv2.tensor, out2.tensor, stats2.tensor, int(s.NH),
+                          int(s.NKV));
   CHECK(scaled_error(test::download(plain, dqkv2.tensor), ref.dqkv, 1.0) < 1e-2);
 
   if (built_with_cudnn_attention()) {
@@ -132,8 +138,8 @@ TEST_CASE("attention: cuDNN and the plain kernels write the same stats, so their
 
 TEST_CASE("attention: CUDA forward and backward are bitwise reproducible", "[cuda][attention]") {
   TESSERA_REQUIRE_GPU(gpu);
-  const Shape s{2, 130, 3, 64};
-  auto qkv = round_to_bf16(test::random_normal(size_t(s.B * s.T * 3 * s.C()), 131));
+  const Shape s{2, 130, 6, 2, 64};
+  auto qkv = round_to_bf16(test::random_normal(size_t(s.B * s.T * s.row()), 131));
   auto dout = round_to_bf16(test::random_normal(size_t(s.B * s.T * s.C()), 132));
   for (Context* ctx : {gpu, &plain_gpu_context()}) {
     for (DType dtype : {DType::f32, DType::bf16}) {

@@ -1,11 +1,12 @@
-// Causal self-attention on the GPU: the entry points choose cuDNN's fused flash attention
-// (attention_cudnn.cpp: bf16, head size a multiple of 8 up to 128) or the plain kernels below
-// (float32, bf16, any head size up to 256).
+// Causal self-attention with grouped-query heads on the GPU: the entry points choose cuDNN's fused
+// flash attention (attention_cudnn.cpp: bf16, head size a multiple of 8 up to 128) or the plain
+// kernels below (float32, bf16, any head size up to 256).
 //
 // The plain kernels favour clarity and determinism over speed: one warp per (b, h, row), the
 // head dimension spread over the lanes, every dot product reduced by a butterfly shuffle (all
 // lanes get the same bits), fp32 accumulation in a fixed order, and no atomics: dq is computed
-// per query row, dk and dv per key row by looping over the queries that attend to it.
+// per query row, dk and dv per key row of a key/value head by looping over the query heads of its
+// group and the queries that attend to it.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -38,13 +39,23 @@ __device__ __forceinline__ void store_float(T* p, float v) {
   *p = common::from_float<T>(v);
 }
 
-// Where one warp's row lives: row = (b*NH + h)*T + t, the layout of stats (B,NH,T).
+// The heads of one token in qkv (B,T,(NH+2*NKV)*HS): query head h at h*HS, key head g at
+// k_off + g*HS, value head g at v_off + g*HS; query head h uses key/value head h / group.
+struct Heads {
+  int B, T, NH, NKV, HS;
+  int64_t row;          // qkv elements per token, (NH+2*NKV)*HS
+  int64_t C;            // out and dout elements per token, NH*HS
+  int64_t k_off, v_off;  // NH*HS, (NH+NKV)*HS
+  int group;            // NH / NKV
+};
+
+// Where one warp's row lives: row = (b*H + h)*T + t for H heads, the layout of stats (B,NH,T).
 struct RowIndex {
   int64_t b, h, t;
 };
 
-__device__ __forceinline__ RowIndex row_index(int64_t row, int T, int NH) {
-  return {row / (int64_t(T) * NH), (row / T) % NH, row % T};
+__device__ __forceinline__ RowIndex row_index(int64_t row, int T, int H) {
+  return {row / (int64_t(T) * H), (row / T) % H, row % T};
 }
 
 // Lane `lane` holds elements lane, lane+32, ... of a head vector: PER_LANE of them.
@@ -78,145 +89,149 @@ __device__ __forceinline__ float warp_dot(const float (&a)[PER_LANE], const T* b
   return warp_sum(partial);
 }
 
-// out (B,T,C), stats (B,NH,T): one warp per query row, online softmax over keys 0..t.
+// out (B,T,NH*HS), stats (B,NH,T): one warp per query row, online softmax over keys 0..t.
 template <int PER_LANE, class T>
-__global__ void attention_forward_kernel(T* out, float* stats, const T* qkv, int B, int T_, int NH, int HS,
-                                         float scale) {
+__global__ void attention_forward_kernel(T* out, float* stats, const T* qkv, Heads L, float scale) {
   const int lane = threadIdx.x % kWarpSize;
   const int64_t row = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarpSize;
-  if (row >= int64_t(B) * NH * T_) return;
-  const RowIndex at = row_index(row, T_, NH);
-  const int64_t C = int64_t(NH) * HS, C3 = 3 * C;
-  const T* seq = qkv + at.b * T_ * C3 + at.h * HS;  // head h of token 0 of this sequence: q, +C k, +2C v
+  if (row >= int64_t(L.B) * L.NH * L.T) return;
+  const RowIndex at = row_index(row, L.T, L.NH);
+  const T* seq = qkv + at.b * L.T * L.row;  // token 0 of this sequence
+  const T* keys = seq + L.k_off + (at.h / L.group) * L.HS;
+  const T* values = seq + L.v_off + (at.h / L.group) * L.HS;
 
   float q[PER_LANE], acc[PER_LANE];
-  load_head(q, seq + at.t * C3, lane, HS);
+  load_head(q, seq + at.t * L.row + at.h * L.HS, lane, L.HS);
 #pragma unroll
   for (int r = 0; r < PER_LANE; r++) acc[r] = 0.0f;
   float maxval = -INFINITY, sum = 0.0f;
   for (int64_t j = 0; j <= at.t; j++) {
-    const float s = warp_dot(q, seq + j * C3 + C, lane, HS) * scale;
+    const float s = warp_dot(q, keys + j * L.row, lane, L.HS) * scale;
     const float new_max = fmaxf(maxval, s);
     const float correction = expf(maxval - new_max);  // 0 on the first key (maxval = -inf)
     const float p = expf(s - new_max);
     sum = sum * correction + p;
-    const T* v = seq + j * C3 + 2 * C;
+    const T* v = values + j * L.row;
 #pragma unroll
     for (int r = 0; r < PER_LANE; r++) {
       int i = lane + r * kWarpSize;
-      acc[r] = acc[r] * correction + (i < HS ? p * load_float(v + i) : 0.0f);
+      acc[r] = acc[r] * correction + (i < L.HS ? p * load_float(v + i) : 0.0f);
     }
     maxval = new_max;
   }
-  store_head(out + (at.b * T_ + at.t) * C + at.h * HS, acc, 1.0f / sum, lane, HS);
+  store_head(out + (at.b * L.T + at.t) * L.C + at.h * L.HS, acc, 1.0f / sum, lane, L.HS);
   if (lane == 0) stats[row] = maxval + logf(sum);
 }
 
 // D (B,NH,T) = rowsum(dout * out) per head: the softmax backward's correction term.
 template <int PER_LANE, class T>
-__global__ void attention_backward_d_kernel(float* D, const T* dout, const T* out, int B, int T_, int NH, int HS) {
+__global__ void attention_backward_d_kernel(float* D, const T* dout, const T* out, Heads L) {
   const int lane = threadIdx.x % kWarpSize;
   const int64_t row = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarpSize;
-  if (row >= int64_t(B) * NH * T_) return;
-  const RowIndex at = row_index(row, T_, NH);
-  const int64_t offset = (at.b * T_ + at.t) * int64_t(NH) * HS + at.h * HS;
+  if (row >= int64_t(L.B) * L.NH * L.T) return;
+  const RowIndex at = row_index(row, L.T, L.NH);
+  const int64_t offset = (at.b * L.T + at.t) * L.C + at.h * L.HS;
   float dO[PER_LANE];
-  load_head(dO, dout + offset, lane, HS);
-  const float d = warp_dot(dO, out + offset, lane, HS);
+  load_head(dO, dout + offset, lane, L.HS);
+  const float d = warp_dot(dO, out + offset, lane, L.HS);
   if (lane == 0) D[row] = d;
 }
 
 // dq of one query row t: sum over keys j <= t of dS_tj k_j, with P recomputed from the stats.
 template <int PER_LANE, class T>
 __global__ void attention_backward_dq_kernel(T* dqkv, const T* dout, const T* qkv, const float* stats,
-                                             const float* D, int B, int T_, int NH, int HS, float scale) {
+                                             const float* D, Heads L, float scale) {
   const int lane = threadIdx.x % kWarpSize;
   const int64_t row = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarpSize;
-  if (row >= int64_t(B) * NH * T_) return;
-  const RowIndex at = row_index(row, T_, NH);
-  const int64_t C = int64_t(NH) * HS, C3 = 3 * C;
-  const T* seq = qkv + at.b * T_ * C3 + at.h * HS;
+  if (row >= int64_t(L.B) * L.NH * L.T) return;
+  const RowIndex at = row_index(row, L.T, L.NH);
+  const T* seq = qkv + at.b * L.T * L.row;
+  const T* keys = seq + L.k_off + (at.h / L.group) * L.HS;
+  const T* values = seq + L.v_off + (at.h / L.group) * L.HS;
 
   float q[PER_LANE], dO[PER_LANE], dq[PER_LANE];
-  load_head(q, seq + at.t * C3, lane, HS);
-  load_head(dO, dout + (at.b * T_ + at.t) * C + at.h * HS, lane, HS);
+  load_head(q, seq + at.t * L.row + at.h * L.HS, lane, L.HS);
+  load_head(dO, dout + (at.b * L.T + at.t) * L.C + at.h * L.HS, lane, L.HS);
 #pragma unroll
   for (int r = 0; r < PER_LANE; r++) dq[r] = 0.0f;
   const float lse = stats[row], d = D[row];
   for (int64_t j = 0; j <= at.t; j++) {
-    const T* k = seq + j * C3 + C;
-    const float p = expf(warp_dot(q, k, lane, HS) * scale - lse);
-    const float ds = p * (warp_dot(dO, seq + j * C3 + 2 * C, lane, HS) - d);
+    const T* k = keys + j * L.row;
+    const float p = expf(warp_dot(q, k, lane, L.HS) * scale - lse);
+    const float ds = p * (warp_dot(dO, values + j * L.row, lane, L.HS) - d);
 #pragma unroll
     for (int r = 0; r < PER_LANE; r++) {
       int i = lane + r * kWarpSize;
-      if (i < HS) dq[r] += ds * load_float(k + i);
+      if (i < L.HS) dq[r] += ds * load_float(k + i);
     }
   }
-  store_head(dqkv + (at.b * T_ + at.t) * C3 + at.h * HS, dq, scale, lane, HS);
+  store_head(dqkv + (at.b * L.T + at.t) * L.row + at.h * L.HS, dq, scale, lane, L.HS);
 }
 
-// dk and dv of one key row j: sums over the queries t >= j that attend to it.
+// dk and dv of one key row j of key/value head g: sums over the group's query heads, in head
+// order, and over the queries t >= j that attend to it. Rows are (b*NKV + g)*T + j.
 template <int PER_LANE, class T>
 __global__ void attention_backward_dkv_kernel(T* dqkv, const T* dout, const T* qkv, const float* stats,
-                                              const float* D, int B, int T_, int NH, int HS, float scale) {
+                                              const float* D, Heads L, float scale) {
   const int lane = threadIdx.x % kWarpSize;
   const int64_t row = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarpSize;
-  if (row >= int64_t(B) * NH * T_) return;
-  const RowIndex at = row_index(row, T_, NH);  // at.t is the key index j here
-  const int64_t C = int64_t(NH) * HS, C3 = 3 * C;
-  const T* seq = qkv + at.b * T_ * C3 + at.h * HS;
-  const T* dseq = dout + at.b * T_ * C + at.h * HS;
-  const float* row_stats = stats + (row - at.t);  // stats and D of (b, h, query 0)
-  const float* row_D = D + (row - at.t);
+  if (row >= int64_t(L.B) * L.NKV * L.T) return;
+  const RowIndex at = row_index(row, L.T, L.NKV);  // at.h is the key/value head g, at.t the key index j
+  const T* seq = qkv + at.b * L.T * L.row;
+  const T* dseq = dout + at.b * L.T * L.C;
 
   float k[PER_LANE], v[PER_LANE], dk[PER_LANE], dv[PER_LANE];
-  load_head(k, seq + at.t * C3 + C, lane, HS);
-  load_head(v, seq + at.t * C3 + 2 * C, lane, HS);
+  load_head(k, seq + at.t * L.row + L.k_off + at.h * L.HS, lane, L.HS);
+  load_head(v, seq + at.t * L.row + L.v_off + at.h * L.HS, lane, L.HS);
 #pragma unroll
   for (int r = 0; r < PER_LANE; r++) dk[r] = dv[r] = 0.0f;
-  for (int64_t t = at.t; t < T_; t++) {
-    const T* q = seq + t * C3;
-    const T* dO = dseq + t * C;
-    const float p = expf(warp_dot(k, q, lane, HS) * scale - row_stats[t]);
-    const float ds = p * (warp_dot(v, dO, lane, HS) - row_D[t]);
+  for (int h = int(at.h) * L.group; h < (int(at.h) + 1) * L.group; h++) {
+    const float* head_stats = stats + (at.b * L.NH + h) * L.T;  // stats and D of (b, h, query 0)
+    const float* head_D = D + (at.b * L.NH + h) * L.T;
+    for (int64_t t = at.t; t < L.T; t++) {
+      const T* q = seq + t * L.row + h * L.HS;
+      const T* dO = dseq + t * L.C + h * L.HS;
+      const float p = expf(warp_dot(k, q, lane, L.HS) * scale - head_stats[t]);
+      const float ds = p * (warp_dot(v, dO, lane, L.HS) - head_D[t]);
 #pragma unroll
-    for (int r = 0; r < PER_LANE; r++) {
-      int i = lane + r * kWarpSize;
-      if (i < HS) {
-        dv[r] += p * load_float(dO + i);
-        dk[r] += ds * load_float(q + i);
+      for (int r = 0; r < PER_LANE; r++) {
+        int i = lane + r * kWarpSize;
+        if (i < L.HS) {
+          dv[r] += p * load_float(dO + i);
+          dk[r] += ds * load_float(q + i);
+        }
       }
     }
   }
-  T* dst = dqkv + (at.b * T_ + at.t) * C3 + at.h * HS;
-  store_head(dst + C, dk, scale, lane, HS);
-  store_head(dst + 2 * C, dv, 1.0f, lane, HS);
+  T* dst = dqkv + (at.b * L.T + at.t) * L.row;
+  store_head(dst + L.k_off + at.h * L.HS, dk, scale, lane, L.HS);
+  store_head(dst + L.v_off + at.h * L.HS, dv, 1.0f, lane, L.HS);
 }
 
-struct Launch {
-  int B, T, NH, HS;
-  int64_t rows;
-  dim3 grid, block;
-  float scale;
-};
+// One warp per row, kWarpsPerBlock rows per block of kBlock threads.
+constexpr unsigned kBlock = kWarpsPerBlock * kWarpSize;
+dim3 blocks_for(int64_t rows) { return dim3(unsigned((rows + kWarpsPerBlock - 1) / kWarpsPerBlock)); }
 
-Launch plan(const Tensor& qkv, int n_head) {
-  Launch l;
-  l.B = int(qkv.size(0));
-  l.T = int(qkv.size(1));
-  l.NH = n_head;
-  l.HS = int(qkv.size(2) / 3 / n_head);
-  if (l.HS > kMaxHeadSize)
-    throw config_error("attention: head size " + std::to_string(l.HS) + " exceeds the " +
+Heads heads_of(const Tensor& qkv, int n_head, int n_kv_head) {
+  Heads L;
+  L.B = int(qkv.size(0));
+  L.T = int(qkv.size(1));
+  L.NH = n_head;
+  L.NKV = n_kv_head;
+  L.HS = int(qkv.size(2) / (n_head + 2 * n_kv_head));
+  if (L.HS > kMaxHeadSize)
+    throw config_error("attention: head size " + std::to_string(L.HS) + " exceeds the " +
                            std::to_string(kMaxHeadSize) + " the plain CUDA attention kernels support",
                        "use a head size of at most 128 with bf16 and cuDNN, or at most 256 otherwise");
-  l.rows = int64_t(l.B) * l.NH * l.T;
-  l.grid = dim3(unsigned((l.rows + kWarpsPerBlock - 1) / kWarpsPerBlock));
-  l.block = dim3(kWarpsPerBlock * kWarpSize);
-  l.scale = 1.0f / sqrtf(float(l.HS));
-  return l;
+  L.row = int64_t(n_head + 2 * n_kv_head) * L.HS;
+  L.C = int64_t(n_head) * L.HS;
+  L.k_off = L.C;
+  L.v_off = int64_t(n_head + n_kv_head) * L.HS;
+  L.group = n_head / n_kv_head;
+  return L;
 }
+
+float scale_of(const Heads& L) { return 1.0f / sqrtf(float(L.HS)); }
 
 // Calls f(std::integral_constant<int, PER_LANE>) with the smallest of 1, 2, 4, 8 elements per
 // lane that covers the head size.
@@ -229,52 +244,56 @@ void with_per_lane(int HS, F&& f) {
 }
 
 template <class T>
-void plain_forward(Context& ctx, Tensor out, Tensor stats, Tensor qkv, int n_head) {
-  const Launch l = plan(qkv, n_head);
+void plain_forward(Context& ctx, Tensor out, Tensor stats, Tensor qkv, int n_head, int n_kv_head) {
+  const Heads L = heads_of(qkv, n_head, n_kv_head);
   cudaStream_t stream = common::stream_of(ctx);
-  with_per_lane(l.HS, [&](auto per_lane) {
-    attention_forward_kernel<decltype(per_lane)::value, T><<<l.grid, l.block, 0, stream>>>(
-        out.ptr<T>(), stats.ptr<float>(), qkv.ptr<T>(), l.B, l.T, l.NH, l.HS, l.scale);
+  with_per_lane(L.HS, [&](auto per_lane) {
+    attention_forward_kernel<decltype(per_lane)::value, T>
+        <<<blocks_for(int64_t(L.B) * L.NH * L.T), kBlock, 0, stream>>>(out.ptr<T>(), stats.ptr<float>(),
+                                                                        qkv.ptr<T>(), L, scale_of(L));
     TESSERA_CUDA_CHECK_LAUNCH();
   });
 }
 
 template <class T>
-void plain_backward(Context& ctx, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats, int n_head) {
-  const Launch l = plan(qkv, n_head);
+void plain_backward(Context& ctx, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats, int n_head,
+                    int n_kv_head) {
+  const Heads L = heads_of(qkv, n_head, n_kv_head);
+  const int64_t query_rows = int64_t(L.B) * L.NH * L.T, key_rows = int64_t(L.B) * L.NKV * L.T;
   cudaStream_t stream = common::stream_of(ctx);
   // D lives in the shared scratch area only for the duration of these launches on this stream.
-  float* D = static_cast<float*>(ctx.cuda()->scratch(size_t(l.rows) * sizeof(float)));  // (B,NH,T)
-  with_per_lane(l.HS, [&](auto per_lane) {
+  float* D = static_cast<float*>(ctx.cuda()->scratch(size_t(query_rows) * sizeof(float)));  // (B,NH,T)
+  with_per_lane(L.HS, [&](auto per_lane) {
     constexpr int P = decltype(per_lane)::value;
-    attention_backward_d_kernel<P, T><<<l.grid, l.block, 0, stream>>>(D, dout.ptr<T>(), out.ptr<T>(), l.B, l.T,
-                                                                       l.NH, l.HS);
+    attention_backward_d_kernel<P, T><<<blocks_for(query_rows), kBlock, 0, stream>>>(D, dout.ptr<T>(),
+                                                                                      out.ptr<T>(), L);
     TESSERA_CUDA_CHECK_LAUNCH();
-    attention_backward_dq_kernel<P, T><<<l.grid, l.block, 0, stream>>>(
-        dqkv.ptr<T>(), dout.ptr<T>(), qkv.ptr<T>(), stats.ptr<float>(), D, l.B, l.T, l.NH, l.HS, l.scale);
+    attention_backward_dq_kernel<P, T><<<blocks_for(query_rows), kBlock, 0, stream>>>(
+        dqkv.ptr<T>(), dout.ptr<T>(), qkv.ptr<T>(), stats.ptr<float>(), D, L, scale_of(L));
     TESSERA_CUDA_CHECK_LAUNCH();
-    attention_backward_dkv_kernel<P, T><<<l.grid, l.block, 0, stream>>>(
-        dqkv.ptr<T>(), dout.ptr<T>(), qkv.ptr<T>(), stats.ptr<float>(), D, l.B, l.T, l.NH, l.HS, l.scale);
+    attention_backward_dkv_kernel<P, T><<<blocks_for(key_rows), kBlock, 0, stream>>>(
+        dqkv.ptr<T>(), dout.ptr<T>(), qkv.ptr<T>(), stats.ptr<float>(), D, L, scale_of(L));
     TESSERA_CUDA_CHECK_LAUNCH();
   });
 }
 
 }  // namespace
 
-void attention_forward(Context& ctx, Tensor out, Tensor stats, Tensor qkv, int n_head) {
-  if (cudnn_attention::try_forward(ctx, out, stats, qkv, n_head)) return;
+void attention_forward(Context& ctx, Tensor out, Tensor stats, Tensor qkv, int n_head, int n_kv_head) {
+  if (cudnn_attention::try_forward(ctx, out, stats, qkv, n_head, n_kv_head)) return;
   if (qkv.dtype == DType::bf16)
-    plain_forward<__nv_bfloat16>(ctx, out, stats, qkv, n_head);
+    plain_forward<__nv_bfloat16>(ctx, out, stats, qkv, n_head, n_kv_head);
   else
-    plain_forward<float>(ctx, out, stats, qkv, n_head);
+    plain_forward<float>(ctx, out, stats, qkv, n_head, n_kv_head);
 }
 
-void attention_backward(Context& ctx, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats, int n_head) {
-  if (cudnn_attention::try_backward(ctx, dqkv, dout, qkv, out, stats, n_head)) return;
+void attention_backward(Context& ctx, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats, int n_head,
+                        int n_kv_head) {
+  if (cudnn_attention::try_backward(ctx, dqkv, dout, qkv, out, stats, n_head, n_kv_head)) return;
   if (qkv.dtype == DType::bf16)
-    plain_backward<__nv_bfloat16>(ctx, dqkv, dout, qkv, out, stats, n_head);
+    plain_backward<__nv_bfloat16>(ctx, dqkv, dout, qkv, out, stats, n_head, n_kv_head);
   else
-    plain_backward<float>(ctx, dqkv, dout, qkv, out, stats, n_head);
+    plain_backward<float>(ctx, dqkv, dout, qkv, out, stats, n_head, n_kv_head);
 }
 
 }  // namespace tessera::cuda

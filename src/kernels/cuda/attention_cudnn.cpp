@@ -1,6 +1,8 @@
-// cuDNN frontend SDPA graphs for bf16 causal attention. Q, K and V are described with strides
-// straight into the packed qkv (B,T,3,NH,HS) and O, dO with strides into (B,T,NH,HS), so no
-// transposes are needed; the logsumexp stats (B,NH,T,1) f32 are cuDNN's natural-log "Stats".
+// cuDNN frontend SDPA graphs for bf16 causal attention with grouped-query heads. Q (B,NH,T,HS) and
+// K, V (B,NKV,T,HS) are described with strides straight into the packed qkv (B,T,NH+2*NKV,HS), and
+// O, dO with strides into (B,T,NH,HS), so no transposes are needed; cuDNN pairs query head h with
+// key/value head h / (NH/NKV), as ops.h does. The logsumexp stats (B,NH,T,1) f32 are cuDNN's
+// natural-log "Stats".
 #include "kernels/cuda/attention_cudnn.h"
 
 #ifndef TESSERA_WITH_CUDNN_ATTENTION
@@ -34,17 +36,18 @@ enum Uid : int64_t { kQ = 1, kK, kV, kO, kStats, kdO, kdQ, kdK, kdV };
 struct GraphKey {
   cudnnHandle_t handle;
   int device;
-  int64_t B, NH, T, HS;
+  int64_t B, NH, NKV, T, HS;
   bool backward;
   bool operator==(const GraphKey& o) const {
-    return handle == o.handle && device == o.device && B == o.B && NH == o.NH && T == o.T && HS == o.HS && backward == o.backward;
+    return handle == o.handle && device == o.device && B == o.B && NH == o.NH && NKV == o.NKV && T == o.T &&
+           HS == o.HS && backward == o.backward;
   }
 };
 
 struct GraphKeyHash {
   size_t operator()(const GraphKey& k) const {
     size_t h = std::hash<const void*>()(static_cast<const void*>(k.handle));
-    for (int64_t v : {int64_t(k.device), k.B, k.NH, k.T, k.HS, int64_t(k.backward)}) h = h * 1000003u ^ std::hash<int64_t>()(v);
+    for (int64_t v : {int64_t(k.device), k.B, k.NH, k.NKV, k.T, k.HS, int64_t(k.backward)}) h = h * 1000003u ^ std::hash<int64_t>()(v);
     return h;
   }
 };
@@ -91,10 +94,11 @@ std::shared_ptr<fe::graph::Tensor_attributes> bf16_tensor(fe::graph::Graph& grap
 // Describes the forward (generate_stats) or backward SDPA graph for one shape, builds it, and
 // returns it; an unsupported graph gives an entry with a null graph.
 CachedGraph build_graph(const GraphKey& key) {
-  const int64_t B = key.B, NH = key.NH, T = key.T, HS = key.HS, C = NH * HS;
-  const std::vector<int64_t> dims = {B, NH, T, HS};
-  const std::vector<int64_t> qkv_strides = {T * 3 * C, HS, 3 * C, 1};  // into qkv (B,T,3,NH,HS)
-  const std::vector<int64_t> o_strides = {T * C, HS, C, 1};            // into out (B,T,NH,HS)
+  const int64_t B = key.B, NH = key.NH, NKV = key.NKV, T = key.T, HS = key.HS, C = NH * HS;
+  const int64_t row = (NH + 2 * NKV) * HS;  // qkv elements per token
+  const std::vector<int64_t> q_dims = {B, NH, T, HS}, kv_dims = {B, NKV, T, HS};
+  const std::vector<int64_t> qkv_strides = {T * row, HS, row, 1};  // into qkv (B,T,NH+2*NKV,HS)
+  const std::vector<int64_t> o_strides = {T * C, HS, C, 1};        // into out (B,T,NH,HS)
   const std::vector<int64_t> stats_dims = {B, NH, T, 1};
   const std::vector<int64_t> stats_strides = {NH * T, T, 1, 1};
   const float scale = 1.0f / std::sqrt(float(HS));
@@ -103,9 +107,9 @@ CachedGraph build_graph(const GraphKey& key) {
   graph->set_io_data_type(fe::DataType_t::BFLOAT16)
       .set_intermediate_data_type(fe::DataType_t::FLOAT)
       .set_compute_data_type(fe::DataType_t::FLOAT);
-  auto Q = bf16_tensor(*graph, "Q", kQ, dims, qkv_strides);
-  auto K = bf16_tensor(*graph, "K", kK, dims, qkv_strides);
-  auto V = bf16_tensor(*graph, "V", kV, dims, qkv_strides);
+  auto Q = bf16_tensor(*graph, "Q", kQ, q_dims, qkv_strides);
+  auto K = bf16_tensor(*graph, "K", kK, kv_dims, qkv_strides);
+  auto V = bf16_tensor(*graph, "V", kV, kv_dims, qkv_strides);
 
   if (!key.backward) {
     auto options = fe::graph::SDPA_attributes()
@@ -115,13 +119,13 @@ CachedGraph build_graph(const GraphKey& key) {
                        .set_diagonal_alignment(fe::DiagonalAlignment_t::TOP_LEFT)
                        .set_diagonal_band_right_bound(0);  // causal: key j <= query t
     auto outputs = graph->sdpa(Q, K, V, options);
-    outputs[0]->set_output(true).set_uid(kO).set_dim(dims).set_stride(o_strides).set_data_type(
+    outputs[0]->set_output(true).set_uid(kO).set_dim(q_dims).set_stride(o_strides).set_data_type(
         fe::DataType_t::BFLOAT16);
     outputs[1]->set_output(true).set_uid(kStats).set_dim(stats_dims).set_stride(stats_strides).set_data_type(
         fe::DataType_t::FLOAT);
   } else {
-    auto O = bf16_tensor(*graph, "O", kO, dims, o_strides);
-    auto dO = bf16_tensor(*graph, "dO", kdO, dims, o_strides);
+    auto O = bf16_tensor(*graph, "O", kO, q_dims, o_strides);
+    auto dO = bf16_tensor(*graph, "dO", kdO, q_dims, o_strides);
     auto stats = graph->tensor(fe::graph::Tensor_attributes()
                                    .set_name("Stats")
                                    .set_uid(kStats)
@@ -137,8 +141,12 @@ CachedGraph build_graph(const GraphKey& key) {
     auto grads = graph->sdpa_backward(Q, K, V, O, dO, stats, options);
     const Uid grad_uids[3] = {kdQ, kdK, kdV};
     for (int i = 0; i < 3; i++)
-      grads[size_t(i)]->set_output(true).set_uid(grad_uids[i]).set_dim(dims).set_stride(qkv_strides).set_data_type(
-          fe::DataType_t::BFLOAT16);
+      grads[size_t(i)]
+          ->set_output(true)
+          .set_uid(grad_uids[i])
+          .set_dim(i == 0 ? q_dims : kv_dims)
+          .set_stride(qkv_strides)
+          .set_data_type(fe::DataType_t::BFLOAT16);
   }
 
   // Each step in order; an unsupported graph at any of them means "use the plain kernels".
@@ -181,10 +189,26 @@ CachedGraph lookup_or_build(const GraphKey& key) {
 bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data) % 16 == 0; }
 
 // The checks that do not need cuDNN: dtype, head size, handle, option, alignment.
-bool applies(const Context& ctx, const Tensor& qkv, int n_head) {
-  const int64_t HS = qkv.size(2) / 3 / n_head;
+bool applies(const Context& ctx, const Tensor& qkv, int n_head, int n_kv_head) {
+  const int64_t HS = qkv.size(2) / (n_head + 2 * n_kv_head);
   return qkv.dtype == DType::bf16 && HS % 8 == 0 && HS <= 128 && ctx.cuda() != nullptr &&
          ctx.cuda()->cudnn != nullptr && ctx.options().use_cudnn_attention;
+}
+
+// Q, K and V of the packed qkv (bf16 elements): q at 0, k after NH heads, v after NH+NKV heads.
+struct QkvParts {
+  uint16_t *q, *k, *v;
+};
+
+QkvParts parts_of(const Tensor& qkv, int n_head, int n_kv_head) {
+  auto* q = static_cast<uint16_t*>(qkv.data);
+  const int64_t HS = qkv.size(2) / (n_head + 2 * n_kv_head);
+  return {q, q + n_head * HS, q + (n_head + n_kv_head) * HS};
+}
+
+GraphKey key_of(const Context& ctx, const Tensor& qkv, int n_head, int n_kv_head, bool backward) {
+  const int64_t HS = qkv.size(2) / (n_head + 2 * n_kv_head);
+  return GraphKey{ctx.cuda()->cudnn, ctx.cuda()->device, qkv.size(0), n_head, n_kv_head, qkv.size(1), HS, backward};
 }
 
 bool execute(Context& ctx, const GraphKey& key, std::unordered_map<int64_t, void*>& pack) {
@@ -201,26 +225,24 @@ bool execute(Context& ctx, const GraphKey& key, std::unordered_map<int64_t, void
 
 }  // namespace
 
-bool try_forward(Context& ctx, Tensor out, Tensor stats, Tensor qkv, int n_head) {
-  if (!applies(ctx, qkv, n_head) || !aligned16(qkv) || !aligned16(out) || !aligned16(stats)) return false;
-  const int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3, HS = C / n_head;
-  auto* q = static_cast<uint16_t*>(qkv.data);  // bf16 elements
+bool try_forward(Context& ctx, Tensor out, Tensor stats, Tensor qkv, int n_head, int n_kv_head) {
+  if (!applies(ctx, qkv, n_head, n_kv_head) || !aligned16(qkv) || !aligned16(out) || !aligned16(stats)) return false;
+  const QkvParts in = parts_of(qkv, n_head, n_kv_head);
   std::unordered_map<int64_t, void*> pack = {
-      {kQ, q}, {kK, q + C}, {kV, q + 2 * C}, {kO, out.data}, {kStats, stats.data}};
-  return execute(ctx, GraphKey{ctx.cuda()->cudnn, ctx.cuda()->device, B, n_head, T, HS, false}, pack);
+      {kQ, in.q}, {kK, in.k}, {kV, in.v}, {kO, out.data}, {kStats, stats.data}};
+  return execute(ctx, key_of(ctx, qkv, n_head, n_kv_head, false), pack);
 }
 
-bool try_backward(Context& ctx, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats, int n_head) {
-  if (!applies(ctx, qkv, n_head) || !aligned16(qkv) || !aligned16(out) || !aligned16(stats) || !aligned16(dout) ||
-      !aligned16(dqkv))
+bool try_backward(Context& ctx, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats, int n_head,
+                  int n_kv_head) {
+  if (!applies(ctx, qkv, n_head, n_kv_head) || !aligned16(qkv) || !aligned16(out) || !aligned16(stats) ||
+      !aligned16(dout) || !aligned16(dqkv))
     return false;
-  const int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3, HS = C / n_head;
-  auto* q = static_cast<uint16_t*>(qkv.data);
-  auto* dq = static_cast<uint16_t*>(dqkv.data);
+  const QkvParts in = parts_of(qkv, n_head, n_kv_head), grad = parts_of(dqkv, n_head, n_kv_head);
   std::unordered_map<int64_t, void*> pack = {
-      {kQ, q},         {kK, q + C},        {kV, q + 2 * C},  {kO, out.data},      {kdO, dout.data},
-      {kStats, stats.data}, {kdQ, dq}, {kdK, dq + C}, {kdV, dq + 2 * C}};
-  return execute(ctx, GraphKey{ctx.cuda()->cudnn, ctx.cuda()->device, B, n_head, T, HS, true}, pack);
+      {kQ, in.q},     {kK, in.k},     {kV, in.v},     {kO, out.data}, {kdO, dout.data},
+      {kStats, stats.data}, {kdQ, grad.q}, {kdK, grad.k}, {kdV, grad.v}};
+  return execute(ctx, key_of(ctx, qkv, n_head, n_kv_head, true), pack);
 }
 
 }  // namespace tessera::cuda::cudnn_attention
@@ -229,8 +251,8 @@ bool try_backward(Context& ctx, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out
 
 namespace tessera::cuda::cudnn_attention {
 
-bool try_forward(Context&, Tensor, Tensor, Tensor, int) { return false; }
-bool try_backward(Context&, Tensor, Tensor, Tensor, Tensor, Tensor, int) { return false; }
+bool try_forward(Context&, Tensor, Tensor, Tensor, int, int) { return false; }
+bool try_backward(Context&, Tensor, Tensor, Tensor, Tensor, Tensor, int, int) { return false; }
 
 }  // namespace tessera::cuda::cudnn_attention
 
