@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <new>
 #include <thread>
 
 #include "core/device_api.h"
@@ -13,7 +15,12 @@ extern "C" void openblas_set_num_threads(int num_threads);
 
 namespace tessera {
 
-Context::Context(const ContextOptions& options) : options_(options), cuda_(nullptr, &detail::close_cuda) {
+namespace {
+void free_aligned(float* p) { std::free(p); }
+}  // namespace
+
+Context::Context(const ContextOptions& options)
+    : options_(options), cuda_(nullptr, &detail::close_cuda), host_scratch_(nullptr, &free_aligned) {
   int hw = int(std::thread::hardware_concurrency());
   const int cores = hw > 0 ? hw : 1;
   cpu_threads_ = options.cpu_threads > 0 ? options.cpu_threads : std::max(1, cores / std::max(1, options.local_size));
@@ -49,6 +56,18 @@ Context::Context(const ContextOptions& options) : options_(options), cuda_(nullp
 }
 
 Context::~Context() = default;
+
+float* Context::host_scratch(size_t floats) {
+  if (floats > host_scratch_floats_) {
+    constexpr size_t kAlign = 64;
+    const size_t bytes = (floats * sizeof(float) + kAlign - 1) / kAlign * kAlign;
+    host_scratch_floats_ = 0;
+    host_scratch_.reset(static_cast<float*>(std::aligned_alloc(kAlign, bytes)));
+    if (!host_scratch_) throw std::bad_alloc();
+    host_scratch_floats_ = floats;
+  }
+  return host_scratch_.get();
+}
 
 void Context::synchronize() const {
   if (cuda_) detail::cuda_synchronize(cuda_.get());

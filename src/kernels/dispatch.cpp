@@ -3,6 +3,7 @@
 #include <string>
 #include <type_traits>
 
+#include "kernels/cpu/flash_attention.h"
 #include "kernels/ops.h"
 #include "tessera/error.h"
 
@@ -90,6 +91,15 @@ auto profiled(Context& ctx, const char* op, Call&& call) {
 }  // namespace
 
 #define TESSERA_DISPATCH(ctx, op, ...) profiled(ctx, #op, [&] { return TESSERA_BACKEND_CALL(ctx, op, __VA_ARGS__); })
+
+// Ops whose CPU backend is a faster twin of the plain cpu:: reference (same contract; the reference
+// stays what the twin and the CUDA kernels are checked against).
+#if TESSERA_WITH_CUDA
+#define TESSERA_DISPATCH_FAST(ctx, op, cpu_fast, ...) \
+  profiled(ctx, #op, [&] { return (ctx).on_gpu() ? cuda::op(ctx, __VA_ARGS__) : cpu::cpu_fast(ctx, __VA_ARGS__); })
+#else
+#define TESSERA_DISPATCH_FAST(ctx, op, cpu_fast, ...) profiled(ctx, #op, [&] { return cpu::cpu_fast(ctx, __VA_ARGS__); })
+#endif
 
 namespace ops {
 
@@ -278,7 +288,7 @@ static void check_attention_shapes(const Context& ctx, const char* op, const Ten
 
 void attention_forward(Context& ctx, Tensor out, Tensor stats, Tensor qkv, int n_head, int n_kv_head) {
   check_attention_shapes(ctx, "attention_forward", out, stats, qkv, n_head, n_kv_head);
-  TESSERA_DISPATCH(ctx, attention_forward, out, stats, qkv, n_head, n_kv_head);
+  TESSERA_DISPATCH_FAST(ctx, attention_forward, flash_attention_forward, out, stats, qkv, n_head, n_kv_head);
 }
 
 void attention_backward(Context& ctx, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats, int n_head,
@@ -291,7 +301,8 @@ void attention_backward(Context& ctx, Tensor dqkv, Tensor dout, Tensor qkv, Tens
   expect_shape(op, "dout", dout, {out.size(0), out.size(1), out.size(2)});
   expect_same_dtype(op, dqkv, "dqkv", qkv, "qkv");
   expect_same_dtype(op, dout, "dout", qkv, "qkv");
-  TESSERA_DISPATCH(ctx, attention_backward, dqkv, dout, qkv, out, stats, n_head, n_kv_head);
+  TESSERA_DISPATCH_FAST(ctx, attention_backward, flash_attention_backward, dqkv, dout, qkv, out, stats, n_head,
+                        n_kv_head);
 }
 
 void crossentropy_forward_backward(Context& ctx, Tensor losses, Tensor dlogits, Tensor logits, Tensor targets,
