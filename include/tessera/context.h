@@ -65,10 +65,10 @@ class Context {
 
   // CUDA-side resources; null on the CPU backend. Used by src/ only.
   detail::CudaResources* cuda() const { return cuda_.get(); }
-  // Host scratch memory for the CPU kernels: at least `floats` floats, 64-byte aligned, valid
-  // until the next call. It grows to the largest request and stays, so steps do not allocate.
+  // Host scratch memory for the CPU kernels: at least `bytes` bytes, 64-byte aligned, valid until
+  // the next call. It grows to the largest request and stays, so steps do not allocate.
   // Used by src/ only.
-  float* host_scratch(size_t floats);
+  void* host_scratch(size_t bytes);
 
  private:
   ContextOptions options_;
@@ -80,8 +80,8 @@ class Context {
   int gpu_ordinal_ = -1;
   std::unique_ptr<detail::CudaResources, void (*)(detail::CudaResources*)> cuda_;
   std::unique_ptr<OpProfile> op_profile_;
-  std::unique_ptr<float[], void (*)(float*)> host_scratch_;
-  size_t host_scratch_floats_ = 0;
+  std::unique_ptr<void, void (*)(void*)> host_scratch_;
+  size_t host_scratch_bytes_ = 0;
 };
 
 }  // namespace tessera

@@ -15,12 +15,8 @@ extern "C" void openblas_set_num_threads(int num_threads);
 
 namespace tessera {
 
-namespace {
-void free_aligned(float* p) { std::free(p); }
-}  // namespace
-
 Context::Context(const ContextOptions& options)
-    : options_(options), cuda_(nullptr, &detail::close_cuda), host_scratch_(nullptr, &free_aligned) {
+    : options_(options), cuda_(nullptr, &detail::close_cuda), host_scratch_(nullptr, &std::free) {
   int hw = int(std::thread::hardware_concurrency());
   const int cores = hw > 0 ? hw : 1;
   cpu_threads_ = options.cpu_threads > 0 ? options.cpu_threads : std::max(1, cores / std::max(1, options.local_size));
@@ -57,14 +53,14 @@ Context::Context(const ContextOptions& options)
 
 Context::~Context() = default;
 
-float* Context::host_scratch(size_t floats) {
-  if (floats > host_scratch_floats_) {
+void* Context::host_scratch(size_t bytes) {
+  if (bytes > host_scratch_bytes_) {
     constexpr size_t kAlign = 64;
-    const size_t bytes = (floats * sizeof(float) + kAlign - 1) / kAlign * kAlign;
-    host_scratch_floats_ = 0;
-    host_scratch_.reset(static_cast<float*>(std::aligned_alloc(kAlign, bytes)));
+    const size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
+    host_scratch_bytes_ = 0;
+    host_scratch_.reset(std::aligned_alloc(kAlign, rounded));
     if (!host_scratch_) throw std::bad_alloc();
-    host_scratch_floats_ = floats;
+    host_scratch_bytes_ = rounded;
   }
   return host_scratch_.get();
 }

@@ -94,10 +94,12 @@ TESSERA_CPU_CLONES void softmax_backward_tile(float* p, float* dp, const float* 
     float* p_row = p + r * kBlock;
     float* dp_row = dp + r * kBlock;
     const int64_t visible = diagonal ? r + 1 : n_keys;
+    const float row_lse = lse[r], row_D = D[r];
     for (int64_t c = 0; c < kBlock; ++c) {
-      const float pc = c < visible ? exp_approx(p_row[c] * scale - lse[r]) : 0.0f;
-      p_row[c] = pc;
-      dp_row[c] = c < visible ? pc * (dp_row[c] - D[r]) * scale : 0.0f;
+      const float e = exp_approx(p_row[c] * scale - row_lse);
+      const float grad = e * (dp_row[c] - row_D) * scale;
+      p_row[c] = c < visible ? e : 0.0f;
+      dp_row[c] = c < visible ? grad : 0.0f;
     }
   }
 }
@@ -202,7 +204,7 @@ void flash_attention_forward(Context& ctx, Tensor out, Tensor stats, Tensor qkv,
   const Heads H = heads_of(qkv, n_head, n_kv_head);
   const int threads = ctx.cpu_threads();
   const int64_t per_thread = 2 * H.HS * kBlock + kBlock * kBlock + 2 * kBlock;
-  float* scratch = ctx.host_scratch(size_t(per_thread * threads));
+  float* scratch = static_cast<float*>(ctx.host_scratch(sizeof(float) * size_t(per_thread * threads)));
   const float* qkv_p = qkv.ptr<float>();
   float* out_p = out.ptr<float>();
   float* stats_p = stats.ptr<float>();
@@ -217,7 +219,7 @@ void flash_attention_backward(Context& ctx, Tensor dqkv, Tensor dout, Tensor qkv
   const Heads H = heads_of(qkv, n_head, n_kv_head);
   const int threads = ctx.cpu_threads();
   const int64_t per_thread = 4 * H.HS * kBlock + 2 * kBlock * kBlock + H.group() * H.T;
-  float* scratch = ctx.host_scratch(size_t(per_thread * threads));
+  float* scratch = static_cast<float*>(ctx.host_scratch(sizeof(float) * size_t(per_thread * threads)));
   const float* qkv_p = qkv.ptr<float>();
   const float* out_p = out.ptr<float>();
   const float* dout_p = dout.ptr<float>();
