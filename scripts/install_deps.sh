@@ -5,8 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# BLAS: OpenBLAS's pthread flavour (Debian's default for libopenblas-dev), named here so the choice
+# is explicit. tessera runs it single-threaded on each of its own OpenMP threads (one thread pool;
+# src/kernels/cpu/gemm.h), where the pthread build is safe to call concurrently. Measured on the
+# model's GEMMs (benchmarks/RESULTS.md): OpenBLAS's own threads, pthread or OpenMP flavour, were
+# 1.5-8x slower than that on 2 cores (its pool spinning against OpenMP's), and serial BLIS 10-30%
+# slower than OpenBLAS per call.
 packages=(build-essential cmake ninja-build pkg-config python3 python3-pip
-          libopenmpi-dev openmpi-bin libfmt-dev catch2 libopenblas-dev)
+          libopenmpi-dev openmpi-bin libfmt-dev catch2 libopenblas-pthread-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

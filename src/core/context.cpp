@@ -20,10 +20,11 @@ Context::Context(const ContextOptions& options)
   int hw = int(std::thread::hardware_concurrency());
   const int cores = hw > 0 ? hw : 1;
   cpu_threads_ = options.cpu_threads > 0 ? options.cpu_threads : std::max(1, cores / std::max(1, options.local_size));
-  omp_set_num_threads(cpu_threads_);
-  // One thread pool: the CPU kernels call the BLAS from inside their own OpenMP team, one slab of
+  // One thread pool: the CPU kernels call the BLAS from inside their own OpenMP team, one tile of
   // the output per thread (src/kernels/cpu/gemm.h says why), so the BLAS itself runs on one thread.
+  // First: OpenBLAS built for OpenMP sets the OpenMP default to its own count here.
   openblas_set_num_threads(1);
+  omp_set_num_threads(cpu_threads_);
 
   if (options.device != DevicePreference::cpu) {
     detail::CudaProbe probe = detail::open_cuda(options);
