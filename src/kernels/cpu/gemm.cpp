@@ -33,7 +33,7 @@ void sgemm(const Gemm& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
 
 }  // namespace
 
-void gemm(const Context& ctx, const Gemm& g, const GemmEpilogue& epilogue) {
+void gemm(const Context& ctx, const Gemm& g, GemmEpilogue epilogue) {
   if (g.M <= 0 || g.N <= 0) return;
   // Cut the larger output dimension, so each tile re-packs only the smaller operand.
   const bool by_rows = g.M >= g.N;

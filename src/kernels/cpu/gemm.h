@@ -10,7 +10,6 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 
 #include "tessera/context.h"
 
@@ -29,9 +28,25 @@ struct Gemm {
 };
 
 // Runs on the calling thread, on rows [m0, m1) and columns [n0, n1) of C, right after they are
-// computed (while they are in cache): a fused epilogue such as bias + GELU.
-using GemmEpilogue = std::function<void(int64_t m0, int64_t m1, int64_t n0, int64_t n1)>;
+// computed (while they are in cache): a fused epilogue such as bias + GELU. A non-owning
+// reference to a callable (std::function would allocate on every call): the callable must
+// outlive the gemm() call it is passed to.
+class GemmEpilogue {
+ public:
+  GemmEpilogue() = default;
+  template <class F>
+  GemmEpilogue(const F& f)  // NOLINT: implicit, like std::function
+      : object_(&f), call_([](const void* o, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+          (*static_cast<const F*>(o))(m0, m1, n0, n1);
+        }) {}
+  explicit operator bool() const { return call_ != nullptr; }
+  void operator()(int64_t m0, int64_t m1, int64_t n0, int64_t n1) const { call_(object_, m0, m1, n0, n1); }
 
-void gemm(const Context& ctx, const Gemm& g, const GemmEpilogue& epilogue = nullptr);
+ private:
+  const void* object_ = nullptr;
+  void (*call_)(const void*, int64_t, int64_t, int64_t, int64_t) = nullptr;
+};
+
+void gemm(const Context& ctx, const Gemm& g, GemmEpilogue epilogue = {});
 
 }  // namespace tessera::cpu

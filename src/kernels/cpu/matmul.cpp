@@ -27,18 +27,19 @@ void matmul_forward(Context& ctx, Tensor out, Tensor pre_gelu, Tensor inp, Tenso
   g.a = inp.ptr<float>(), g.lda = C;
   g.b = weight.ptr<float>(), g.ldb = C;
   g.c = y, g.ldc = OC;
-  GemmEpilogue fused;
+  auto bias_gelu = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    for (int64_t m = m0; m < m1; ++m) bias_gelu_span(o + m * OC + n0, y + m * OC + n0, b ? b + n0 : nullptr, n1 - n0);
+  };
+  auto add_bias = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    for (int64_t m = m0; m < m1; ++m) add_bias_span(y + m * OC + n0, b + n0, n1 - n0);
+  };
   if (gelu) {
-    fused = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-      for (int64_t m = m0; m < m1; ++m)
-        bias_gelu_span(o + m * OC + n0, y + m * OC + n0, b ? b + n0 : nullptr, n1 - n0);
-    };
+    gemm(ctx, g, bias_gelu);
   } else if (b) {
-    fused = [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-      for (int64_t m = m0; m < m1; ++m) add_bias_span(y + m * OC + n0, b + n0, n1 - n0);
-    };
+    gemm(ctx, g, add_bias);
+  } else {
+    gemm(ctx, g);
   }
-  gemm(ctx, g, fused);
 }
 
 void matmul_backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp,
