@@ -107,9 +107,9 @@ TEST_CASE("matmul: backward matches finite differences; dweight and dbias accumu
 }
 
 TEST_CASE("matmul: forward and backward do not depend on the thread count", "[kernels][matmul]") {
-  // Shapes that cut into many tiles both ways (rows for the forward and dinp, output rows of
-  // dweight beyond 256, where OpenBLAS's sums depend on the extent of the call), with the fused
-  // bias + GELU epilogue.
+  // Shapes that cut into tiles both ways (rows for the forward and dinp, output rows of dweight
+  // beyond 256, where OpenBLAS's sums depend on the extent of the call), with the fused bias + GELU
+  // epilogue. The tiling follows the machine's cores, not the thread count.
   const int64_t N = 300, C = 70, OC = 530;
   auto inp = test::random_uniform(size_t(N * C), 81);
   auto w = test::random_uniform(size_t(OC * C), 82);

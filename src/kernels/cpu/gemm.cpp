@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <thread>
 
 namespace tessera::cpu {
 
@@ -11,15 +12,16 @@ namespace {
 // Tile edges are multiples of this (the width of OpenBLAS's micro-kernels), so no tile is a
 // ragged sliver of a register tile.
 constexpr int64_t kAlign = 16;
-// Tiles per GEMM, at least: enough to balance 2, 4, 8 or 16 threads. The tiling depends on the
-// shape only, never on the thread count: OpenBLAS's sum for one element can change with the
-// extent of the call it is in (measured: dweight rows after 256 differ by an ulp when M is cut in
-// two), so fixed tiles are what keeps results independent of the thread count.
-constexpr int64_t kMinTiles = 16;
-// ... and at most about this many outputs per tile (256 KiB), so a tile stays in the core's L2
-// between its GEMM and a fused epilogue. Re-packing the other operand once per tile costs about
-// 1% at the model's shapes.
-constexpr int64_t kTileOutputs = 64 * 1024;
+
+// Tiles per GEMM: the cores this rank has by default (cores / ranks on the node), whatever thread
+// count it runs with. OpenBLAS's sum for one element can change with the extent of the call it is
+// in (measured: dweight rows after 256 differ by an ulp when M is cut in two), so the tiling must
+// not follow the thread count for results not to. Each extra tile costs: one thread ran these
+// shapes 2-5% slower in 4 tiles and 10-20% slower in 16 than in one call.
+int64_t tiles_per_gemm(const Context& ctx) {
+  const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
+  return std::max<int64_t>(1, cores / std::max(1, ctx.options().local_size));
+}
 
 void sgemm(const Gemm& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   // Row m of op(A) starts at a + m*lda (stored as is) or at column m (stored transposed);
@@ -39,7 +41,7 @@ void gemm(const Context& ctx, const Gemm& g, GemmEpilogue epilogue) {
   const bool by_rows = g.M >= g.N;
   const int64_t extent = by_rows ? g.M : g.N;
   const int64_t units = (extent + kAlign - 1) / kAlign;
-  const int64_t tiles = std::min(units, std::max(kMinTiles, (g.M * g.N + kTileOutputs - 1) / kTileOutputs));
+  const int64_t tiles = std::min(units, tiles_per_gemm(ctx));
   auto run_tile = [&](int64_t t) {
     const int64_t lo = std::min(extent, units * t / tiles * kAlign);
     const int64_t hi = t + 1 == tiles ? extent : std::min(extent, units * (t + 1) / tiles * kAlign);

@@ -5,8 +5,9 @@
 // machine (benchmarks/RESULTS.md), OpenBLAS's pthread pool spinning against OpenMP's made the
 // model's GEMMs 1.5-2x slower than this, and whole steps several times slower; OpenBLAS built for
 // OpenMP was slower still on these small shapes, and its openblas_set_num_threads() resizes the
-// caller's OpenMP team. The output is cut into tiles that depend on the shape alone, each one BLAS
-// call over the whole K, so results do not depend on the thread count.
+// caller's OpenMP team. The output is cut into tiles that depend on the shape and the machine
+// (its cores per rank), not on the thread count, each one BLAS call over the whole K, so results
+// do not depend on the thread count.
 #pragma once
 
 #include <cstdint>
@@ -27,8 +28,8 @@ struct Gemm {
   int64_t ldc = 0;
 };
 
-// Runs on the calling thread, on rows [m0, m1) and columns [n0, n1) of C, right after they are
-// computed (while they are in cache): a fused epilogue such as bias + GELU. A non-owning
+// Runs on the thread that computed rows [m0, m1) and columns [n0, n1) of C, right after their GEMM
+// (no second pass over C, no second parallel region): a fused epilogue such as bias + GELU. A non-owning
 // reference to a callable (std::function would allocate on every call): the callable must
 // outlive the gemm() call it is passed to.
 class GemmEpilogue {

@@ -1,6 +1,6 @@
 // Linear layer on the CPU: OpenBLAS GEMMs on tessera's OpenMP team (gemm.h), float32, row-major:
 // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC). Bias and GELU are applied to each tile of
-// the output right after its GEMM, while it is in cache.
+// the output by the thread that computed it, right after its GEMM.
 #include <algorithm>
 
 #include "kernels/cpu/elementwise.h"
