@@ -168,7 +168,8 @@ def tessera_peer(a, work, init, data, device, precision):
         raise Failure(f"--batch-size {a.batch_size} (global) does not divide into dp {dp} x microbatches {mb}")
     threads = max(1, a.threads // a.ranks) if a.threads else 0
     log = os.path.join(work, "tessera.jsonl")
-    cmd = [os.path.join(a.build, "tessera-train"), "--init-from", init, "--data", data,
+    # --no-shuffle: the peers read consecutive windows in file order, as llm.c's loader does.
+    cmd = [os.path.join(a.build, "tessera-train"), "--init-from", init, "--data", data, "--no-shuffle",
            "--batch-size", str(a.batch_size // (dp * mb)), "--seq-len", str(a.seq_len),
            "--steps", str(a.warmup_steps + a.steps), "--lr", str(a.lr), "--min-lr", str(a.min_lr),
            "--warmup", str(a.lr_warmup), "--eval-every", "0", "--eval-batches", "1", "--sample-tokens", "0",

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/checkpointing.h"
+#include "common/data_check.h"
 #include "common/flags.h"
 #include "common/job_clock.h"
 #include "common/sampling.h"
@@ -35,6 +36,7 @@ struct TrainArgs {
   std::string val_data;
   int batch_size = 8;
   int seq_len = 128;
+  bool no_shuffle = false;
   // parallel layout
   int tp = 1, pp = 1, dp = 0;
   bool sp = false;
@@ -89,6 +91,7 @@ FlagParser make_parser(TrainArgs& a) {
   p.add("val-data", &a.val_data, "validation shards (default: the training path with _train -> _val, if it exists)");
   p.add("batch-size", &a.batch_size, "sequences per microbatch per data-parallel rank");
   p.add("seq-len", &a.seq_len, "tokens per sequence");
+  p.add("no-shuffle", &a.no_shuffle, "read the sequences in file order every epoch (default: a new order each epoch, from --seed)");
   p.section("Parallel layout (global batch = batch-size x dp x microbatches sequences)");
   p.add("tp", &a.tp, "tensor-parallel ranks (heads, MLP and vocabulary split; adjacent ranks)");
   p.add("pp", &a.pp, "pipeline stages");
@@ -189,10 +192,11 @@ std::string default_val_path(const std::string& train) {
   auto pos = train.rfind("_train");
   if (pos == std::string::npos || train.find_first_of(",*?[") != std::string::npos) return "";
   std::string val = train.substr(0, pos) + "_val" + train.substr(pos + 6);
-  if (FILE* f = std::fopen(val.c_str(), "rb")) {
-    std::fclose(f);
-    return val;
-  }
+  for (const std::string& file : {val, val + ".idx"})  // a Megatron dataset may be named by its prefix
+    if (FILE* f = std::fopen(file.c_str(), "rb")) {
+      std::fclose(f);
+      return val;
+    }
   return "";
 }
 
@@ -253,7 +257,7 @@ TrainingState training_state(const RunState& run, const DataLoader& loader) {
 }
 
 RunState adopt(const TrainingState& s, DataLoader& loader, const JobClock& fallback) {
-  loader.restore(s.train_loader);
+  for (const std::string& note : loader.restore(s.train_loader)) std::printf("data: %s\n", note.c_str());
   RunState run;
   run.step = int(s.step);
   run.skipped = s.skipped_steps;
@@ -323,6 +327,7 @@ class TrainingRun {
   DataLoader train_loader_;
   const std::string val_path_;
   std::unique_ptr<DataLoader> val_loader_;
+  const std::string data_checked_;  // every token against the vocabulary, before the model is built
   Trainer trainer_;
   GPT2& model_;
   const LRSchedule schedule_;
@@ -359,6 +364,14 @@ ContextOptions context_options(const TrainArgs& a, bool lead) {
   o.local_rank = launch.local_rank;
   o.local_size = launch.local_size;
   o.announce = lead;
+  return o;
+}
+
+LoaderOptions loader_options(const TrainArgs& a) {
+  LoaderOptions o;
+  o.shuffle = !a.no_shuffle;
+  o.seed = a.seed;
+  o.check_tokens = false;  // check_data_tokens checks every token, each rank a part
   return o;
 }
 
@@ -414,11 +427,12 @@ TrainingRun::TrainingRun(const TrainArgs& args, MpiSession& mpi)
       layout_(grid_.layout()),
       B_(args.batch_size),
       T_(args.seq_len),
-      train_loader_(args.data, B_, T_, config_.vocab_size, grid_.dp_rank(), layout_.dp),
+      train_loader_(args.data, B_, T_, config_.vocab_size, grid_.dp_rank(), layout_.dp, loader_options(args)),
       val_path_(args.val_data.empty() ? default_val_path(args.data) : args.val_data),
       val_loader_(val_path_.empty() ? nullptr
                                     : std::make_unique<DataLoader>(val_path_, B_, T_, config_.vocab_size,
-                                                                   grid_.dp_rank(), layout_.dp)),
+                                                                   grid_.dp_rank(), layout_.dp, loader_options(args))),
+      data_checked_(check_data_tokens(ctx_, *world_, {&train_loader_, val_loader_.get()}, config_.vocab_size)),
       trainer_(ctx_, config_, trainer_options(args), model_options(args, grid_)),
       model_(trainer_.model()),
       schedule_(lr_schedule(args)),
@@ -434,8 +448,10 @@ void TrainingRun::print_setup() {
               a_.recompute == "full" ? "full recomputation" : "no recomputation");
   std::printf("layout: %d ranks, %s, backend %s\n", grid_.world_size(), layout_.describe().c_str(), world_->backend());
   if (layout_.pp > 1) std::printf("pipeline: %s\n", describe(trainer_.schedule()).c_str());
-  std::printf("data: %s (%lld tokens), validation: %s\n", a_.data.c_str(),
-              static_cast<long long>(train_loader_.total_tokens()), val_loader_ ? val_path_.c_str() : "none");
+  std::printf("data: %s (%lld tokens, %s, %s), validation: %s\n", a_.data.c_str(),
+              static_cast<long long>(train_loader_.total_tokens()), train_loader_.dataset().formats().c_str(),
+              a_.no_shuffle ? "file order" : "shuffled every epoch", val_loader_ ? val_path_.c_str() : "none");
+  std::printf("data: %s\n", data_checked_.c_str());
   std::printf("batch: %d x %d tokens x %d microbatches x %d replicas = %lld tokens per step\n", B_, T_,
               layout_.microbatches, layout_.dp, static_cast<long long>(tokens_per_step_));
   std::printf("MFU convention: 6N + 12*L*C*T FLOPs per token (PaLM), against %s peak\n",

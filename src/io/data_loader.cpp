@@ -1,8 +1,9 @@
-// The data loader: llm.c's consecutive windows over a list of shards, with explicit state.
-#include <glob.h>
-
+// The data loader: windows of T+1 tokens over every file, one epoch after another, each epoch in
+// an order drawn from (seed, epoch) or in file order; its state counts sequences, so it means the
+// same under any data-parallel layout.
 #include <algorithm>
 
+#include "io/sample_order.h"
 #include "tessera/data.h"
 #include "tessera/error.h"
 
@@ -10,158 +11,143 @@ namespace tessera {
 
 namespace {
 
-std::string trim(const std::string& s) {
-  size_t a = s.find_first_not_of(" \t");
-  if (a == std::string::npos) return "";
-  size_t b = s.find_last_not_of(" \t");
-  return s.substr(a, b - a + 1);
-}
-
-bool has_glob_characters(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }
-
-std::vector<std::string> glob_sorted(const std::string& pattern) {
-  glob_t g{};
-  int rc = ::glob(pattern.c_str(), 0, nullptr, &g);
-  std::vector<std::string> out;
-  if (rc == 0)
-    for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
-  ::globfree(&g);
-  if (rc != 0 && rc != GLOB_NOMATCH)
-    throw data_error("cannot expand the file pattern (glob error " + std::to_string(rc) + ")", pattern);
-  // Byte order, not the locale's collation: the same shard order on every machine.
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-// One path, a comma-separated list, or globs; each glob's matches sorted by name.
-std::vector<std::string> expand_pattern(const std::string& pattern) {
-  std::vector<std::string> paths;
-  size_t start = 0;
-  for (;;) {
-    size_t comma = pattern.find(',', start);
-    std::string item = trim(pattern.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
-    if (!item.empty()) {
-      if (has_glob_characters(item)) {
-        std::vector<std::string> matches = glob_sorted(item);
-        if (matches.empty())
-          throw data_error("no file matches the data pattern '" + item + "'", pattern,
-                           "check the path; prepare shards with tessera-prepare-data");
-        paths.insert(paths.end(), matches.begin(), matches.end());
-      } else {
-        paths.push_back(item);
-      }
-    }
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  if (paths.empty())
-    throw data_error("no data files given", pattern.empty() ? "(empty data path)" : pattern,
-                     "pass a shard path, a comma-separated list or a glob such as 'data/train_*.bin'");
-  return paths;
-}
-
-}  // namespace
-
-DataLoader::DataLoader(const std::string& pattern, int B, int T, int vocab_size, int rank, int world)
-    : pattern_(pattern), B_(B), T_(T), vocab_size_(vocab_size), rank_(rank), world_(world) {
+// Checks the sizes before any file is opened (a config error outranks a data error).
+const std::string& checked(const std::string& pattern, int B, int T, int vocab_size, int rank, int world) {
   if (B < 1) throw config_error("batch size must be at least 1 (got " + std::to_string(B) + ")");
   if (T < 1) throw config_error("sequence length must be at least 1 (got " + std::to_string(T) + ")");
   if (vocab_size < 1) throw config_error("vocabulary size must be at least 1 (got " + std::to_string(vocab_size) + ")");
   if (world < 1 || rank < 0 || rank >= world)
     throw config_error("data loader rank " + std::to_string(rank) + " is outside 0.." + std::to_string(world - 1) +
                        " (world " + std::to_string(world) + ")");
-  paths_ = expand_pattern(pattern);
-  const int64_t needed = global_batch_tokens() + 1;
-  shards_.reserve(paths_.size());
-  for (const std::string& path : paths_) {
-    TokenShard shard(path);
-    if (shard.size() < needed)
-      throw data_error("shard holds " + std::to_string(shard.size()) + " tokens, fewer than the " +
-                           std::to_string(needed) + " one global batch needs (" + std::to_string(world) +
-                           " data-parallel ranks x batch size " + std::to_string(B) + " x sequence length " +
-                           std::to_string(T) + " + 1)",
-                       path, "use a smaller batch size or sequence length, or give this shard more data");
-    shards_.push_back(std::move(shard));
-  }
+  return pattern;
 }
 
-bool DataLoader::fits(int64_t shard, int64_t position) const {
-  return position >= 0 && position + global_batch_tokens() + 1 <= shards_[size_t(shard)].size();
+const char* order_name(bool shuffle) { return shuffle ? "shuffled" : "in file order"; }
+
+}  // namespace
+
+bool operator==(const LoaderState& a, const LoaderState& b) {
+  return a.epoch == b.epoch && a.position == b.position && a.seed == b.seed && a.shuffle == b.shuffle &&
+         a.windows == b.windows && a.seq_len == b.seq_len;
+}
+
+DataLoader::DataLoader(const std::string& pattern, int B, int T, int vocab_size, int rank, int world,
+                       const LoaderOptions& options)
+    : data_(checked(pattern, B, T, vocab_size, rank, world)),
+      B_(B),
+      T_(T),
+      vocab_size_(vocab_size),
+      rank_(rank),
+      world_(world),
+      shuffle_(options.shuffle) {
+  window_starts_.push_back(0);
+  for (const TokenShard& shard : data_.shards()) {
+    const int64_t windows = (shard.size() - 1) / T;  // window k needs tokens kT .. kT+T
+    if (windows == 0)
+      throw data_error("file holds " + std::to_string(shard.size()) + " tokens, fewer than one sequence of " +
+                           std::to_string(int64_t(T) + 1) + " (sequence length " + std::to_string(T) + " + 1)",
+                       shard.path(), "use a shorter --seq-len, or leave this file out");
+    window_starts_.push_back(window_starts_.back() + windows);
+  }
+  if (windows_per_epoch() < global_batch())
+    throw data_error("the data holds " + std::to_string(windows_per_epoch()) + " sequences of " +
+                         std::to_string(int64_t(T) + 1) + " tokens, fewer than the " + std::to_string(global_batch()) +
+                         " one global batch needs (" + std::to_string(world) + " data-parallel ranks x batch size " +
+                         std::to_string(B) + ")",
+                     pattern, "use a smaller batch size or sequence length, or give it more data");
+  if (options.check_tokens) {
+    const TokenCheck check = data_.check_tokens(vocab_size, 0, 1, options.threads);
+    if (check.first_bad >= 0) data_.throw_bad_token(check.first_bad, vocab_size);
+  }
+  state_.seed = options.seed;
+  state_.shuffle = options.shuffle;
+  state_.windows = windows_per_epoch();
+  state_.seq_len = T;
+}
+
+SampleId DataLoader::window(int64_t epoch, int64_t slot) const {
+  const int64_t w = shuffle_ ? io::SampleOrder(windows_per_epoch(), state_.seed, epoch)(slot) : slot;
+  const size_t s = size_t(std::upper_bound(window_starts_.begin(), window_starts_.end(), w) - window_starts_.begin()) - 1;
+  return SampleId{int64_t(s), (w - window_starts_[s]) * T_};
 }
 
 void DataLoader::next_batch(int32_t* inputs, int32_t* targets) {
-  const TokenShard& shard = shards_[size_t(state_.shard)];
-  const int64_t n = int64_t(B_) * T_;
-  const int64_t base = state_.position + int64_t(rank_) * n;
-  const uint16_t* window = shard.data() + base;  // n + 1 tokens: the last one is only a target
-  for (int64_t i = 0; i <= n; ++i) {
-    if (window[i] >= vocab_size_)
-      throw data_error("token id " + std::to_string(window[i]) + " at token offset " + std::to_string(base + i) +
-                           " is outside the vocabulary (size " + std::to_string(vocab_size_) + ")",
-                       shard.path(),
-                       "the data was tokenized for another vocabulary; regenerate it or use the matching model");
-  }
-  for (int64_t i = 0; i < n; ++i) {
-    inputs[i] = window[i];
-    targets[i] = window[i + 1];
+  std::vector<int32_t> window_tokens(size_t(T_) + 1);
+  for (int b = 0; b < B_; ++b) {
+    const SampleId id = window(state_.epoch, state_.position + int64_t(rank_) * B_ + b);
+    const TokenShard& shard = data_.shards()[size_t(id.shard)];
+    // Checked at start, but a file may have changed on disk since: a bad id never reaches a kernel.
+    const int64_t bad = shard.find_bad_token(id.offset, id.offset + T_ + 1, vocab_size_);
+    if (bad >= 0) shard.throw_bad_token(bad, vocab_size_);
+    shard.read(id.offset, T_ + 1, window_tokens.data());
+    std::copy(window_tokens.begin(), window_tokens.end() - 1, inputs + int64_t(b) * T_);
+    std::copy(window_tokens.begin() + 1, window_tokens.end(), targets + int64_t(b) * T_);
   }
   last_batch_ = state_;
   has_batch_ = true;
-
-  state_.position += global_batch_tokens();
-  if (!fits(state_.shard, state_.position)) {
+  state_.position += global_batch();
+  if (state_.position + global_batch() > windows_per_epoch()) {
     state_.position = 0;
-    if (++state_.shard == int64_t(shards_.size())) {
-      state_.shard = 0;
-      ++state_.epoch;
-    }
+    ++state_.epoch;
   }
 }
 
 LoaderState DataLoader::state() const { return state_; }
 
-void DataLoader::restore(const LoaderState& s) {
-  auto describe = [&] {
-    return "loader state (shard " + std::to_string(s.shard) + ", position " + std::to_string(s.position) +
-           ", epoch " + std::to_string(s.epoch) + ")";
-  };
-  const char* hint = "resume with the same data files, batch size, sequence length and data-parallel size";
-  if (s.shard < 0 || s.shard >= int64_t(shards_.size()))
-    throw data_error(describe() + " names a shard that does not exist (there are " + std::to_string(shards_.size()) +
-                         ")",
-                     pattern_, hint);
-  if (s.epoch < 0) throw data_error(describe() + " has a negative epoch", pattern_, hint);
-  if (!fits(s.shard, s.position))
-    throw data_error(describe() + ": a global batch of " + std::to_string(global_batch_tokens() + 1) +
-                         " tokens at that position does not fit in the shard's " +
-                         std::to_string(shards_[size_t(s.shard)].size()) + " tokens",
-                     paths_[size_t(s.shard)], hint);
-  state_ = s;
+std::vector<std::string> DataLoader::restore(const LoaderState& s) {
+  const std::string saved = "the checkpoint's loader state (epoch " + std::to_string(s.epoch) + ", sequence " +
+                            std::to_string(s.position) + " of " + std::to_string(s.windows) + ")";
+  const char* hint = "the checkpoint is damaged; resume from an older one or start afresh with --resume never";
+  if (s.epoch < 0 || s.position < 0 || s.windows < 1 || s.seq_len < 1 || s.position > s.windows)
+    throw data_error(saved + " is impossible (sequence length " + std::to_string(s.seq_len) + ")", data_.pattern(), hint);
+
+  std::vector<std::string> notes;
+  LoaderState next = state_;
+  next.epoch = s.epoch;
+  next.seed = s.seed;
+  if (s.seed != state_.seed && (s.shuffle || shuffle_))
+    notes.push_back("the data order continues with the checkpoint's permutation seed " + std::to_string(s.seed) +
+                    " (not " + std::to_string(state_.seed) + ")");
+  const int64_t n = windows_per_epoch();
+  if (s.windows == n && s.seq_len == T_) {
+    next.position = s.position;
+    if (s.shuffle != shuffle_)
+      notes.push_back(std::string("the checkpoint read the data ") + order_name(s.shuffle) + ", this run reads it " +
+                      order_name(shuffle_) + ": epoch " + std::to_string(s.epoch) + " goes on after the first " +
+                      std::to_string(s.position) + " sequences of the new order, so some of its sequences are read "
+                      "twice and others not at all");
+  } else {
+    next.position = int64_t((long double)(s.position) * (long double)(n) / (long double)(s.windows));
+    notes.push_back("the checkpoint's data held " + std::to_string(s.windows) + " sequences of " +
+                    std::to_string(s.seq_len) + "+1 tokens, this run's holds " + std::to_string(n) + " of " +
+                    std::to_string(T_) + "+1: epoch " + std::to_string(s.epoch) + " goes on at the same fraction (sequence " +
+                    std::to_string(next.position) + " of " + std::to_string(n) +
+                    ") in another order, so some of its sequences are read twice and others not at all");
+  }
+  if (next.position + global_batch() > n) {
+    notes.push_back("the " + std::to_string(n - next.position) + " sequences left in epoch " + std::to_string(next.epoch) +
+                    " are fewer than one global batch of " + std::to_string(global_batch()) + ": epoch " +
+                    std::to_string(next.epoch + 1) + " begins");
+    next.position = 0;
+    ++next.epoch;
+  }
+  state_ = next;
   has_batch_ = false;
+  return notes;
 }
 
 void DataLoader::reset() {
-  state_ = LoaderState{};
+  state_.epoch = 0;
+  state_.position = 0;
   has_batch_ = false;
 }
 
 SampleId DataLoader::sample_id(int b) const {
   TESSERA_CHECK(has_batch_, "sample_id() needs a batch: call next_batch() first");
   TESSERA_CHECK(b >= 0 && b < B_, "sequence index " + std::to_string(b) + " outside 0.." + std::to_string(B_ - 1));
-  return SampleId{last_batch_.shard, last_batch_.position + (int64_t(rank_) * B_ + b) * T_};
+  return window(last_batch_.epoch, last_batch_.position + int64_t(rank_) * B_ + b);
 }
 
-int64_t DataLoader::total_tokens() const {
-  int64_t total = 0;
-  for (const TokenShard& s : shards_) total += s.size();
-  return total;
-}
-
-int64_t DataLoader::batches_per_epoch() const {
-  // Global batches start at 0, G, 2G, ... while start + G + 1 <= size: floor((size - 1) / G) of them.
-  int64_t batches = 0;
-  for (const TokenShard& s : shards_) batches += (s.size() - 1) / global_batch_tokens();
-  return batches;
-}
+int64_t DataLoader::batches_per_epoch() const { return windows_per_epoch() / global_batch(); }
 
 }  // namespace tessera

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "io/json.h"
+#include "io/loader_state_json.h"
 #include "tessera/buffer.h"
 #include "tessera/error.h"
 #include "tessera/parallel.h"
@@ -183,11 +184,7 @@ std::string Trainer::checkpoint_metadata(const TrainingState& state) const {
   v["optimizer_step"] = optimizer_ ? optimizer_->step_count() : int64_t(0);
   json::Value s = json::Value::object();
   s["step"] = state.step;
-  json::Value loader = json::Value::object();
-  loader["shard"] = state.train_loader.shard;
-  loader["position"] = state.train_loader.position;
-  loader["epoch"] = state.train_loader.epoch;
-  s["train_loader"] = loader;
+  s["train_loader"] = io::loader_state_to_json(state.train_loader);
   s["skipped_steps"] = state.skipped_steps;
   s["program"] = program;
   v["state"] = s;
@@ -466,10 +463,7 @@ std::optional<TrainingState> Trainer::load_latest_checkpoint(const std::string& 
                        "resume with the model configuration the checkpoint was saved with");
     const json::Value& s = meta.at("state");
     state.step = s.at("step").as_int64();
-    const json::Value& loader = s.at("train_loader");
-    state.train_loader.shard = loader.at("shard").as_int64();
-    state.train_loader.position = loader.at("position").as_int64();
-    state.train_loader.epoch = loader.at("epoch").as_int64();
+    state.train_loader = io::loader_state_from_json(s.at("train_loader"));
     state.skipped_steps = s.at("skipped_steps").as_int64();
     state.program_json = s.at("program").dump();
     optimizer_step = meta.at("optimizer_step").as_int64();

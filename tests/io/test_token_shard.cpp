@@ -50,16 +50,57 @@ TEST_CASE("token shard: write and read round trip", "[io]") {
 
   TokenShard shard(path);
   CHECK(shard.path() == path);
+  CHECK(shard.format() == TokenFormat::llmc_u16);
+  CHECK(shard.token_bytes() == 2);
+  CHECK(shard.index_path().empty());
+  CHECK(shard.byte_offset(3) == 1024 + 6);
   REQUIRE(shard.size() == int64_t(tokens.size()));
-  CHECK(std::memcmp(shard.data(), tokens.data(), tokens.size() * 2) == 0);
+  std::vector<int32_t> read(tokens.size());
+  shard.read(0, shard.size(), read.data());
+  for (size_t i = 0; i < tokens.size(); ++i) REQUIRE(read[i] == int32_t(tokens[i]));
+  CHECK(shard.token(17) == tokens[17]);
 
   // Moving keeps the mapping alive in the new owner.
   TokenShard moved(std::move(shard));
   CHECK(moved.size() == int64_t(tokens.size()));
-  CHECK(moved.data()[1236] == tokens[1236]);
+  CHECK(moved.token(1236) == tokens[1236]);
   TokenShard other(path);
   other = std::move(moved);
-  CHECK(other.data()[5] == tokens[5]);
+  CHECK(other.token(5) == tokens[5]);
+}
+
+TEST_CASE("token shard: llm.c's uint32 (LLaMA-3) format round trip", "[io]") {
+  TempDir dir;
+  std::vector<uint32_t> tokens(777);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = uint32_t((i * 2654435761u) % 128256u);
+  tokens[3] = 128255;  // LLaMA 3's last id: needs more than 16 bits
+  const std::string path = dir.file("llama.bin");
+  write_token_shard(path, tokens.data(), int64_t(tokens.size()));
+
+  std::string bytes = tessera::test::read_bytes(path);
+  REQUIRE(bytes.size() == 1024 + 4 * tokens.size());
+  int32_t header[kShardHeaderInts];
+  std::memcpy(header, bytes.data(), sizeof header);
+  CHECK(header[0] == 20240801);  // llm.c dev/data/data_common.py, "llama-3"
+  CHECK(header[1] == 7);
+  CHECK(header[2] == int32_t(tokens.size()));
+  for (int i = 3; i < kShardHeaderInts; ++i) CHECK(header[i] == 0);
+
+  TokenShard shard(path);
+  CHECK(shard.format() == TokenFormat::llmc_u32);
+  CHECK(std::string(token_format_name(shard.format())) == "llm.c uint32");
+  CHECK(shard.token_bytes() == 4);
+  CHECK(shard.byte_offset(3) == 1024 + 12);
+  REQUIRE(shard.size() == int64_t(tokens.size()));
+  CHECK(shard.token(3) == 128255);
+  std::vector<int32_t> read(tokens.size());
+  shard.read(0, shard.size(), read.data());
+  for (size_t i = 0; i < tokens.size(); ++i) REQUIRE(read[i] == int32_t(tokens[i]));
+  CHECK(shard.find_bad_token(0, shard.size(), 128256) == -1);
+  CHECK(shard.find_bad_token(0, shard.size(), 128255) == 3);
+  std::string msg = error_message([&] { shard.throw_bad_token(3, 128000); });
+  CHECK(msg.find("token id 128255 at token offset 3 (byte 1036)") != std::string::npos);
+  CHECK(msg.find(path) != std::string::npos);
 }
 
 TEST_CASE("token shard: malformed files are data errors that name the problem", "[io]") {
@@ -73,6 +114,8 @@ TEST_CASE("token shard: malformed files are data errors that name the problem", 
   const Case cases[] = {
       {"magic", raw_shard(12345, kShardVersion, 100, 100), "wrong magic number 12345"},
       {"version", raw_shard(kShardMagic, 7, 100, 100), "unsupported token shard version 7"},
+      {"u32_version", raw_shard(kShardMagicU32, 1, 50, 100), "unsupported token shard version 1 (expected 7"},
+      {"u32_truncated", raw_shard(kShardMagicU32, kShardVersionU32, 100, 100), "truncated"},  // 2 bytes a token, 4 needed
       {"truncated", full.substr(0, full.size() - 1), "truncated"},
       {"short_header", full.substr(0, 1000), "smaller than the 1024-byte header"},
       {"trailing", full + "xyz", "3 trailing bytes"},

@@ -17,7 +17,9 @@ constexpr uint16_t kEot = ByteTokenizer::kEndOfText;
 
 std::vector<uint16_t> shard_tokens(const std::string& path) {
   TokenShard shard(path);
-  return std::vector<uint16_t>(shard.data(), shard.data() + shard.size());
+  std::vector<uint16_t> out;
+  for (int64_t i = 0; i < shard.size(); ++i) out.push_back(uint16_t(shard.token(i)));
+  return out;
 }
 
 // The expected tokens of documents: each one preceded by <|endoftext|>.
@@ -111,7 +113,9 @@ TEST_CASE("tokenizer: prepare_text_dataset on the bundled tiny Shakespeare", "[i
   CHECK(split.documents == 1);
   CHECK(split.train_tokens + split.val_tokens == int64_t(text.size()) + 2);
   CHECK(double(split.val_tokens) / double(text.size()) == Approx(0.1).margin(0.01));
-  DataLoader loader(split.val_path, 4, 64, ByteTokenizer::kVocabSize);
+  LoaderOptions file_order;
+  file_order.shuffle = false;
+  DataLoader loader(split.val_path, 4, 64, ByteTokenizer::kVocabSize, 0, 1, file_order);
   std::vector<int32_t> x(256), y(256);
   loader.next_batch(x.data(), y.data());
   CHECK(x[0] == ByteTokenizer::kEndOfText);
