@@ -189,6 +189,45 @@ void layernorm_backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dbias,
   TESSERA_DISPATCH(ctx, layernorm_backward, dinp, dweight, dbias, dout, inp, weight, mean, rstd);
 }
 
+void rmsnorm_forward(Context& ctx, Tensor out, Tensor rstd, Tensor inp, Tensor weight, float eps) {
+  const char* op = "rmsnorm_forward";
+  expect_activation(ctx, op, "inp", inp);
+  if (inp.ndim != 2) shape_error(op, "inp must be (N,C), got " + inp.shape_str());
+  const int64_t N = inp.size(0), C = inp.size(1);
+  expect_activation(ctx, op, "out", out);
+  expect_shape(op, "out", out, {N, C});
+  expect_dtype(ctx, op, "rstd", rstd, DType::f32);
+  expect_shape(op, "rstd", rstd, {N});
+  expect_activation(ctx, op, "weight", weight);
+  expect_shape(op, "weight", weight, {C});
+  expect_same_dtype(op, out, "out", inp, "inp");
+  expect_same_dtype(op, weight, "weight", inp, "inp");
+  if (!(eps > 0.0f)) shape_error(op, "eps must be positive, got " + std::to_string(eps));
+  TESSERA_DISPATCH(ctx, rmsnorm_forward, out, rstd, inp, weight, eps);
+}
+
+void rmsnorm_backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight,
+                      Tensor rstd) {
+  const char* op = "rmsnorm_backward";
+  expect_activation(ctx, op, "inp", inp);
+  if (inp.ndim != 2) shape_error(op, "inp must be (N,C), got " + inp.shape_str());
+  const int64_t N = inp.size(0), C = inp.size(1);
+  expect_activation(ctx, op, "dinp", dinp);
+  expect_activation(ctx, op, "dout", dout);
+  expect_shape(op, "dinp", dinp, {N, C});
+  expect_shape(op, "dout", dout, {N, C});
+  expect_dtype(ctx, op, "dweight", dweight, DType::f32);
+  expect_shape(op, "dweight", dweight, {C});
+  expect_activation(ctx, op, "weight", weight);
+  expect_shape(op, "weight", weight, {C});
+  expect_dtype(ctx, op, "rstd", rstd, DType::f32);
+  expect_shape(op, "rstd", rstd, {N});
+  expect_same_dtype(op, dinp, "dinp", inp, "inp");
+  expect_same_dtype(op, dout, "dout", inp, "inp");
+  expect_same_dtype(op, weight, "weight", inp, "inp");
+  TESSERA_DISPATCH(ctx, rmsnorm_backward, dinp, dweight, dout, inp, weight, rstd);
+}
+
 void matmul_forward(Context& ctx, Tensor out, Tensor pre_gelu, Tensor inp, Tensor weight, Tensor bias,
                     Epilogue epilogue) {
   const char* op = "matmul_forward";
@@ -265,6 +304,65 @@ void residual_forward(Context& ctx, Tensor out, Tensor a, Tensor b) {
   expect_same_elementwise(ctx, "residual_forward", out, "out", a, "a");
   expect_same_elementwise(ctx, "residual_forward", b, "b", a, "a");
   TESSERA_DISPATCH(ctx, residual_forward, out, a, b);
+}
+
+// inp (N,2F) = [gate | up], out (N,F), the same dtype.
+static void check_swiglu_shapes(const Context& ctx, const char* op, const Tensor& half, const char* half_name,
+                                const Tensor& inp) {
+  expect_activation(ctx, op, "inp", inp);
+  expect_activation(ctx, op, half_name, half);
+  if (inp.ndim != 2 || inp.size(1) % 2 != 0)
+    shape_error(op, "inp must be (N,2F): gate and up side by side, got " + inp.shape_str());
+  expect_shape(op, half_name, half, {inp.size(0), inp.size(1) / 2});
+  expect_same_dtype(op, half, half_name, inp, "inp");
+}
+
+void swiglu_forward(Context& ctx, Tensor out, Tensor inp) {
+  check_swiglu_shapes(ctx, "swiglu_forward", out, "out", inp);
+  TESSERA_DISPATCH(ctx, swiglu_forward, out, inp);
+}
+
+void swiglu_backward(Context& ctx, Tensor dinp, Tensor dout, Tensor inp) {
+  const char* op = "swiglu_backward";
+  check_swiglu_shapes(ctx, op, dout, "dout", inp);
+  expect_activation(ctx, op, "dinp", dinp);
+  expect_shape(op, "dinp", dinp, {inp.size(0), inp.size(1)});
+  expect_same_dtype(op, dinp, "dinp", inp, "inp");
+  TESSERA_DISPATCH(ctx, swiglu_backward, dinp, dout, inp);
+}
+
+// out and in (B,T,(NH+2*NKV)*HS) alike, NKV dividing NH, HS even; valid frequencies.
+static void check_rope(const Context& ctx, const char* op, const Tensor& out, const Tensor& in, int n_head,
+                       int n_kv_head, const RopeParams& rope, int position_offset) {
+  expect_activation(ctx, op, "out", out);
+  expect_activation(ctx, op, "in", in);
+  if (n_head <= 0 || n_kv_head <= 0 || n_head % n_kv_head != 0)
+    shape_error(op, "n_kv_head " + std::to_string(n_kv_head) + " must be positive and divide n_head " +
+                        std::to_string(n_head));
+  const int64_t parts = int64_t(n_head) + 2 * int64_t(n_kv_head);
+  if (in.ndim != 3 || in.size(2) == 0 || in.size(2) % parts != 0 || (in.size(2) / parts) % 2 != 0)
+    shape_error(op, "qkv must be (B,T,(NH+2*NKV)*HS) with NH=" + std::to_string(n_head) + ", NKV=" +
+                        std::to_string(n_kv_head) + " and HS even, got " + in.shape_str());
+  expect_shape(op, "out", out, {in.size(0), in.size(1), in.size(2)});
+  expect_same_dtype(op, out, "out", in, "in");
+  if (position_offset < 0) shape_error(op, "position_offset must not be negative");
+  if (!(rope.theta > 1.0)) shape_error(op, "rope theta must be above 1, got " + std::to_string(rope.theta));
+  if (rope.factor != 0.0 && !(rope.factor >= 1.0 && rope.low_freq_factor > 0.0 &&
+                              rope.high_freq_factor > rope.low_freq_factor && rope.original_max_position_embeddings > 0))
+    shape_error(op, "Llama 3 rope scaling needs factor >= 1, 0 < low_freq_factor < high_freq_factor and "
+                    "original_max_position_embeddings > 0");
+}
+
+void rope_forward(Context& ctx, Tensor out, Tensor qkv, int n_head, int n_kv_head, const RopeParams& rope,
+                  int position_offset) {
+  check_rope(ctx, "rope_forward", out, qkv, n_head, n_kv_head, rope, position_offset);
+  TESSERA_DISPATCH(ctx, rope_forward, out, qkv, n_head, n_kv_head, rope, position_offset);
+}
+
+void rope_backward(Context& ctx, Tensor dqkv, Tensor dout, int n_head, int n_kv_head, const RopeParams& rope,
+                   int position_offset) {
+  check_rope(ctx, "rope_backward", dqkv, dout, n_head, n_kv_head, rope, position_offset);
+  TESSERA_DISPATCH(ctx, rope_backward, dqkv, dout, n_head, n_kv_head, rope, position_offset);
 }
 
 // qkv (B,T,(NH+2*NKV)*HS), out (B,T,NH*HS), stats (B,NH,T) f32, with NKV dividing NH.

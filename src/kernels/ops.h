@@ -8,6 +8,8 @@
 // everything else is overwritten. Integer tensors (tokens, targets) are int32 on the context's device.
 #pragma once
 
+#include <vector>
+
 #include "tessera/context.h"
 #include "tessera/tensor.h"
 
@@ -25,10 +27,27 @@ struct AdamWParams {
   float grad_scale = 1.0f;    // multiplies the gradient first (gradient clipping)
 };
 
+// Rotary position embeddings' frequencies: Hugging Face's default inv_freq[i] = theta^(-2i/HS),
+// i < HS/2, and Llama 3.1's scaling of them (config.json's rope_scaling {"rope_type": "llama3",
+// "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}), as
+// transformers' _compute_llama3_parameters: wavelengths 2*pi/inv_freq above
+// original_max_position_embeddings / low_freq_factor are divided by factor, those below
+// original_max_position_embeddings / high_freq_factor kept, those between interpolated smoothly.
+struct RopeParams {
+  double theta = 10000.0;  // rope_theta
+  double factor = 0.0;     // 0: no scaling
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  int original_max_position_embeddings = 8192;
+};
+// The HS/2 inverse frequencies, computed in float64 and rounded to float32 (the values every
+// backend uses: angle = float(position) * inv_freq[i] in float32, as transformers computes it).
+std::vector<float> rope_inverse_frequencies(int head_size, const RopeParams& rope);
+
 #define TESSERA_KERNEL_DECLARATIONS                                                                    \
   /* out (B,T,C) = wte[tokens[b,t] - vocab_start] + wpe[t]. tokens (B,T) i32, wte (Vl,C) holds the     \
      vocabulary rows [vocab_start, vocab_start+Vl) (a vocabulary-parallel shard; all rows: 0, Vp);     \
-     tokens outside that range contribute zero. wpe (maxT,C) may be empty (no position term). */      \
+     tokens outside that range contribute zero. wpe (maxT,C) may be empty (no position term). */       \
   void embedding_forward(Context& ctx, Tensor out, Tensor tokens, Tensor wte, Tensor wpe,              \
                          int vocab_start);                                                             \
   /* dwte (Vl,C) +=, dwpe (maxT,C) += (may be empty), both f32; dout (B,T,C). Deterministic. */        \
@@ -37,15 +56,21 @@ struct AdamWParams {
   /* out (N,C), mean (N) f32, rstd (N) f32; inp (N,C), weight (C), bias (C); eps 1e-5. */              \
   void layernorm_forward(Context& ctx, Tensor out, Tensor mean, Tensor rstd, Tensor inp,               \
                          Tensor weight, Tensor bias);                                                  \
-  /* dinp (N,C) +=, dweight (C) += f32, dbias (C) += f32. */                                            \
+  /* dinp (N,C) +=, dweight (C) += f32, dbias (C) += f32. */                                           \
   void layernorm_backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,        \
                           Tensor inp, Tensor weight, Tensor mean, Tensor rstd);                        \
+  /* RMSNorm (LLaMA): out (N,C) = inp * rstd * weight, rstd (N) f32 = 1/sqrt(mean(inp^2) + eps);       \
+     inp (N,C), weight (C). Statistics in f32 whatever the activations' dtype. */                      \
+  void rmsnorm_forward(Context& ctx, Tensor out, Tensor rstd, Tensor inp, Tensor weight, float eps);   \
+  /* dinp (N,C) +=, dweight (C) += f32; dout (N,C), and the forward's inp, weight and rstd. */         \
+  void rmsnorm_backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dout, Tensor inp,            \
+                        Tensor weight, Tensor rstd);                                                   \
   /* out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC, may be empty). With Epilogue::gelu,          \
      pre_gelu (N,OC) receives the pre-activation and out = gelu(pre_gelu); else pre_gelu is empty. */  \
   void matmul_forward(Context& ctx, Tensor out, Tensor pre_gelu, Tensor inp, Tensor weight,            \
                       Tensor bias, Epilogue epilogue);                                                 \
   /* dinp (N,C) = dout @ weight (overwritten; may be empty to skip), dweight (OC,C) += dout^T @ inp    \
-     f32, dbias (OC) += column sums of dout, f32 (may be empty). dout (N,OC). */                        \
+     f32, dbias (OC) += column sums of dout, f32 (may be empty). dout (N,OC). */                       \
   void matmul_backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,           \
                        Tensor inp, Tensor weight);                                                     \
   /* out = gelu_tanh(inp), elementwise; out may alias inp. */                                          \
@@ -54,7 +79,27 @@ struct AdamWParams {
   void gelu_backward(Context& ctx, Tensor dinp, Tensor inp, Tensor dout);                              \
   /* out = a + b, elementwise; out may alias a or b. */                                                \
   void residual_forward(Context& ctx, Tensor out, Tensor a, Tensor b);                                 \
-  /* Causal self-attention with grouped-query heads. qkv (B,T,(NH+2*NKV)*HS) packs q | k | v:         \
+  /* SwiGLU (LLaMA's MLP activation): inp (N,2F) holds one matmul's output with gate in columns        \
+     [0,F) and up in [F,2F) of each row; out (N,F) = silu(gate) * up, silu(x) = x * sigmoid(x).        \
+     Under tensor parallelism each rank's shard of the fused weight holds its F/tp gate rows, then     \
+     its F/tp up rows, so that the split stays column-parallel and the local output is again           \
+     [gate | up] of width 2F/tp. */                                                                    \
+  void swiglu_forward(Context& ctx, Tensor out, Tensor inp);                                           \
+  /* dinp (N,2F) = [dgate | dup] (overwritten), from dout (N,F) and the forward's inp. */              \
+  void swiglu_backward(Context& ctx, Tensor dinp, Tensor dout, Tensor inp);                            \
+  /* Rotary position embeddings (Hugging Face's rotate-half convention) on the q and k heads of a      \
+     packed qkv (B,T,(NH+2*NKV)*HS) laid out as attention_forward reads it; v is copied unchanged.     \
+     For each head and i < HS/2, with angle = float(position_offset + t) * inv_freq[i]                 \
+     (rope_inverse_frequencies):                                                                       \
+       out[i] = x[i] cos - x[i+HS/2] sin,  out[i+HS/2] = x[i+HS/2] cos + x[i] sin.                     \
+     out (B,T,(NH+2*NKV)*HS) may alias qkv (in place). HS even. */                                     \
+  void rope_forward(Context& ctx, Tensor out, Tensor qkv, int n_head, int n_kv_head,                   \
+                    const RopeParams& rope, int position_offset);                                      \
+  /* The transpose (the rotation by -angle): dqkv from dout, both (B,T,(NH+2*NKV)*HS); dqkv may        \
+     alias dout. */                                                                                    \
+  void rope_backward(Context& ctx, Tensor dqkv, Tensor dout, int n_head, int n_kv_head,                \
+                     const RopeParams& rope, int position_offset);                                     \
+  /* Causal self-attention with grouped-query heads. qkv (B,T,(NH+2*NKV)*HS) packs q | k | v:          \
      q holds NH heads, k and v NKV heads each, head h at columns h*HS..h*HS+HS of its part;            \
      query head h attends with key/value head h / (NH/NKV). NKV divides NH (NKV == NH: multi-head).    \
      out (B,T,NH*HS); stats (B,NH,T) f32 = natural-log logsumexp of the scaled, masked scores.         \
@@ -91,7 +136,7 @@ struct AdamWParams {
                                 Tensor sum_exp, Tensor targets, int vocab_start, int valid,            \
                                 float dloss);                                                          \
   /* One AdamW step over a flat range. param (n) f32 or bf16; master (n) f32 holds the fp32 weights    \
-     (empty when param is f32: param is its own master); m, v, grad (n) f32. */                         \
+     (empty when param is f32: param is its own master); m, v, grad (n) f32. */                        \
   void adamw_update(Context& ctx, Tensor param, Tensor master, Tensor m, Tensor v, Tensor grad,        \
                     const AdamWParams& hp);                                                            \
   /* Sum of squares of grad (n) f32, accumulated in a fixed order (bitwise reproducible). */           \

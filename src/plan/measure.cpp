@@ -1,5 +1,5 @@
-// tessera-calibrate's measurements (calibration.h): the Trainer's kernels at the model's shapes and
-// the Communicator's collectives, timed on every rank at once.
+// tessera-calibrate's measurements (calibration.h): the Trainer's kernels at the model's shapes (their
+// arguments from the op registry) and the Communicator's collectives, timed on every rank at once.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "kernels/ops.h"
+#include "kernels/registry.h"
 #include "tessera/buffer.h"
 #include "tessera/calibration.h"
 #include "tessera/communicator.h"
@@ -69,14 +70,6 @@ class Arena {
     for (float& v : host) v = u(rng_);
     return upload(shape, DType::f32, host.data(), size_t(n) * 4);
   }
-  Tensor tokens(std::vector<int64_t> shape, int bound) {
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
-    std::vector<int32_t> host(static_cast<size_t>(n));
-    std::uniform_int_distribution<int32_t> u(0, bound - 1);
-    for (int32_t& v : host) v = u(rng_);
-    return upload(shape, DType::i32, host.data(), size_t(n) * 4);
-  }
 
  private:
   Tensor upload(const std::vector<int64_t>& shape, DType dtype, const void* data, size_t bytes) {
@@ -93,71 +86,37 @@ class Arena {
   std::vector<Buffer> buffers_;
 };
 
-// Runs one op sample (the shapes of trainer_op_shapes) on fresh buffers.
-std::function<void()> make_op(Context& ctx, Arena& a, const OpSample& s, const GPT2Config& cfg) {
+// One op sample (trainer_op_shapes' name and dims) as the op registry's entry and sizes.
+std::pair<std::string, kernels::Dims> registry_case(const OpSample& s, const GPT2Config& cfg) {
   const std::vector<int64_t>& d = s.dims;
-  if (s.op == "matmul_forward") {
-    const int64_t N = d[0], K = d[1], OC = d[2];
-    Tensor out = a.f32({N, OC}), inp = a.f32({N, K}), w = a.f32({OC, K}), bias = a.f32({OC});
-    Tensor pre = d[3] ? a.f32({N, OC}) : Tensor();
-    const Epilogue e = d[3] ? Epilogue::gelu : Epilogue::none;
-    return [&ctx, out, pre, inp, w, bias, e] { ops::matmul_forward(ctx, out, pre, inp, w, bias, e); };
-  }
-  if (s.op == "matmul_backward") {
-    const int64_t N = d[0], K = d[1], OC = d[2];
-    Tensor dinp = a.f32({N, K}), dw = a.f32({OC, K}), db = d[3] ? a.f32({OC}) : Tensor(), dout = a.f32({N, OC}),
-           inp = a.f32({N, K}), w = a.f32({OC, K});
-    return [&ctx, dinp, dw, db, dout, inp, w] { ops::matmul_backward(ctx, dinp, dw, db, dout, inp, w); };
-  }
-  if (s.op == "attention_forward" || s.op == "attention_backward") {
-    const int64_t B = d[0], T = d[1], NH = d[2], C = d[2] * d[3];
-    Tensor qkv = a.f32({B, T, 3 * C}), out = a.f32({B, T, C}), stats = a.f32({B, NH, T});
-    ops::attention_forward(ctx, out, stats, qkv, int(NH), int(NH));
-    if (s.op == "attention_forward")
-      return [&ctx, out, stats, qkv, NH] { ops::attention_forward(ctx, out, stats, qkv, int(NH), int(NH)); };
-    Tensor dqkv = a.f32({B, T, 3 * C}), dout = a.f32({B, T, C});
-    return [&ctx, dqkv, dout, qkv, out, stats, NH] {
-      ops::attention_backward(ctx, dqkv, dout, qkv, out, stats, int(NH), int(NH));
-    };
-  }
-  if (s.op == "gelu_backward") {
-    Tensor dinp = a.f32({d[0], d[1]}), inp = a.f32({d[0], d[1]}), dout = a.f32({d[0], d[1]});
-    return [&ctx, dinp, inp, dout] { ops::gelu_backward(ctx, dinp, inp, dout); };
-  }
-  if (s.op == "crossentropy_forward" || s.op == "crossentropy_backward") {
-    const int64_t N = d[0], V = d[1];
-    Tensor losses = a.f32({N}), logits = a.f32({N, V}), targets = a.tokens({N}, int(V));
-    Tensor dlogits = s.op == "crossentropy_backward" ? a.f32({N, V}) : Tensor();
-    return [&ctx, losses, dlogits, logits, targets, V] {
-      ops::crossentropy_forward_backward(ctx, losses, dlogits, logits, targets, int(V), 1.0f);
-    };
-  }
-  if (s.op == "embedding_forward" || s.op == "embedding_backward") {
-    const int64_t B = d[0], T = d[1], C = d[2], V = d[3];
-    Tensor out = a.f32({B, T, C}), tokens = a.tokens({B, T}, int(V)), wte = a.f32({V, C}), wpe = a.f32({cfg.max_seq_len, C});
-    if (s.op == "embedding_forward") return [&ctx, out, tokens, wte, wpe] { ops::embedding_forward(ctx, out, tokens, wte, wpe, 0); };
-    return [&ctx, out, tokens, wte, wpe] { ops::embedding_backward(ctx, wte, wpe, out, tokens, 0); };
-  }
-  if (s.op == "layernorm_forward" || s.op == "layernorm_backward") {
-    const int64_t N = d[0], C = d[1];
-    Tensor out = a.f32({N, C}), mean = a.f32({N}), rstd = a.f32({N}), inp = a.f32({N, C}), w = a.f32({C}), b = a.f32({C});
-    ops::layernorm_forward(ctx, out, mean, rstd, inp, w, b);
-    if (s.op == "layernorm_forward") return [&ctx, out, mean, rstd, inp, w, b] { ops::layernorm_forward(ctx, out, mean, rstd, inp, w, b); };
-    Tensor dw = a.f32({C}), db = a.f32({C});
-    return [&ctx, out, dw, db, inp, w, mean, rstd] { ops::layernorm_backward(ctx, inp, dw, db, out, inp, w, mean, rstd); };
-  }
-  if (s.op == "residual_forward") {
-    Tensor out = a.f32({d[0], d[1]}), x = a.f32({d[0], d[1]}), y = a.f32({d[0], d[1]});
-    return [&ctx, out, x, y] { ops::residual_forward(ctx, out, x, y); };
-  }
-  if (s.op == "adamw" || s.op == "sum_of_squares") {
-    const int64_t n = d[0];
-    Tensor p = a.f32({n}), master = a.f32({n}), m = a.f32({n}), v = a.f32({n}), g = a.f32({n});
-    zero_tensor(ctx, v);
-    if (s.op == "sum_of_squares") return [&ctx, g] { (void)ops::sum_of_squares(ctx, g); };
-    return [&ctx, p, master, m, v, g] { ops::adamw_update(ctx, p, master, m, v, g, AdamWParams{}); };
-  }
-  throw internal_error("measure_calibration: no runner for op " + s.op, TESSERA_HERE);
+  if (s.op == "matmul_forward") return {s.op, {d[0], d[1], d[2], d[3], 1}};  // {N, K, OC, gelu}, with bias
+  if (s.op == "matmul_backward") return {s.op, {d[0], d[1], d[2], 1, d[3]}};  // {N, K, OC, dbias}, with dinp
+  if (s.op == "attention_forward" || s.op == "attention_backward")
+    return {s.op, {d[0], d[1], d[2], d[2], d[3]}};  // {B, T, NH, HS}, multi-head
+  if (s.op == "gelu_backward" || s.op == "residual_forward") return {s.op, {d[0] * d[1], 0}};
+  if (s.op == "crossentropy_forward" || s.op == "crossentropy_backward")
+    return {"crossentropy_forward_backward", {d[0], d[1], d[1], s.op == "crossentropy_backward" ? 1 : 0}};
+  if (s.op == "embedding_forward" || s.op == "embedding_backward")
+    return {s.op, {d[0], d[1], d[2], d[3], cfg.max_seq_len, 0}};
+  if (s.op == "adamw") return {"adamw_update", {d[0], 1}};
+  return {s.op, d};  // named and sized as in the registry (layernorm, sum_of_squares, LLaMA's ops)
+}
+
+// Places one op sample's arguments (float32, from the registry) on ctx's device, kept in `args`,
+// and returns the call to time.
+std::function<void()> make_op(Context& ctx, std::vector<kernels::Materialized>& args, const OpSample& s,
+                              const GPT2Config& cfg) {
+  const auto [name, dims] = registry_case(s, cfg);
+  const kernels::OpEntry& entry = kernels::find_op(name);
+  if (kernels::dim_names(entry).size() != dims.size())
+    throw internal_error("measure_calibration: op sample " + s.op + " has " + std::to_string(dims.size()) +
+                             " dims, the registry's " + name + " takes " + entry.dims,
+                         TESSERA_HERE);
+  const kernels::OpCall call = entry.make(dims, DType::f32, 7);
+  args.push_back(kernels::materialize(ctx, call, {DType::f32}));
+  const std::vector<Tensor> tensors = args.back().tensors;
+  if (call.prepare) call.prepare(kernels::Via::dispatch, ctx, tensors);
+  return [&ctx, run = call.run, tensors] { run(kernels::Via::dispatch, ctx, tensors); };
 }
 
 // What a blocking collective costs between computations, beyond its idle time, with every group
@@ -257,9 +216,9 @@ Calibration measure_calibration(Context& ctx, Communicator& world, const GPT2Con
   // Warm up first (thread pools started, clocks up, pages touched): the first samples otherwise
   // measured several times slower than the same kernels later.
   {
-    Arena arena(ctx);
+    std::vector<kernels::Materialized> args;
     std::vector<std::function<void()>> runs;
-    for (const OpSample& s : samples) runs.push_back(make_op(ctx, arena, s, cfg));
+    for (const OpSample& s : samples) runs.push_back(make_op(ctx, args, s, cfg));
     const auto t0 = Clock::now();
     while (std::chrono::duration<double>(Clock::now() - t0).count() < 0.3)
       for (const auto& run : runs) run();
@@ -267,8 +226,8 @@ Calibration measure_calibration(Context& ctx, Communicator& world, const GPT2Con
     world.barrier();
   }
   for (OpSample& s : samples) {
-    Arena arena(ctx);
-    const std::function<void()> run = make_op(ctx, arena, s, cfg);
+    std::vector<kernels::Materialized> args;
+    const std::function<void()> run = make_op(ctx, args, s, cfg);
     s.seconds = time_on_all(ctx, world, o.reps, run);
     cal.ops.push_back(s);
   }

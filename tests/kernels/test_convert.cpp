@@ -1,4 +1,6 @@
-// convert and scale on the CPU: f32 <-> bf16 round to nearest even, copies, in-place scaling.
+// convert and scale on the CPU against independent bit-level references: f32 <-> bf16 round to
+// nearest even (ties both ways), and bf16 scaling through the kernel itself (the ops against the
+// registry's maths and on every backend: src/kernels/registry/convert.cpp).
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -51,15 +53,6 @@ TEST_CASE("convert: f32 to bf16 rounds to nearest even and back is exact", "[ker
   auto again = test::poisoned(ctx, {1001}, DType::bf16);
   ops::convert(ctx, again.tensor, back.tensor);
   for (size_t i = 0; i < host.size(); ++i) REQUIRE(again.tensor.ptr<bf16>()[i].bits == out[i].bits);
-}
-
-TEST_CASE("convert: equal dtypes copy bit for bit", "[kernels][convert]") {
-  Context& ctx = test::cpu_context();
-  std::vector<float> host = test::random_uniform(77, 12);
-  auto src = test::upload(ctx, host, {7, 11});
-  auto dst = test::poisoned(ctx, {77});
-  ops::convert(ctx, dst.tensor, src.tensor);
-  REQUIRE(std::memcmp(dst.tensor.data, host.data(), host.size() * 4) == 0);
 }
 
 TEST_CASE("scale: multiplies f32 in place, and bf16 with rounding", "[kernels][convert]") {
