@@ -320,10 +320,29 @@ def summarize(name, r, a, peak_per_device, flops_palm, flops_llmc):
     tokens_per_s = a.batch_size * a.seq_len / (ms / 1e3)
     peak = peak_per_device * r["devices"]
     return {"peer": name, "setup": r["setup"], "ms_per_step": ms, "tokens_per_s": tokens_per_s,
-            "peak_memory_bytes": r["peak_memory_bytes"],
+            "peak_memory_bytes": r["peak_memory_bytes"], "peak_flops": peak,
             "mfu_palm": flops_palm * tokens_per_s / peak if peak > 0 else None,
             "mfu_llmc": flops_llmc * tokens_per_s / peak if peak > 0 else None,
             "first_loss": r["losses"][0], "last_loss": r["losses"][-1], "step_ms": r["step_ms"], "losses": r["losses"]}
+
+
+def combine(per_round, tessera_per_round, a, flops_palm, flops_llmc):
+    """One row from a peer's rounds: the median step over all rounds' timed steps, the largest peak
+    memory, and the median of the per-round speed ratios to tessera."""
+    first = per_round[0]
+    timed = [ms for r in per_round for ms in r["step_ms"][a.warmup_steps:]]
+    ms = statistics.median(timed)
+    tokens_per_s = a.batch_size * a.seq_len / (ms / 1e3)
+    peak = first["peak_flops"]
+    ratios = [r["tokens_per_s"] / t["tokens_per_s"] for r, t in zip(per_round, tessera_per_round) if t]
+    memory = [r["peak_memory_bytes"] for r in per_round if r["peak_memory_bytes"] is not None]
+    return dict(first, ms_per_step=ms, tokens_per_s=tokens_per_s,
+                peak_memory_bytes=max(memory) if memory else None,
+                mfu_palm=flops_palm * tokens_per_s / peak if peak else None,
+                mfu_llmc=flops_llmc * tokens_per_s / peak if peak else None,
+                vs_tessera=statistics.median(ratios) if ratios else None,
+                rounds=[{k: r[k] for k in ("ms_per_step", "tokens_per_s", "peak_memory_bytes")} for r in per_round],
+                step_ms=[r["step_ms"] for r in per_round], losses=[r["losses"] for r in per_round])
 
 
 def fmt_mem(b):
@@ -335,11 +354,10 @@ def fmt_pct(x):
 
 
 def markdown_table(rows):
-    tessera = next((r for r in rows if r["peer"] == "tessera"), None)
     lines = ["| peer | ms/step | tokens/s | vs tessera | peak memory | MFU 6N+12LCT | MFU 6N+6LCT | loss step 1 | loss last |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        ratio = f"{r['tokens_per_s'] / tessera['tokens_per_s']:.2f}x" if tessera else "n/a"
+        ratio = f"{r['vs_tessera']:.2f}x" if r["vs_tessera"] is not None else "n/a"
         lines.append(f"| {r['peer']} | {r['ms_per_step']:.1f} | {r['tokens_per_s']:,.0f} | {ratio} | "
                      f"{fmt_mem(r['peak_memory_bytes'])} | {fmt_pct(r['mfu_palm'])} | {fmt_pct(r['mfu_llmc'])} | "
                      f"{r['first_loss']:.6f} | {r['last_loss']:.4f} |")
@@ -393,6 +411,8 @@ def parse_args(argv):
     p.add_argument("--llmc", help="llm.c's train_gpt2cu binary (adds the llm.c peer)")
     p.add_argument("--python", default=os.environ.get("TESSERA_HF_PYTHON") or sys.executable,
                    help="Python with torch for the PyTorch peers (default: $TESSERA_HF_PYTHON or this one)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run every peer this many times in turn (ratios: the median of the per-round ratios)")
     p.add_argument("--peak-tflops", type=float, default=0.0,
                    help="peak TFLOP/s of one device for MFU (CPU: of all the cores used; GPU default: the card's dense bf16)")
     p.add_argument("--cpu-peak", action="store_true",
@@ -418,8 +438,9 @@ def parse_args(argv):
         raise Failure(f"--peers: unknown {bad}; choose from {', '.join(PEER_NAMES)}")
     if "llmc" in a.peers and not a.llmc:
         raise Failure("the llm.c peer needs --llmc PATH (a train_gpt2cu you built)")
-    if min(a.batch_size, a.seq_len, a.steps, a.ranks) < 1 or a.warmup_steps < 0 or a.threads < 0:
-        raise Failure("--batch-size, --seq-len, --steps and --ranks must be positive; --warmup-steps, --threads not negative")
+    if min(a.batch_size, a.seq_len, a.steps, a.ranks, a.rounds) < 1 or a.warmup_steps < 0 or a.threads < 0:
+        raise Failure("--batch-size, --seq-len, --steps, --ranks and --rounds must be positive; --warmup-steps, "
+                      "--threads not negative")
     return a
 
 
@@ -447,22 +468,31 @@ def run(a):
         peak_source = f"measured by tessera-cpu-peak on {threads} threads"
     load_before = os.getloadavg()
 
-    results = {}
-    for peer in a.peers:
-        if peer == "tessera":
-            results[peer] = tessera_peer(a, a.work, init, data, device, precision)
-        elif peer in ("eager", "compile"):
-            results[peer] = torch_peer(a, a.work, init, data, device, precision, peer == "compile")
-        else:
-            results[peer] = llmc_peer(a, a.work, init, data, val_data, precision)
-    rows = [summarize(PEER_NAMES[p], results[p], a, peak, flops_palm, flops_llmc) for p in a.peers]
+    # Each round runs every peer once, in turn; with several rounds a peer's speed relative to
+    # tessera is the median of its per-round ratios, which holds when the machine's load drifts.
+    rounds = []
+    for r in range(a.rounds):
+        if a.rounds > 1:
+            print(f"--- round {r + 1} of {a.rounds}", flush=True)
+        results = {}
+        for peer in a.peers:
+            if peer == "tessera":
+                results[peer] = tessera_peer(a, a.work, init, data, device, precision)
+            elif peer in ("eager", "compile"):
+                results[peer] = torch_peer(a, a.work, init, data, device, precision, peer == "compile")
+            else:
+                results[peer] = llmc_peer(a, a.work, init, data, val_data, precision)
+        rounds.append({p: summarize(PEER_NAMES[p], results[p], a, peak, flops_palm, flops_llmc) for p in a.peers})
+    rows = [combine([round_[p] for round_ in rounds], [round_.get("tessera") for round_ in rounds], a, flops_palm,
+                    flops_llmc) for p in a.peers]
     gemm = gemm_share(a, device, precision, peak) if a.gemm_share and device == "cpu" else None
     load_after = os.getloadavg()
 
     header = [
         f"model: L={config['n_layer']} C={config['n_embd']} heads={config['n_head']} V={config['vocab_size']} "
         f"({n_params / 1e6:.2f}M parameters), from {init}",
-        f"batch: {a.batch_size} x {a.seq_len} tokens per step; {a.steps} timed steps (median) after {a.warmup_steps}; "
+        f"batch: {a.batch_size} x {a.seq_len} tokens per step; {a.steps} timed steps (median) after {a.warmup_steps}"
+        f"{f', {a.rounds} rounds (ratios: median of the rounds)' if a.rounds > 1 else ''}; "
         f"{device}, {precision}; data {data}",
         f"MFU peak: {peak / 1e12:g} TFLOP/s per device ({peak_source})" if peak > 0 else
         "MFU peak: unknown (CPU: pass --peak-tflops or --cpu-peak), MFU n/a",
