@@ -21,7 +21,7 @@ namespace tessera::program {
 namespace {
 
 // Every (tp, pp) that divides the world, with enough microbatches to keep a pipeline busy.
-std::vector<ParallelLayout> default_layouts(int world, const GPT2Config& config) {
+std::vector<ParallelLayout> default_layouts(int world, const ModelConfig& config) {
   std::vector<ParallelLayout> out;
   for (int tp = 1; tp <= world; tp *= 2)
     for (int pp = 1; tp * pp <= world; pp *= 2) {
@@ -109,7 +109,7 @@ int bench(int argc, char** argv) {
   options.profile_ops = profile_ops;
   Context ctx(options);
   std::unique_ptr<Communicator> world = make_communicator(ctx);
-  const GPT2Config config = GPT2Config::preset(model);
+  const ModelConfig config = ModelConfig::preset(model);
   if (seq_len > config.max_seq_len) throw config_error("--seq-len exceeds the model's context");
 
   std::vector<ParallelLayout> layouts;
@@ -174,7 +174,7 @@ int bench(int argc, char** argv) {
     for (double t : times) r.mean_ms += t * 1e3 / double(times.size());
     const double tokens_per_step = double(n) * l.microbatches * l.dp;
     r.tokens_per_s = tokens_per_step / (r.median_ms / 1e3);
-    r.mfu = peak > 0 ? trainer.model().flops_per_token_palm(seq_len) * r.tokens_per_s / peak : 0.0;
+    r.mfu = peak > 0 ? config.flops_per_token(seq_len) * r.tokens_per_s / peak : 0.0;
     r.bubble = trainer.bubble_fraction();
     r.optimizer_bytes = trainer.optimizer()->state_bytes();
     if (lead) {

@@ -37,7 +37,7 @@ int body(int argc, char** argv) {
   options.announce = mpi.rank() == 0;
   Context ctx(options);
   std::unique_ptr<Communicator> world = make_communicator(ctx);
-  const GPT2Config config = GPT2Config::preset(model);
+  const ModelConfig config = ModelConfig::preset(model);
   if (seq_len > config.max_seq_len) throw config_error("--seq-len exceeds the model's context");
 
   plan::CalibrateOptions o;

@@ -12,7 +12,7 @@
 #include "common/flags.h"
 #include "tessera/calibration.h"
 #include "tessera/error.h"
-#include "tessera/gpt2.h"
+#include "tessera/model_config.h"
 #include "tessera/plan.h"
 
 namespace tessera::program {
@@ -88,7 +88,7 @@ int calibrated(const Args& a) {
                        "run mpirun -np " + std::to_string(ranks) + " tessera-calibrate and pass it to --calibration");
   };
   const std::string model = a.model == "gpt2-xl" && !cals.front().model.empty() ? cals.front().model : a.model;
-  const GPT2Config config = GPT2Config::preset(model);
+  const ModelConfig config = ModelConfig::preset(model);
   plan::Disturbance d;
   if (a.straggler_pct > 0) d.slow_rank = a.slow_rank, d.slowdown = a.straggler_pct / 100.0;
   d.jitter = a.jitter;
@@ -214,7 +214,8 @@ int body(int argc, char** argv) {
   FlagParser p("tessera-plan", "tessera-plan --model gpt2-xl --gpus 1024 --cluster h100 [--global-batch N] [--json]");
   p.section("model");
   p.add("model", &a.model, "preset (gpt2, gpt2-medium, gpt2-large, gpt2-xl, gpt3-175b, mcore-177b, llama2-7b, llama2-13b, llama2-70b, "
-                           "llama3-8b, llama3-70b, llama3-405b) or custom (with the sizes below)");
+                           "llama3-8b, llama3-70b, llama3-405b; or tessera-train's: tiny, llama-tiny, llama3.2-1b, llama3.1-8b, "
+                           "llama3.1-70b, llama3.1-405b, ...) or custom (with the sizes below)");
   p.add("layers", &a.layers, "custom/override: transformer layers");
   p.add("hidden", &a.hidden, "custom/override: hidden size");
   p.add("heads", &a.heads, "custom/override: attention heads");

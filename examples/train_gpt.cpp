@@ -1,4 +1,4 @@
-// tessera-train: trains a GPT-2 model on token shards, on one process or many (mpirun/srun) in any
+// tessera-train: trains a decoder-only language model (GPT-2 or LLaMA) on token shards, on one process or many (mpirun/srun) in any
 // layout tp x pp x dp. Reads top to bottom: arguments -> MPI, context, process grid, data, trainer
 // -> resume from the newest valid checkpoint -> for each step: trainer step (microbatches through the
 // pipeline schedule, gradient averaging, update) under the watchdog -> commit of a save whose write
@@ -30,6 +30,11 @@ struct TrainArgs {
   // model
   std::string model = "tiny";
   int n_layer = 0, n_head = 0, n_embd = 0, vocab_size = 0, max_seq_len = 0;
+  std::string family = "gpt2", norm;
+  int n_kv_head = 0, ffn_dim = 0;
+  float rope_theta = 0;
+  bool tie_embeddings = false;
+  std::vector<std::string> custom_flags_given;  // custom-model flags on the command line
   std::string init_from, export_dir;
   // data
   std::string data = "data/shakespeare_train.bin";
@@ -78,14 +83,24 @@ struct TrainArgs {
 FlagParser make_parser(TrainArgs& a) {
   FlagParser p("tessera-train", "tessera-train [flags]   (see README.md)");
   p.section("Model");
-  p.add("model", &a.model, "preset: tiny, gpt2, gpt2-medium, gpt2-large, gpt2-xl, or custom (with the sizes below)");
+  p.add("model", &a.model,
+        "preset: tiny, gpt2, gpt2-medium, gpt2-large, gpt2-xl (GPT-2); llama-tiny, llama3.2-1b, llama3.1-8b, "
+        "llama3.1-70b, llama3.1-405b (LLaMA); or custom (with the sizes below)");
+  p.add("family", &a.family, "custom model: gpt2 or llama (the pieces, parameter names and Hugging Face format)");
   p.add("n-layer", &a.n_layer, "custom model: transformer blocks");
-  p.add("n-head", &a.n_head, "custom model: attention heads");
+  p.add("n-head", &a.n_head, "custom model: attention (query) heads");
+  p.add("n-kv-head", &a.n_kv_head, "custom model: key/value heads, dividing --n-head (0: --n-head, multi-head attention)");
   p.add("n-embd", &a.n_embd, "custom model: channels");
+  p.add("ffn-dim", &a.ffn_dim, "custom model: MLP width (0: the family's: 4 x n-embd for gpt2, 8/3 x n-embd rounded up to 256 for llama)");
   p.add("vocab-size", &a.vocab_size, "custom model: vocabulary (257 for the byte tokenizer)");
   p.add("max-seq-len", &a.max_seq_len, "custom model: context length");
-  p.add("init-from", &a.init_from, "start from a Hugging Face GPT-2 directory (config.json + model.safetensors)");
-  p.add("export", &a.export_dir, "write the trained model as a Hugging Face GPT-2 directory");
+  p.add("norm", &a.norm, "custom model: layernorm or rmsnorm (default: the family's)");
+  p.add("rope-theta", &a.rope_theta, "custom model with rotary positions (llama): base of the frequencies (0: 500000)");
+  p.add("tie-embeddings", &a.tie_embeddings,
+        "custom model: the output layer is the token embedding (default: the family's, gpt2 tied, llama not)");
+  p.add("init-from", &a.init_from,
+        "start from a Hugging Face directory (GPT2LMHeadModel or LlamaForCausalLM: config.json + model.safetensors or shards)");
+  p.add("export", &a.export_dir, "write the trained model as a Hugging Face directory of its family");
   p.section("Data");
   p.add("data", &a.data, "training shards: a path, a comma-separated list or a glob");
   p.add("val-data", &a.val_data, "validation shards (default: the training path with _train -> _val, if it exists)");
@@ -154,17 +169,38 @@ ModelOptions parse_model_options(const TrainArgs& a) {
   return o;
 }
 
-GPT2Config model_config(const TrainArgs& a) {
-  if (!a.init_from.empty()) return read_gpt2_hf_config(a.init_from);
-  if (a.model == "custom") {
-    if (a.n_layer <= 0 || a.n_head <= 0 || a.n_embd <= 0 || a.vocab_size <= 0 || a.max_seq_len <= 0)
-      throw config_error("--model custom needs --n-layer, --n-head, --n-embd, --vocab-size and --max-seq-len");
-    return GPT2Config::custom(a.n_layer, a.n_head, a.n_embd, a.vocab_size, a.max_seq_len);
+ModelConfig custom_config(const TrainArgs& a) {
+  if (a.n_layer <= 0 || a.n_head <= 0 || a.n_embd <= 0 || a.vocab_size <= 0 || a.max_seq_len <= 0)
+    throw config_error("--model custom needs --n-layer, --n-head, --n-embd, --vocab-size and --max-seq-len");
+  ModelConfig c = ModelConfig::custom(a.family, a.n_layer, a.n_head, a.n_embd, a.vocab_size, a.max_seq_len);
+  if (a.n_kv_head > 0) c.n_kv_head = a.n_kv_head;
+  if (a.ffn_dim > 0) c.ffn_dim = a.ffn_dim;
+  if (!a.norm.empty()) c.norm = parse_norm_kind(a.norm);
+  if (a.rope_theta != 0) {
+    if (c.position != PositionKind::rope)
+      throw config_error("--rope-theta sets rotary positions' base, but a " + a.family + " model has learned positions",
+                         "use --family llama, or drop --rope-theta");
+    c.rope_theta = a.rope_theta;
   }
-  return GPT2Config::preset(a.model);
+  for (const std::string& flag : a.custom_flags_given)
+    if (flag == "tie-embeddings") c.tie_embeddings = a.tie_embeddings;
+  return c;
 }
 
-void validate(const TrainArgs& a, const GPT2Config& config) {
+ModelConfig model_config(const TrainArgs& a) {
+  if (a.model != "custom" && !a.custom_flags_given.empty())
+    throw config_error("--" + a.custom_flags_given.front() + " describes a custom model, but --model is '" + a.model + "'",
+                       "use --model custom with the sizes, or drop --" + a.custom_flags_given.front());
+  if (!a.init_from.empty()) {
+    if (a.model == "custom")
+      throw config_error("--init-from reads the model from the directory's config.json", "drop --model custom and its sizes");
+    return read_hf_config(a.init_from);
+  }
+  if (a.model == "custom") return custom_config(a);
+  return ModelConfig::preset(a.model);
+}
+
+void validate(const TrainArgs& a, const ModelConfig& config) {
   if (a.batch_size <= 0) throw config_error("--batch-size must be positive");
   if (a.seq_len <= 0) throw config_error("--seq-len must be positive");
   if (a.seq_len > config.max_seq_len)
@@ -205,20 +241,9 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 
 // Copies gathered global parameters into a one-process model (for sampling and export on rank 0).
-void load_parameters(GPT2& model, const std::map<std::string, std::vector<float>>& values) {
-  Context& ctx = model.context();
-  for (size_t i = 0; i < model.params().size(); ++i) {
-    const std::vector<float>& v = values.at(model.params()[i].name);
-    Tensor dst = model.param(i);
-    if (dst.dtype == DType::f32) {
-      copy_tensor(ctx, dst, Tensor(const_cast<float*>(v.data()), {int64_t(v.size())}, DType::f32, Device::cpu)
-                                .reshape({dst.numel()}).flat_range(0, dst.numel()));
-    } else {
-      std::vector<bf16> h(v.size());
-      for (size_t k = 0; k < v.size(); ++k) h[k] = float_to_bf16(v[k]);
-      copy_tensor(ctx, dst.flat_range(0, dst.numel()), Tensor(h.data(), {int64_t(h.size())}, DType::bf16, Device::cpu));
-    }
-  }
+void load_parameters(Model& model, const std::map<std::string, std::vector<float>>& values) {
+  for (size_t i = 0; i < model.params().size(); ++i)
+    upload_floats(model.context(), model.param(i), values.at(model.params()[i].name).data());
 }
 
 ParallelLayout parse_layout(const TrainArgs& a) {
@@ -310,13 +335,13 @@ class TrainingRun {
   void report_step(int step, float lr, const StepStats& stats, double seconds);
   void maybe_evaluate(int step);
   void save_if_due(int steps_done);
-  GPT2* whole_model(std::unique_ptr<GPT2>& assembled);  // null on ranks other than 0
-  void print_sample(GPT2& whole);
+  Model* whole_model(std::unique_ptr<Model>& assembled);  // null on ranks other than 0
+  void print_sample(Model& whole);
 
   const TrainArgs& a_;
   MpiSession& mpi_;
   const bool lead_;
-  const GPT2Config config_;
+  const ModelConfig config_;
   const ParallelLayout requested_;
   const FaultInjector faults_;
   Context ctx_;
@@ -329,7 +354,7 @@ class TrainingRun {
   std::unique_ptr<DataLoader> val_loader_;
   const std::string data_checked_;  // every token against the vocabulary, before the model is built
   Trainer trainer_;
-  GPT2& model_;
+  Model& model_;
   const LRSchedule schedule_;
   Watchdog watchdog_;
   MetricsLog log_;
@@ -343,8 +368,8 @@ class TrainingRun {
   int rolled_back_for_ = -1;  // the step whose non-finite loss caused the last rollback
 };
 
-GPT2Config checked_config(const TrainArgs& a) {
-  GPT2Config config = model_config(a);
+ModelConfig checked_config(const TrainArgs& a) {
+  ModelConfig config = model_config(a);
   config.validate();
   validate(a, config);
   return config;
@@ -440,7 +465,7 @@ TrainingRun::TrainingRun(const TrainArgs& args, MpiSession& mpi)
       checkpoints_(trainer_, watchdog_, CheckpointPolicy{args.checkpoint_dir, args.checkpoint_every, args.keep}, faults_,
                    log_, lead_),
       tokens_per_step_(int64_t(B_) * T_ * layout_.microbatches * layout_.dp) {
-  if (!a_.init_from.empty()) import_gpt2_hf(model_, a_.init_from);
+  if (!a_.init_from.empty()) import_hf(model_, a_.init_from);
 }
 
 void TrainingRun::print_setup() {
@@ -531,7 +556,7 @@ void TrainingRun::handle_nonfinite(int& step, const StepStats& stats) {
 }
 
 void TrainingRun::report_step(int step, float lr, const StepStats& stats, double seconds) {
-  const double flops_per_token = model_.flops_per_token_palm(T_);
+  const double flops_per_token = config_.flops_per_token(T_);
   const double peak = ctx_.peak_flops() * grid_.world_size();
   double tokens_per_s = double(tokens_per_step_) / seconds;
   double mfu = peak > 0 ? flops_per_token * tokens_per_s / peak : 0.0;
@@ -610,7 +635,7 @@ void TrainingRun::summarize() {
 
 // The trainer's own model when it is unsplit, otherwise one assembled from every rank's shards (a
 // collective, so every rank takes part).
-GPT2* TrainingRun::whole_model(std::unique_ptr<GPT2>& assembled) {
+Model* TrainingRun::whole_model(std::unique_ptr<Model>& assembled) {
   if (model_.holds_all_parameters()) return lead_ ? &model_ : nullptr;
   auto values = [&] {
     Watchdog::Scope scope = watchdog_.scope("gather parameters", a_.steps);
@@ -619,12 +644,12 @@ GPT2* TrainingRun::whole_model(std::unique_ptr<GPT2>& assembled) {
   if (!lead_) return nullptr;
   ModelOptions single;
   single.precision = model_.dtype() == DType::bf16 ? Precision::bf16 : Precision::f32;
-  assembled = std::make_unique<GPT2>(ctx_, config_, single);
+  assembled = make_model(ctx_, config_, single);
   load_parameters(*assembled, values);
   return assembled.get();
 }
 
-void TrainingRun::print_sample(GPT2& whole) {
+void TrainingRun::print_sample(Model& whole) {
   ByteTokenizer tokenizer;
   bool byte_vocab = config_.vocab_size == ByteTokenizer::kVocabSize;
   int window = std::min(T_, config_.max_seq_len);
@@ -643,13 +668,13 @@ void TrainingRun::print_sample(GPT2& whole) {
 
 void TrainingRun::sample_and_export() {
   if (a_.sample_tokens <= 0 && a_.export_dir.empty()) return;
-  std::unique_ptr<GPT2> assembled;
-  GPT2* whole = whole_model(assembled);
+  std::unique_ptr<Model> assembled;
+  Model* whole = whole_model(assembled);
   if (!whole) return;
   if (a_.sample_tokens > 0) print_sample(*whole);
   if (!a_.export_dir.empty()) {
-    export_gpt2_hf(*whole, a_.export_dir);
-    std::printf("exported Hugging Face GPT-2 model to %s\n", a_.export_dir.c_str());
+    export_hf(*whole, a_.export_dir);
+    std::printf("exported Hugging Face model to %s\n", a_.export_dir.c_str());
     log_.write(MetricsRecord("export").add("path", a_.export_dir));
   }
 }
@@ -662,6 +687,9 @@ int train(int argc, char** argv) {
   if (!parser.parse(argc, argv)) return 0;
   if (!parser.positional().empty())
     throw config_error("unexpected argument '" + parser.positional()[0] + "'", "flags start with --; see --help");
+  for (const char* flag : {"family", "n-layer", "n-head", "n-kv-head", "n-embd", "ffn-dim", "vocab-size", "max-seq-len",
+                           "norm", "rope-theta", "tie-embeddings"})
+    if (parser.given(flag)) a.custom_flags_given.push_back(flag);
   TrainingRun run(a, mpi);
   run.print_setup();
   run.resume();

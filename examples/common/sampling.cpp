@@ -20,7 +20,7 @@ int sample_top_k(const float* logits, int vocab_size, int top_k, float temperatu
   return order[size_t(pick(rng))];
 }
 
-std::vector<int32_t> generate(GPT2& model, std::vector<int32_t> prompt, int count, int window, int top_k,
+std::vector<int32_t> generate(Model& model, std::vector<int32_t> prompt, int count, int window, int top_k,
                               float temperature, uint64_t seed) {
   const int vocab = model.config().vocab_size;
   std::mt19937_64 rng(seed);

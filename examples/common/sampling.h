@@ -5,7 +5,7 @@
 #include <random>
 #include <vector>
 
-#include "tessera/gpt2.h"
+#include "tessera/model.h"
 
 namespace tessera::program {
 
@@ -14,7 +14,7 @@ int sample_top_k(const float* logits, int vocab_size, int top_k, float temperatu
 
 // Continues `prompt` by `count` tokens. Every forward uses one fixed window of `window` tokens
 // (the activation plan stays the same); past the window the context slides.
-std::vector<int32_t> generate(GPT2& model, std::vector<int32_t> prompt, int count, int window, int top_k,
+std::vector<int32_t> generate(Model& model, std::vector<int32_t> prompt, int count, int window, int top_k,
                               float temperature, uint64_t seed);
 
 }  // namespace tessera::program

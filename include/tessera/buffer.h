@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <initializer_list>
+#include <vector>
 
 #include "tessera/context.h"
 #include "tessera/tensor.h"
@@ -38,6 +39,10 @@ class Buffer {
 
 // Copies src into dst (same dtype and element count; any pair of devices). Synchronous.
 void copy_tensor(const Context& ctx, const Tensor& dst, const Tensor& src);
+// t (f32 or bf16, any device) as float32 on the host.
+std::vector<float> download_floats(const Context& ctx, const Tensor& t);
+// t.numel() floats from src into t (f32 or bf16, any device); bf16 rounds to nearest even.
+void upload_floats(const Context& ctx, const Tensor& t, const float* src);
 // Sets every byte of t to zero.
 void zero_tensor(const Context& ctx, const Tensor& t);
 // Fills every 16-bit/32-bit word with a NaN pattern, so that a kernel which forgets to write

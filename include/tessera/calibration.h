@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "tessera/gpt2.h"
+#include "tessera/model_config.h"
 #include "tessera/schedule.h"
 
 namespace tessera::plan {
@@ -99,7 +99,12 @@ struct TrainerPrediction {
   double tokens_per_s = 0;
 };
 
-TrainerPrediction predict_trainer_step(const GPT2Config& config, const Calibration& cal, const TrainerLayout& layout,
+// The calibrated model covers GPT-2's pieces (LayerNorm, learned positions, GELU MLP, multi-head
+// attention, tied head); config_error naming what differs for another model (a LLaMA), which is
+// not calibrated yet.
+void require_calibrated_pieces(const ModelConfig& config);
+
+TrainerPrediction predict_trainer_step(const ModelConfig& config, const Calibration& cal, const TrainerLayout& layout,
                                        const Disturbance& disturbance = {});
 
 }  // namespace tessera::plan
@@ -109,7 +114,7 @@ namespace tessera::plan {
 // The kernels one rank of the Trainer runs for `config` at batch B, sequence T and tensor-parallel
 // degree tp (with and without sequence parallelism), as op samples with their dims and work (seconds
 // 0): what tessera-calibrate measures and predict_trainer_step looks up.
-std::vector<OpSample> trainer_op_shapes(const GPT2Config& config, int batch_size, int seq_len, int tp);
+std::vector<OpSample> trainer_op_shapes(const ModelConfig& config, int batch_size, int seq_len, int tp);
 
 }  // namespace tessera::plan
 
@@ -129,7 +134,7 @@ struct CalibrateOptions {
 // Collective over `world` (every rank runs the same kernels at the same time, as in training, so the
 // times include the ranks' contention for the machine's cores and memory). Returns on every rank the
 // mean over ranks of each sample's median time.
-Calibration measure_calibration(Context& ctx, Communicator& world, const GPT2Config& config, int batch_size,
+Calibration measure_calibration(Context& ctx, Communicator& world, const ModelConfig& config, int batch_size,
                                 int seq_len, const CalibrateOptions& options = {});
 
 }  // namespace tessera::plan

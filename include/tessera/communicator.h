@@ -109,6 +109,10 @@ std::unique_ptr<Communicator> make_mpi_communicator(Context& ctx);
 // this build or this context has no GPU.
 std::unique_ptr<Communicator> make_nccl_communicator(Context& ctx);
 
+// A group of this process alone (no MPI needed): reductions leave the data as it is, gathers and
+// scatters copy, and a transfer to any peer is an error. What one process trains with.
+std::unique_ptr<Communicator> make_self_communicator(Context& ctx);
+
 // Chooses NCCL when the context is on a GPU and every rank has a GPU of its own, MPI otherwise.
 std::unique_ptr<Communicator> make_communicator(Context& ctx);
 

@@ -39,6 +39,10 @@
 
 #include "tessera/schedule.h"
 
+namespace tessera {
+struct ModelConfig;
+}
+
 namespace tessera::plan {
 
 // A transformer's shape: GPT-2 (learned positions, GeLU MLP, biases, tied embedding, dropout) or
@@ -53,8 +57,12 @@ struct ModelShape {
 
   // gpt2, gpt2-medium, gpt2-large, gpt2-xl, gpt3-175b, mcore-177b (Megatron-Core's GPT-3 benchmark: vocab
   // 131,072, seq 4096), llama2-7b, llama2-13b, llama2-70b, llama3-8b, llama3-70b, llama3-405b. config_error
-  // for an unknown name.
+  // for an unknown name. tessera-train's presets (ModelConfig::preset_names(): tiny, llama-tiny,
+  // llama3.2-1b, llama3.1-8b, ...) are accepted too, as of() their configuration.
   static ModelShape preset(const std::string& name);
+  // The shape of a model tessera trains; seq_len is max_seq_len, or the original context of a model
+  // whose rotary frequencies are scaled to a longer one (Llama 3.1: 8192 of 131072).
+  static ModelShape of(const ModelConfig& config);
   static ModelShape gpt(int layers, int hidden, int heads, int vocab, int seq_len);  // ffn = 4h
   static ModelShape llama(int layers, int hidden, int heads, int kv_heads, int ffn, int vocab, int seq_len);
   void validate() const;  // config_error for non-positive sizes, heads not dividing hidden, ...

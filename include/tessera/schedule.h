@@ -59,6 +59,11 @@ struct PipelineSchedule {
 //    1F1B across chunks, cool-down; transfers paired as Megatron pairs them.
 PipelineSchedule make_schedule(ScheduleKind kind, int stages, int virtual_stages, int microbatches);
 
+// Forward passes only (evaluation): each microbatch through every model chunk in order, one after
+// the other; a rank receives a chunk's input from the rank of the model chunk before it and sends
+// its output to the rank of the one after (none when they are the same rank). Kind gpipe.
+PipelineSchedule make_forward_schedule(int stages, int virtual_stages, int microbatches);
+
 int model_chunk_count(const PipelineSchedule& s);  // stages * virtual_stages
 // Model chunk index (0..stages*virtual_stages-1) that (rank, chunk) runs, and its inverse.
 int model_chunk(const PipelineSchedule& s, int rank, int chunk);

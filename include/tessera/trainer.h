@@ -1,8 +1,9 @@
-// One rank's part of GPT-2 training in any layout tp x pp x dp: the model (this rank's shards and
-// stages), the data-parallel AdamW and the pipeline schedule, and one optimizer step that reads top to
-// bottom: microbatches in -> schedule (forward/backward per chunk, p2p between stages) -> tied
-// embedding and sequence-parallel gradient sums -> data-parallel averaging (overlapping the last
-// microbatch's backward) -> global norm, clipping, update.
+// One rank's part of training in any layout tp x pp x dp, for any model family: the model (this
+// rank's shards and stages), the data-parallel AdamW and the pipeline schedule, and one optimizer
+// step that reads top to bottom: microbatches in -> schedule (forward/backward per chunk, p2p
+// between stages; sequence-parallel gradient sums as each layer's backward ends) -> tied
+// embedding sums -> data-parallel averaging (launched during the last microbatch's backward,
+// finished here) -> global norm, clipping, update. One process is a grid of one rank.
 //
 // Every layout trains the same model on the same global batch as one process does, so the losses and
 // parameters match one process's within float tolerance.
@@ -21,8 +22,10 @@
 #include "tessera/context.h"
 #include "tessera/data.h"
 #include "tessera/distributed_optimizer.h"
-#include "tessera/gpt2.h"
+#include "tessera/model.h"
+#include "tessera/parallel.h"
 #include "tessera/optimizer.h"
+#include "tessera/pipeline.h"
 #include "tessera/schedule.h"
 
 namespace tessera {
@@ -30,7 +33,7 @@ namespace tessera {
 struct TrainerOptions {
   int batch_size = 0;    // B: sequences per microbatch per data-parallel rank
   int seq_len = 0;       // T
-  int microbatches = 0;  // per step; 0: the grid layout's (1 without a grid); else must match the layout's
+  int microbatches = 0;  // per step; 0: the grid layout's (1 without a grid); else must match the grid's
   uint64_t seed = 0;     // init_weights(seed) at construction
   AdamWConfig adamw;
   size_t bucket_bytes = size_t(25) << 20;  // data-parallel gradient buckets
@@ -69,10 +72,11 @@ struct StepStats {
 
 class Trainer {
  public:
-  // model_options.grid (null: one process) decides the layout: the global batch of one step is
-  // batch_size x dp x microbatches sequences. Builds the model and the schedule (config_error for a
-  // layout that does not fit, before any work), initialises the weights from options.seed.
-  Trainer(Context& ctx, const GPT2Config& config, const TrainerOptions& options, const ModelOptions& model_options = {});
+  // model_options.grid decides the layout (null: one process, the trainer's own grid of one rank):
+  // the global batch of one step is batch_size x dp x microbatches sequences. Builds the model and
+  // the schedule (config_error for a layout that does not fit, before any work), initialises the
+  // weights from options.seed.
+  Trainer(Context& ctx, const ModelConfig& config, const TrainerOptions& options, const ModelOptions& model_options = {});
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
@@ -84,10 +88,11 @@ class Trainer {
   // The same with the batches given: tokens[mb] and targets[mb] hold B*T int32 each.
   StepStats step(const std::vector<const int32_t*>& tokens, const std::vector<const int32_t*>& targets, float lr);
 
-  // Mean loss over `batches` batches from `loader` (forward only; every rank gets the same value).
+  // Mean loss over `batches` batches from `loader` (forward only, through the pipeline executor;
+  // every rank gets the same value).
   float evaluate(DataLoader& loader, int batches);
 
-  // Every parameter of the whole model by name, global shape (row-major, wte with its padded rows),
+  // Every parameter of the whole model by name, global shape (row-major, padded vocabulary rows included),
   // assembled from every rank's shards and stages. Collective over the world.
   std::map<std::string, std::vector<float>> gather_parameters();
 
@@ -119,7 +124,8 @@ class Trainer {
   // write with it to see that saving does not wait for the disk). Empty: none.
   void set_checkpoint_write_hook(std::function<void()> before_write) { write_hook_ = std::move(before_write); }
 
-  GPT2& model() { return *model_; }
+  Model& model() { return *model_; }
+  const ProcessGrid& grid() const { return *grid_; }
   // The optimizer is made at the first step (from the parameters as they are then, so weights
   // loaded after construction are its starting point); null before.
   DistributedAdamW* optimizer() { return optimizer_.get(); }
@@ -132,15 +138,18 @@ class Trainer {
 
  private:
   void make_optimizer();
-  void run_schedule();
+  PipelineHooks hooks(float loss_scale);
   float reduce_loss(double local_sum, int count);
 
   Context* ctx_;
   TrainerOptions options_;
-  const ProcessGrid* grid_;
-  std::unique_ptr<GPT2> model_;
+  std::unique_ptr<Communicator> own_world_;  // one process: a grid of one rank
+  std::unique_ptr<ProcessGrid> own_grid_;
+  const ProcessGrid* grid_ = nullptr;       // never null
+  std::unique_ptr<Model> model_;
   std::unique_ptr<DistributedAdamW> optimizer_;
   PipelineSchedule schedule_;
+  PipelineSchedule forward_schedule_;  // evaluation: forward passes only
   double bubble_fraction_ = 0;
   int microbatches_ = 1;
   int slots_ = 1;  // activation slots per chunk: the schedule's microbatches in flight

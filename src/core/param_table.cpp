@@ -7,6 +7,15 @@ namespace tessera {
 int ParamTable::add(ParamSpec spec) {
   TESSERA_CHECK(find(spec.name) < 0, "duplicate parameter name " + spec.name);
   TESSERA_CHECK(!spec.shape.empty(), "parameter " + spec.name + " has no shape");
+  if (!spec.parts.empty()) {
+    TESSERA_CHECK(spec.split_dim >= 0 && spec.split_dim < int(spec.shape.size()),
+                  "parameter " + spec.name + " has packed parts but no split dimension");
+    int64_t extent = 0;
+    for (int64_t p : spec.parts) extent += p;
+    TESSERA_CHECK(extent == spec.shape[size_t(spec.split_dim)], "parts of " + spec.name + " do not add up to its extent");
+  }
+  TESSERA_CHECK(spec.part_names.empty() || spec.part_names.size() == split_parts(spec).size(),
+                "parameter " + spec.name + " names some of its parts but not all");
   int64_t n = 1;
   for (int64_t d : spec.shape) n *= d;
   offsets_.push_back(flat_numel_);

@@ -1,6 +1,6 @@
-// Hugging Face GPT-2 directories (config.json + model.safetensors). tessera's parameter names are
-// Hugging Face's GPT2LMHeadModel names; what differs is orientation: transformers stores the
-// blocks' matmul weights as Conv1D, (in, out), the transpose of tessera's (out, in).
+// Hugging Face directories of any family. tessera's parameter names are Hugging Face's (packed
+// tensors name their parts), so the parameter table says everything but config.json, which the
+// family reads and writes.
 #include "tessera/hf.h"
 
 #include <fmt/format.h>
@@ -8,13 +8,15 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <memory>
 #include <set>
 #include <vector>
 
 #include "io/file_util.h"
 #include "io/json.h"
-#include "model/gpt2_layout.h"
-#include "model/host_transfer.h"
+#include "model/family.h"
+#include "tessera/buffer.h"
 #include "tessera/error.h"
 #include "tessera/parallel.h"
 #include "tessera/safetensors.h"
@@ -25,16 +27,9 @@ namespace {
 
 constexpr const char* kConfigFile = "config.json";
 constexpr const char* kWeightsFile = "model.safetensors";
-constexpr const char* kWte = "transformer.wte.weight";
+constexpr const char* kIndexFile = "model.safetensors.index.json";
 
-std::string join(const std::string& dir, const char* file) {
-  return (std::filesystem::path(dir) / file).string();
-}
-
-// The 2-D parameters inside the blocks are exactly the Conv1D weights.
-bool is_conv1d(const ParamSpec& spec, int n_layer) {
-  return spec.shape.size() == 2 && spec.layer >= 0 && spec.layer < n_layer;
-}
+std::string join(const std::string& dir, const char* file) { return (std::filesystem::path(dir) / file).string(); }
 
 // (rows, cols) row-major -> (cols, rows) row-major.
 std::vector<float> transposed(const std::vector<float>& src, int64_t rows, int64_t cols) {
@@ -78,97 +73,113 @@ std::vector<float> entry_floats(const SafetensorsEntry& e, const std::string& pa
       out[i] = bf ? bf16_to_float(bf16{bits}) : half_to_float(bits);
     }
   } else {
-    throw data_error(fmt::format("tensor {} has dtype {}; GPT-2 import reads F32, BF16 or F16", e.name, e.dtype),
-                     path, "convert the checkpoint to float32 or bfloat16");
+    throw data_error(fmt::format("tensor {} has dtype {}; import reads F32, BF16 or F16", e.name, e.dtype), path,
+                     "convert the checkpoint to float32 or bfloat16");
   }
   return out;
 }
 
-// Tensors a Hugging Face GPT-2 file may carry that are not parameters: the tied lm head and, in
-// older checkpoints, the attention layers' causal-mask buffers.
-bool ignorable(const std::string& name) {
-  auto ends_with = [&](const std::string& suffix) {
-    return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
-  return name == "lm_head.weight" || ends_with(".attn.bias") || ends_with(".attn.masked_bias");
+// One stored tensor of a parameter: the whole parameter, or one of its packed parts (rows
+// [row, row + rows) of split_dim 0), with the real rows only.
+struct Stored {
+  std::string name;
+  int64_t row = 0;               // first row (dim 0) in the parameter
+  std::vector<int64_t> shape;    // tessera's orientation, padding left out
+  bool transposed = false;
+};
+
+std::vector<Stored> stored_tensors(const ParamSpec& spec) {
+  std::vector<int64_t> shape = spec.shape;
+  if (spec.real_rows > 0) shape[0] = spec.real_rows;
+  if (spec.part_names.empty()) return {Stored{spec.name, 0, shape, spec.stored_transposed}};
+  TESSERA_CHECK(spec.split_dim == 0, "parameter " + spec.name + " names parts along a dimension other than 0");
+  std::vector<Stored> out;
+  int64_t row = 0;
+  const std::vector<int64_t> parts = split_parts(spec);
+  for (size_t p = 0; p < parts.size(); ++p) {
+    shape[0] = parts[p];
+    out.push_back(Stored{spec.part_names[p], row, shape, spec.stored_transposed});
+    row += parts[p];
+  }
+  return out;
 }
 
-json::Value hf_config_json(const GPT2Config& c) {
-  json::Value v = json::Value::object();
-  json::Value architectures = json::Value::array();
-  architectures.push_back("GPT2LMHeadModel");
-  v.set("activation_function", "gelu_new");
-  v.set("architectures", architectures);
-  v.set("attn_pdrop", 0.0);
-  // GPT-2's end-of-text is the last token of its vocabulary (50256), as in the byte tokenizer (256).
-  v.set("bos_token_id", c.vocab_size - 1);
-  v.set("embd_pdrop", 0.0);
-  v.set("eos_token_id", c.vocab_size - 1);
-  v.set("initializer_range", 0.02);
-  v.set("layer_norm_epsilon", 1e-5);
-  v.set("model_type", "gpt2");
-  v.set("n_ctx", c.max_seq_len);
-  v.set("n_embd", c.n_embd);
-  v.set("n_head", c.n_head);
-  v.set("n_inner", nullptr);
-  v.set("n_layer", c.n_layer);
-  v.set("n_positions", c.max_seq_len);
-  v.set("reorder_and_upcast_attn", false);
-  v.set("resid_pdrop", 0.0);
-  v.set("scale_attn_by_inverse_layer_idx", false);
-  v.set("scale_attn_weights", true);
-  v.set("tie_word_embeddings", true);
-  v.set("torch_dtype", "float32");
-  v.set("use_cache", true);
-  v.set("vocab_size", c.vocab_size);
-  return v;
+std::vector<int64_t> file_shape(const Stored& s) {
+  if (s.transposed && s.shape.size() == 2) return {s.shape[1], s.shape[0]};
+  return s.shape;
 }
+
+// The weights of a directory: one file, or the shards an index lists (each mapped once).
+class WeightFiles {
+ public:
+  explicit WeightFiles(const std::string& dir) {
+    const std::string single = join(dir, kWeightsFile), index = join(dir, kIndexFile);
+    if (std::filesystem::exists(single)) {
+      source_ = single;
+      readers_.push_back(std::make_unique<SafetensorsReader>(single));
+      for (const std::string& name : readers_.back()->names()) where_[name] = 0;
+      return;
+    }
+    if (!std::filesystem::exists(index))
+      throw data_error(fmt::format("no {} or {}", kWeightsFile, kIndexFile), dir,
+                       "point --init-from at a Hugging Face model directory");
+    source_ = index;
+    const json::Value v = json::parse(io::read_file(index, "safetensors index"), index);
+    const json::Value* map = v.find("weight_map");
+    if (!map || !map->is_object()) throw data_error("no \"weight_map\" object", index);
+    std::map<std::string, size_t> file_reader;
+    for (const json::Value::Member& m : map->members()) {
+      const std::string& file = m.value.as_string();
+      if (file.find('/') != std::string::npos || file.find("..") != std::string::npos)
+        throw data_error(fmt::format("tensor {} is in '{}', outside the directory", m.key, file), index);
+      auto [it, added] = file_reader.emplace(file, readers_.size());
+      if (added) readers_.push_back(std::make_unique<SafetensorsReader>(join(dir, file.c_str())));
+      if (!readers_[it->second]->has(m.key))
+        throw data_error(fmt::format("the index puts tensor {} in {}, which does not hold it", m.key, file), index);
+      where_[m.key] = it->second;
+    }
+    // A shard's tensor the index does not list would be silently ignored: refuse it.
+    for (const auto& [file, r] : file_reader)
+      for (const std::string& name : readers_[r]->names())
+        if (!where_.count(name)) throw data_error(fmt::format("{} holds tensor {}, which the index does not list", file, name), index);
+  }
+
+  const std::string& source() const { return source_; }  // the single file, or the index
+  bool has(const std::string& name) const { return where_.count(name) > 0; }
+  const SafetensorsEntry& entry(const std::string& name) const { return readers_[where_.at(name)]->entry(name); }
+  const std::string& path(const std::string& name) const { return readers_[where_.at(name)]->path(); }
+  std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    for (const auto& [name, r] : where_) out.push_back(name);
+    return out;
+  }
+
+ private:
+  std::string source_;
+  std::vector<std::unique_ptr<SafetensorsReader>> readers_;
+  std::map<std::string, size_t> where_;
+};
 
 }  // namespace
 
-GPT2Config read_gpt2_hf_config(const std::string& dir) {
+ModelConfig read_hf_config(const std::string& dir) {
   const std::string path = join(dir, kConfigFile);
   const json::Value v = json::parse(io::read_file(path, "Hugging Face config"), path);
   if (!v.is_object()) throw data_error("config.json is not a JSON object", path);
-  auto integer = [&](const char* key) -> int {
-    const json::Value* x = v.find(key);
-    if (!x) throw data_error(fmt::format("missing key \"{}\"", key), path, "is this a GPT-2 config.json?");
-    if (!x->is_integer() || x->as_int64() <= 0 || x->as_int64() > (int64_t(1) << 31) - 1)
-      throw data_error(fmt::format("key \"{}\" must be a positive integer, got {}", key, x->dump()), path);
-    return int(x->as_int64());
-  };
-  auto unsupported = [&](const std::string& what) {
-    return config_error(fmt::format("{}: {}", path, what), "tessera imports plain GPT-2 (GPT2LMHeadModel) models",
-                        path);
-  };
-  if (const json::Value* t = v.find("model_type"); t && (!t->is_string() || t->as_string() != "gpt2"))
-    throw unsupported(fmt::format("key \"model_type\" is {}, not \"gpt2\"", t->dump()));
-  if (const json::Value* a = v.find("activation_function"); a) {
-    // tessera's GELU is the tanh approximation, which both of these names denote.
-    if (!a->is_string() || (a->as_string() != "gelu_new" && a->as_string() != "gelu_pytorch_tanh"))
-      throw unsupported(fmt::format("key \"activation_function\" is {}; tessera computes gelu_new", a->dump()));
+  // Old GPT-2 configs carry no model_type.
+  std::string type = "gpt2";
+  if (const json::Value* t = v.find("model_type")) {
+    if (!t->is_string()) throw data_error(fmt::format("key \"model_type\" is {}, not a string", t->dump()), path);
+    type = t->as_string();
   }
-  if (const json::Value* e = v.find("layer_norm_epsilon"); e && (!e->is_number() || std::fabs(e->as_double() - 1e-5) > 1e-12))
-    throw unsupported(fmt::format("key \"layer_norm_epsilon\" is {}; tessera's LayerNorm uses 1e-5", e->dump()));
-  for (const char* flag : {"scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"}) {
-    if (const json::Value* f = v.find(flag); f && f->is_bool() && f->as_bool())
-      throw unsupported(fmt::format("key \"{}\" is true, which tessera does not implement", flag));
+  const model::Family* family = model::family_for_hf_model_type(type);
+  if (!family) {
+    std::string known;
+    for (const model::Family* f : model::families()) known += (known.empty() ? "" : ", ") + f->hf_model_type;
+    throw config_error(fmt::format("{}: key \"model_type\" is \"{}\"; tessera reads {}", path, type, known),
+                       "import a GPT-2 or LLaMA model", path);
   }
-  if (const json::Value* f = v.find("scale_attn_weights"); f && f->is_bool() && !f->as_bool())
-    throw unsupported("key \"scale_attn_weights\" is false; tessera scales attention by 1/sqrt(head size)");
-  if (const json::Value* t = v.find("tie_word_embeddings"); t && t->is_bool() && !t->as_bool())
-    throw unsupported("key \"tie_word_embeddings\" is false; tessera's lm head is tied to wte");
-
-  const int n_layer = integer("n_layer"), n_head = integer("n_head"), n_embd = integer("n_embd");
-  const int vocab_size = integer("vocab_size");
-  // Older configs give the context length as n_ctx only.
-  const int n_positions = v.contains("n_positions") || !v.contains("n_ctx") ? integer("n_positions") : integer("n_ctx");
-  if (const json::Value* inner = v.find("n_inner"); inner && !inner->is_null()) {
-    if (!inner->is_integer() || inner->as_int64() != 4 * int64_t(n_embd))
-      throw unsupported(fmt::format("key \"n_inner\" is {}; tessera's MLP is 4 * n_embd = {}", inner->dump(),
-                                    4 * int64_t(n_embd)));
-  }
-  GPT2Config config = GPT2Config::custom(n_layer, n_head, n_embd, vocab_size, n_positions);
+  ModelConfig config = family->read_hf_config(v, path);
   try {
     config.validate();
   } catch (const Error& e) {
@@ -177,104 +188,118 @@ GPT2Config read_gpt2_hf_config(const std::string& dir) {
   return config;
 }
 
-void export_gpt2_hf(const GPT2& model, const std::string& dir) {
+void export_hf(const Model& model, const std::string& dir) {
   if (!model.holds_all_parameters())
-    throw config_error("export_gpt2_hf needs the whole model, but this rank holds one tensor- or pipeline-parallel "
-                       "part of it",
+    throw config_error("export_hf needs the whole model, but this rank holds one tensor- or pipeline-parallel part of it",
                        "assemble the parameters first (Trainer::gather_parameters) and export from one rank");
+  const ModelConfig& c = model.config();
+  const json::Value config_json = model::family(c.family).write_hf_config(c);
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec)
     throw config_error(fmt::format("cannot create the export directory {}: {}", dir, ec.message()),
                        "choose a writable --export directory");
-  const GPT2Config& c = model.config();
-  const ParamTable& table = model.params();
-
   io::AtomicFileWriter config_file(join(dir, kConfigFile), "Hugging Face config");
-  config_file.write(hf_config_json(c).dump(2) + "\n");
+  config_file.write(config_json.dump(2) + "\n");
   config_file.commit();
 
-  std::vector<std::vector<float>> values(table.size());
+  const ParamTable& table = model.params();
+  std::vector<std::vector<float>> values;
   std::vector<SafetensorsEntry> entries;
+  values.reserve(64 * table.size());
   for (size_t i = 0; i < table.size(); ++i) {
     const ParamSpec& spec = table[i];
-    std::vector<float>& v = values[i];
-    v = model::download_floats(model.context(), model.param(i));
-    SafetensorsEntry e;
-    e.name = spec.name;
-    e.dtype = "F32";
-    e.shape = spec.shape;
-    if (spec.name == kWte) {
-      v.resize(size_t(c.vocab_size) * size_t(c.n_embd));  // the padded rows stay behind
-      e.shape = {c.vocab_size, c.n_embd};
-    } else if (is_conv1d(spec, c.n_layer)) {
-      v = transposed(v, spec.shape[0], spec.shape[1]);
-      e.shape = {spec.shape[1], spec.shape[0]};
+    const std::vector<float> all = download_floats(model.context(), model.param(i));
+    const int64_t row_size = table.numel(i) / spec.shape[0];
+    for (const Stored& s : stored_tensors(spec)) {
+      const auto begin = all.begin() + s.row * row_size;
+      std::vector<float> v(begin, begin + s.shape[0] * row_size);
+      if (s.transposed && s.shape.size() == 2) v = transposed(v, s.shape[0], s.shape[1]);
+      values.push_back(std::move(v));
+      SafetensorsEntry e;
+      e.name = s.name;
+      e.dtype = "F32";
+      e.shape = file_shape(s);
+      e.data = values.back().data();
+      e.bytes = values.back().size() * sizeof(float);
+      entries.push_back(std::move(e));
     }
-    e.data = v.data();
-    e.bytes = v.size() * sizeof(float);
-    entries.push_back(std::move(e));
   }
   // transformers refuses safetensors files whose metadata lacks format "pt".
   write_safetensors(join(dir, kWeightsFile), entries, {{"format", "pt"}});
 }
 
-void import_gpt2_hf(GPT2& model, const std::string& dir) {
-  const GPT2Config& c = model.config();
+void import_hf(Model& model, const std::string& dir) {
+  const ModelConfig& c = model.config();
+  const model::Family& family = model::family(c.family);
   // A config.json that disagrees with the model is a clearer error than a tensor of the wrong shape.
   if (std::filesystem::exists(join(dir, kConfigFile))) {
-    GPT2Config file = read_gpt2_hf_config(dir);
-    if (file.n_layer != c.n_layer || file.n_head != c.n_head || file.n_embd != c.n_embd ||
-        file.vocab_size != c.vocab_size || file.max_seq_len != c.max_seq_len)
+    const ModelConfig file = read_hf_config(dir);
+    if (file != c)
       throw config_error(fmt::format("{} describes {}, but the model is {}", join(dir, kConfigFile), file.describe(),
                                      c.describe()),
-                         "build the model from read_gpt2_hf_config(dir)", join(dir, kConfigFile));
+                         "build the model from read_hf_config(dir)", join(dir, kConfigFile));
   }
-  const std::string path = join(dir, kWeightsFile);
-  SafetensorsReader reader(path);
-  // Files saved from GPT2LMHeadModel name tensors "transformer.h.0..."; the original OpenAI
-  // checkpoints on the Hub were saved from GPT2Model, without the prefix.
-  const std::string prefix = "transformer.";
-  const bool prefixed = reader.has(kWte) || !reader.has("wte.weight");
-  auto file_name = [&](const std::string& name) { return prefixed ? name : name.substr(prefix.size()); };
+  const WeightFiles files(dir);
+  // Files saved from the base model (GPT2Model, LlamaModel) lack the first component of the names
+  // ("transformer.", "model."): the original OpenAI GPT-2 checkpoints on the Hub, for one.
+  const std::string& embedding = family.names.token_embedding;
+  const std::string prefix = embedding.substr(0, embedding.find('.') + 1);
+  const bool prefixed = files.has(embedding) || !files.has(embedding.substr(prefix.size()));
+  auto file_name = [&](const std::string& name) {
+    return prefixed || name.compare(0, prefix.size(), prefix) != 0 ? name : name.substr(prefix.size());
+  };
 
   // Every tensor of the model is checked; this rank loads its own part (its stages, its shards).
   const ParamTable& table = model.global_params();
   const ParamTable& local = model.params();
   std::vector<int> local_of(table.size(), -1);
   for (size_t i = 0; i < local.size(); ++i) local_of[model.global_index(i)] = int(i);
-  const ProcessGrid* grid = model.options().grid;
-  const int tp = grid ? grid->layout().tp : 1, tp_rank = grid ? grid->tp_rank() : 0;
+  const ProcessGrid& grid = model.grid();
+  const int tp = grid.layout().tp, tp_rank = grid.tp_rank();
   std::set<std::string> used;
   for (size_t i = 0; i < table.size(); ++i) {
     const ParamSpec& spec = table[i];
-    const std::string name = file_name(spec.name);
-    if (!reader.has(name))
-      throw data_error(fmt::format("tensor {} is missing", name), path,
-                       "the file does not hold a GPT-2 model of this configuration");
-    const SafetensorsEntry& e = reader.entry(name);
-    const bool conv1d = is_conv1d(spec, c.n_layer);
-    std::vector<int64_t> expected = spec.shape;
-    if (spec.name == kWte) expected = {c.vocab_size, c.n_embd};
-    if (conv1d) expected = {spec.shape[1], spec.shape[0]};
-    if (e.shape != expected)
-      throw data_error(fmt::format("tensor {} has shape {}, expected {}", name, shape_string(e.shape),
-                                   shape_string(expected)),
-                       path, "the file does not hold a GPT-2 model of this configuration");
-    used.insert(name);
+    const int64_t row_size = table.numel(i) / spec.shape[0];
+    std::vector<float> v;
+    for (const Stored& s : stored_tensors(spec)) {
+      const std::string name = file_name(s.name);
+      if (!files.has(name))
+        throw data_error(fmt::format("tensor {} is missing", name), files.source(),
+                         "the files do not hold a " + family.display_name + " model of this configuration");
+      const SafetensorsEntry& e = files.entry(name);
+      const std::vector<int64_t> expected = file_shape(s);
+      if (e.shape != expected)
+        throw data_error(fmt::format("tensor {} has shape {}, expected {}", name, shape_string(e.shape),
+                                     shape_string(expected)),
+                         files.path(name), "the files do not hold a " + family.display_name + " model of this configuration");
+      used.insert(name);
+      if (local_of[i] < 0) continue;
+      std::vector<float> part = entry_floats(e, files.path(name));
+      if (s.transposed && s.shape.size() == 2) part = transposed(part, expected[0], expected[1]);
+      v.insert(v.end(), part.begin(), part.end());
+    }
     if (local_of[i] < 0) continue;
-    std::vector<float> v = entry_floats(e, path);
-    if (conv1d) v = transposed(v, expected[0], expected[1]);
-    if (spec.name == kWte) v.resize(size_t(table.numel(i)), 0.0f);  // padded rows are zero
+    v.resize(size_t(spec.shape[0] * row_size), 0.0f);  // padded rows are zero
     std::vector<float> shard(size_t(local.numel(size_t(local_of[i]))));
-    model::extract_shard(spec, tp, tp_rank, v.data(), shard.data());
-    model::upload_floats(model.context(), model.param(size_t(local_of[i])), shard.data());
+    extract_shard(spec, tp, tp_rank, v.data(), shard.data());
+    upload_floats(model.context(), model.param(size_t(local_of[i])), shard.data());
   }
-  for (const std::string& name : reader.names()) {
+  // Tensors a file may carry that are not parameters: a tied output layer, and the buffers older
+  // files saved (GPT-2's causal masks, LLaMA's rotary frequencies).
+  auto ignorable = [&](const std::string& name) {
+    auto ends_with = [&](const std::string& suffix) {
+      return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    if (c.tie_embeddings && name == family.names.lm_head + ".weight") return true;
+    for (const std::string& suffix : family.hf_ignored_suffixes)
+      if (ends_with(suffix)) return true;
+    return false;
+  };
+  for (const std::string& name : files.names())
     if (!used.count(name) && !ignorable(name))
-      throw data_error(fmt::format("unexpected tensor {}", name), path,
-                       "the file does not hold a GPT-2 model of this configuration");
-  }
+      throw data_error(fmt::format("unexpected tensor {}", name), files.path(name),
+                       "the files do not hold a " + family.display_name + " model of this configuration");
 }
 
 }  // namespace tessera

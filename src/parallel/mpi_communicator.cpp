@@ -118,9 +118,37 @@ void reduce_in_rank_order(float* out, const float* chunks, int ranks, int64_t n,
   }
 }
 
-void expect_f32(const Tensor& t, const char* op) {
-  if (t.dtype != DType::f32)
-    throw config_error(std::string(op) + ": reductions take float32 tensors, got " + t.shape_str());
+// Reductions sum float32, whatever the tensor holds: bf16 is widened on the host before and
+// rounded (to nearest even) after, as NCCL's bf16 reductions accumulate in float32 too.
+void expect_float(const Tensor& t, const char* op) {
+  if (t.dtype != DType::f32 && t.dtype != DType::bf16)
+    throw config_error(std::string(op) + ": reductions take float32 or bfloat16 tensors, got " + t.shape_str());
+}
+
+// t's values (f32 or bf16, any device) as float32 at dst on the host.
+void read_as_f32(Context& ctx, StagingPool& pool, const Tensor& t, float* dst) {
+  const int64_t n = t.numel();
+  if (t.dtype == DType::f32) {
+    copy_tensor(ctx, Tensor(dst, {n}, DType::f32, Device::cpu), t);
+    return;
+  }
+  auto raw = pool.take(size_t(n) * sizeof(bf16));
+  copy_tensor(ctx, Tensor(raw->data(), {n}, DType::bf16, Device::cpu), t);
+  const bf16* h = static_cast<const bf16*>(raw->data());
+  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_float(h[i]);
+}
+
+// Float32 values at src (host) into t (f32 or bf16, any device).
+void write_from_f32(Context& ctx, StagingPool& pool, const float* src, const Tensor& t) {
+  const int64_t n = t.numel();
+  if (t.dtype == DType::f32) {
+    copy_tensor(ctx, t, Tensor(const_cast<float*>(src), {n}, DType::f32, Device::cpu));
+    return;
+  }
+  auto raw = pool.take(size_t(n) * sizeof(bf16));
+  bf16* h = static_cast<bf16*>(raw->data());
+  for (int64_t i = 0; i < n; ++i) h[i] = float_to_bf16(src[i]);
+  copy_tensor(ctx, t, Tensor(raw->data(), {n}, DType::bf16, Device::cpu));
 }
 
 class MpiCommunicator final : public Communicator {
@@ -141,14 +169,13 @@ class MpiCommunicator final : public Communicator {
   const char* backend() const override { return "mpi"; }
 
   Work all_reduce(Tensor data, ReduceOp op) override {
-    expect_f32(data, "all_reduce");
+    expect_float(data, "all_reduce");
     const int64_t n = data.numel();
     const int64_t chunk = (n + size_ - 1) / size_;
     const int count = checked_count(chunk, "all_reduce chunk");
     auto send = pool_->take(size_t(chunk * size_) * 4);
     auto recv = pool_->take(size_t(chunk * size_) * 4);
-    Tensor send_view(send->data(), {chunk * size_}, DType::f32, Device::cpu);
-    copy_tensor(ctx_, send_view.flat_range(0, n), data);
+    read_as_f32(ctx_, *pool_, data, static_cast<float*>(send->data()));
     std::memset(static_cast<float*>(send->data()) + n, 0, size_t(chunk * size_ - n) * 4);
     auto request = std::make_shared<MPI_Request>();
     TESSERA_MPI_CHECK(MPI_Ialltoall(send->data(), count, MPI_FLOAT, recv->data(), count, MPI_FLOAT, comm_,
@@ -159,8 +186,7 @@ class MpiCommunicator final : public Communicator {
           float* mine = static_cast<float*>(send->data());  // the send buffer is free again: reuse it
           reduce_in_rank_order(mine, static_cast<const float*>(recv->data()), size_, chunk, op);
           TESSERA_MPI_CHECK(MPI_Allgather(mine, count, MPI_FLOAT, recv->data(), count, MPI_FLOAT, comm_));
-          Tensor gathered(recv->data(), {n}, DType::f32, Device::cpu);
-          copy_tensor(ctx_, data, gathered);
+          write_from_f32(ctx_, *pool_, static_cast<const float*>(recv->data()), data);
         },
         [request] {
           int flag = 0;
@@ -170,14 +196,21 @@ class MpiCommunicator final : public Communicator {
   }
 
   Work reduce_scatter(Tensor output, Tensor input, ReduceOp op) override {
-    expect_f32(output, "reduce_scatter");
-    expect_f32(input, "reduce_scatter");
+    expect_float(output, "reduce_scatter");
+    expect_float(input, "reduce_scatter");
     const int64_t n = output.numel();
-    if (input.numel() != n * size_)
+    if (input.numel() != n * size_ || input.dtype != output.dtype)
       throw config_error("reduce_scatter: input " + input.shape_str() + " is not " + std::to_string(size_) +
                          " chunks of output " + output.shape_str());
     const int count = checked_count(n, "reduce_scatter chunk");
-    HostStage in = stage(ctx_, *pool_, input, true);
+    HostStage in;
+    if (input.dtype == DType::f32) {
+      in = stage(ctx_, *pool_, input, true);
+    } else {
+      in.buffer = pool_->take(size_t(n * size_) * 4);
+      in.host = Tensor(in.buffer->data(), {n * size_}, DType::f32, Device::cpu);
+      read_as_f32(ctx_, *pool_, input, in.host.ptr<float>());
+    }
     auto recv = pool_->take(size_t(n * size_) * 4);
     auto request = std::make_shared<MPI_Request>();
     TESSERA_MPI_CHECK(MPI_Ialltoall(in.host.data, count, MPI_FLOAT, recv->data(), count, MPI_FLOAT, comm_,
@@ -185,9 +218,15 @@ class MpiCommunicator final : public Communicator {
     return Work(
         [this, output, op, n, in, recv, request] {
           TESSERA_MPI_CHECK(MPI_Wait(request.get(), MPI_STATUS_IGNORE));
-          HostStage out = stage(ctx_, *pool_, output, false);
-          reduce_in_rank_order(out.host.ptr<float>(), static_cast<const float*>(recv->data()), size_, n, op);
-          unstage(ctx_, out);
+          if (output.dtype == DType::f32) {
+            HostStage out = stage(ctx_, *pool_, output, false);
+            reduce_in_rank_order(out.host.ptr<float>(), static_cast<const float*>(recv->data()), size_, n, op);
+            unstage(ctx_, out);
+            return;
+          }
+          auto sums = pool_->take(size_t(n) * 4);
+          reduce_in_rank_order(static_cast<float*>(sums->data()), static_cast<const float*>(recv->data()), size_, n, op);
+          write_from_f32(ctx_, *pool_, static_cast<const float*>(sums->data()), output);
         },
         [request] { return test(request.get()); });
   }

@@ -57,6 +57,34 @@ std::string describe(const PipelineAction& a) {
 
 int model_chunk_count(const PipelineSchedule& s) { return s.stages * s.virtual_stages; }
 
+PipelineSchedule make_forward_schedule(int stages, int virtual_stages, int microbatches) {
+  if (stages < 1 || virtual_stages < 1 || microbatches < 1)
+    throw config_error("forward schedule: stages (--pp), virtual stages and microbatches must be at least 1");
+  PipelineSchedule s;
+  s.kind = ScheduleKind::gpipe;
+  s.stages = stages;
+  s.virtual_stages = virtual_stages;
+  s.microbatches = microbatches;
+  s.per_rank.resize(size_t(stages));
+  const int chunks = stages * virtual_stages;
+  for (int mb = 0; mb < microbatches; ++mb) {
+    for (int mc = 0; mc < chunks; ++mc) {
+      const ChunkLocation here = locate_model_chunk(s, mc);
+      std::vector<PipelineAction>& actions = s.per_rank[size_t(here.rank)];
+      if (mc > 0) {
+        const ChunkLocation prev = locate_model_chunk(s, mc - 1);
+        if (prev.rank != here.rank) actions.push_back({Type::recv_activation, mb, here.chunk, prev.rank});
+      }
+      actions.push_back({Type::forward, mb, here.chunk});
+      if (mc + 1 < chunks) {
+        const ChunkLocation next = locate_model_chunk(s, mc + 1);
+        if (next.rank != here.rank) actions.push_back({Type::send_activation, mb, here.chunk, next.rank});
+      }
+    }
+  }
+  return s;
+}
+
 int model_chunk(const PipelineSchedule& s, int rank, int chunk) { return chunk * s.stages + rank; }
 
 ChunkLocation locate_model_chunk(const PipelineSchedule& s, int model_chunk) {

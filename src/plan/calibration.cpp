@@ -161,7 +161,17 @@ std::vector<MeasuredStep> read_throughput_log(const std::string& path) {
   return out;
 }
 
-std::vector<OpSample> trainer_op_shapes(const GPT2Config& config, int B, int T, int tp) {
+void require_calibrated_pieces(const ModelConfig& c) {
+  const ModelConfig gpt2 = ModelConfig::gpt2(c.n_layer, c.n_head, c.n_embd, c.vocab_size, c.max_seq_len);
+  if (c.norm != gpt2.norm || c.position != gpt2.position || c.mlp != gpt2.mlp || c.bias != gpt2.bias ||
+      c.tie_embeddings != gpt2.tie_embeddings || c.n_kv_head != c.n_head || c.ffn_dim != gpt2.ffn_dim)
+    throw config_error("calibration models GPT-2's kernels (LayerNorm, learned positions, a GELU MLP of 4C, "
+                       "multi-head attention, tied head); " + c.describe() + " is not calibrated yet",
+                       "calibrate and predict a GPT-2 model, or plan this one without --calibration");
+}
+
+std::vector<OpSample> trainer_op_shapes(const ModelConfig& config, int B, int T, int tp) {
+  require_calibrated_pieces(config);
   const int64_t C = config.n_embd, N = int64_t(B) * T, Cl = C / tp, NHl = config.n_head / tp, hd = C / config.n_head;
   const int64_t Vl = config.padded_vocab_size / tp;
   std::vector<OpSample> out;

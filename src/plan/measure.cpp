@@ -87,7 +87,7 @@ class Arena {
 };
 
 // One op sample (trainer_op_shapes' name and dims) as the op registry's entry and sizes.
-std::pair<std::string, kernels::Dims> registry_case(const OpSample& s, const GPT2Config& cfg) {
+std::pair<std::string, kernels::Dims> registry_case(const OpSample& s, const ModelConfig& cfg) {
   const std::vector<int64_t>& d = s.dims;
   if (s.op == "matmul_forward") return {s.op, {d[0], d[1], d[2], d[3], 1}};  // {N, K, OC, gelu}, with bias
   if (s.op == "matmul_backward") return {s.op, {d[0], d[1], d[2], 1, d[3]}};  // {N, K, OC, dbias}, with dinp
@@ -105,7 +105,7 @@ std::pair<std::string, kernels::Dims> registry_case(const OpSample& s, const GPT
 // Places one op sample's arguments (float32, from the registry) on ctx's device, kept in `args`,
 // and returns the call to time.
 std::function<void()> make_op(Context& ctx, std::vector<kernels::Materialized>& args, const OpSample& s,
-                              const GPT2Config& cfg) {
+                              const ModelConfig& cfg) {
   const auto [name, dims] = registry_case(s, cfg);
   const kernels::OpEntry& entry = kernels::find_op(name);
   if (kernels::dim_names(entry).size() != dims.size())
@@ -125,7 +125,7 @@ std::function<void()> make_op(Context& ctx, std::vector<kernels::Materialized>& 
 // the all-reduces alone. On a machine
 // with a core per rank this is about zero; with more ranks than cores a rank reaching the collective
 // waits for its partner's next time slice.
-double measure_sync(Context& ctx, Communicator& world, Communicator& group, const GPT2Config& cfg, int B, int T, int reps) {
+double measure_sync(Context& ctx, Communicator& world, Communicator& group, const ModelConfig& cfg, int B, int T, int reps) {
   constexpr int kRounds = 8;
   Arena a(ctx);
   const int64_t N = int64_t(B) * T, C = cfg.n_embd, OC = 4 * C / group.size();
@@ -146,7 +146,7 @@ double measure_sync(Context& ctx, Communicator& world, Communicator& group, cons
 // core per thread, up to 2 when waiting ranks give their cores up completely, less when they keep
 // spinning on them. The two cases alternate round by round (slow drifts of the machine cancel), and
 // the ratio of the medians counts only with more threads than cores.
-double measure_idle_speedup(Context& ctx, Communicator& world, const GPT2Config& cfg, int B, int T, int reps) {
+double measure_idle_speedup(Context& ctx, Communicator& world, const ModelConfig& cfg, int B, int T, int reps) {
   const int cores = int(std::thread::hardware_concurrency());
   if (world.size() < 2 || world.size() % 2 || cores <= 0 || world.size() * ctx.cpu_threads() <= cores) return 1.0;
   Arena a(ctx);
@@ -192,9 +192,10 @@ double measure_idle_speedup(Context& ctx, Communicator& world, const GPT2Config&
 
 }  // namespace
 
-Calibration measure_calibration(Context& ctx, Communicator& world, const GPT2Config& cfg, int B, int T,
+Calibration measure_calibration(Context& ctx, Communicator& world, const ModelConfig& cfg, int B, int T,
                                 const CalibrateOptions& o) {
   cfg.validate();
+  require_calibrated_pieces(cfg);
   Calibration cal;
   cal.ranks = world.size(), cal.threads = ctx.cpu_threads(), cal.device = ctx.device_description();
   cal.cores = int(std::thread::hardware_concurrency());

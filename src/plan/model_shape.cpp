@@ -1,7 +1,9 @@
 // Transformer shapes for the planner: parameter counts and model FLOPs (see plan.h for the convention).
+#include <algorithm>
 #include <cstdio>
 
 #include "tessera/error.h"
+#include "tessera/model_config.h"
 #include "tessera/plan.h"
 
 namespace tessera::plan {
@@ -37,11 +39,28 @@ ModelShape ModelShape::preset(const std::string& name) {
   else if (name == "llama3-8b") m = llama(32, 4096, 32, 8, 14336, 128256, 8192);
   else if (name == "llama3-70b") m = llama(80, 8192, 64, 8, 28672, 128256, 8192);
   else if (name == "llama3-405b") m = llama(126, 16384, 128, 8, 53248, 128256, 8192);
+  else if (const auto& trained = ModelConfig::preset_names(); std::count(trained.begin(), trained.end(), name))
+    m = of(ModelConfig::preset(name));  // tessera-train's names mean the same model here
   else
     throw config_error("unknown model '" + name + "'",
                        "use --model gpt2, gpt2-medium, gpt2-large, gpt2-xl, gpt3-175b, mcore-177b, llama2-7b, llama2-13b, llama2-70b, "
-                       "llama3-8b, llama3-70b, llama3-405b, or custom with --layers --hidden --heads ...");
+                       "llama3-8b, llama3-70b, llama3-405b, one of tessera-train's presets, or custom with --layers --hidden --heads ...");
   m.name = name;
+  return m;
+}
+
+ModelShape ModelShape::of(const ModelConfig& c) {
+  // A model whose rotary frequencies are scaled to a longer context is pretrained at the original one.
+  const int seq_len = c.position == PositionKind::rope && c.rope_scaling.factor > 0
+                          ? std::min(c.max_seq_len, c.rope_scaling.original_max_position)
+                          : c.max_seq_len;
+  ModelShape m = c.mlp == MlpKind::swiglu
+                     ? llama(c.n_layer, c.n_embd, c.n_head, c.n_kv_head, c.ffn_dim, c.vocab_size, seq_len)
+                     : gpt(c.n_layer, c.n_embd, c.n_head, c.vocab_size, seq_len);
+  m.ffn = c.ffn_dim;
+  m.kv_heads = c.n_kv_head;
+  m.tied_embedding = c.tie_embeddings;
+  m.learned_positions = c.position == PositionKind::learned;
   return m;
 }
 

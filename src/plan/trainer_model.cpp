@@ -49,7 +49,7 @@ struct Costs {
   double p2p = 0;
 };
 
-Costs trainer_costs(const GPT2Config& cfg, const Calibration& cal, const TrainerLayout& l) {
+Costs trainer_costs(const ModelConfig& cfg, const Calibration& cal, const TrainerLayout& l) {
   const int tp = l.tp, B = l.batch_size, T = l.seq_len;
   const int64_t C = cfg.n_embd, N = int64_t(B) * T, Cl = C / tp, NHl = cfg.n_head / tp, hd = C / cfg.n_head;
   const int64_t Vl = cfg.padded_vocab_size / tp;
@@ -93,7 +93,7 @@ Costs trainer_costs(const GPT2Config& cfg, const Calibration& cal, const Trainer
 }
 
 // Parameters held by pipeline rank r (its chunks' layers, wte on the first and last stage, wpe on the first).
-double local_parameters(const GPT2Config& cfg, const TrainerLayout& l, int rank) {
+double local_parameters(const ModelConfig& cfg, const TrainerLayout& l, int rank) {
   const double C = cfg.n_embd, t = l.tp;
   const double layer = 12 * C * C / t + 9 * C / t + 2 * C + 4 * C;  // sharded matrices and biases, replicated biases, norms
   const int chunks = l.pp * l.virtual_stages;
@@ -110,9 +110,10 @@ double local_parameters(const GPT2Config& cfg, const TrainerLayout& l, int rank)
 
 }  // namespace
 
-TrainerPrediction predict_trainer_step(const GPT2Config& cfg, const Calibration& cal, const TrainerLayout& l,
+TrainerPrediction predict_trainer_step(const ModelConfig& cfg, const Calibration& cal, const TrainerLayout& l,
                                        const Disturbance& d) {
   cfg.validate();
+  require_calibrated_pieces(cfg);
   if (l.tp < 1 || l.pp < 1 || l.dp < 1 || cfg.n_head % l.tp)
     throw config_error("predict: layout " + l.describe() + " does not fit the model", "check --tp / --pp");
   const Costs c = trainer_costs(cfg, cal, l);

@@ -7,8 +7,6 @@
 #include <limits>
 #include <vector>
 
-#include "model/gpt2_layout.h"
-#include "model/host_transfer.h"
 #include "tessera/buffer.h"
 #include "tessera/error.h"
 #include "tessera/parallel.h"
@@ -37,29 +35,51 @@ int slots_in_flight(const PipelineSchedule& s, int rank) {
   return peak;
 }
 
+// A host float through a device buffer, for the loss's reductions.
+float one_float(Context& ctx, float value, const std::function<void(const Tensor&)>& reduce) {
+  Buffer buffer(ctx, sizeof(float), ctx.device());
+  Tensor t = buffer.view({1}, DType::f32);
+  copy_tensor(ctx, t, Tensor(&value, {1}, DType::f32, Device::cpu));
+  reduce(t);
+  copy_tensor(ctx, Tensor(&value, {1}, DType::f32, Device::cpu), t);
+  return value;
+}
+
 }  // namespace
 
-Trainer::Trainer(Context& ctx, const GPT2Config& config, const TrainerOptions& options,
+Trainer::Trainer(Context& ctx, const ModelConfig& config, const TrainerOptions& options,
                  const ModelOptions& model_options)
-    : ctx_(&ctx), options_(options), grid_(model_options.grid) {
+    : ctx_(&ctx), options_(options) {
   if (options.batch_size < 1 || options.seq_len < 1)
     throw config_error(fmt::format("Trainer: batch size {} and sequence length {} must be positive",
                                    options.batch_size, options.seq_len),
                        "set --batch-size and --seq-len to 1 or more");
-  const ParallelLayout layout = grid_ ? grid_->layout() : ParallelLayout{};
-  const int layout_microbatches = grid_ ? layout.microbatches : 1;
-  microbatches_ = options.microbatches == 0 ? layout_microbatches : options.microbatches;
-  if (microbatches_ < 1)
-    throw config_error(fmt::format("Trainer: {} microbatches per step", microbatches_), "set --microbatches 1 or more");
-  if (grid_ && microbatches_ != layout_microbatches)
+  if (options.microbatches < 0)
+    throw config_error(fmt::format("Trainer: {} microbatches per step", options.microbatches),
+                       "set --microbatches 1 or more");
+  if (model_options.grid) {
+    grid_ = model_options.grid;
+  } else {
+    // One process: a grid of one rank whose layout has the requested microbatches.
+    ParallelLayout single;
+    single.microbatches = std::max(options.microbatches, 1);
+    own_world_ = make_self_communicator(ctx);
+    own_grid_ = std::make_unique<ProcessGrid>(*own_world_, single);
+    grid_ = own_grid_.get();
+  }
+  const ParallelLayout& layout = grid_->layout();
+  microbatches_ = options.microbatches == 0 ? layout.microbatches : options.microbatches;
+  if (microbatches_ != layout.microbatches)
     throw config_error(fmt::format("Trainer: {} microbatches requested, but the grid's layout has {}", microbatches_,
-                                   layout_microbatches),
+                                   layout.microbatches),
                        "leave TrainerOptions::microbatches at 0 to use the layout's");
   // Every check before any work: the layout against the model, the schedule, the batch shape.
-  model_ = std::make_unique<GPT2>(ctx, config, model_options);
-  schedule_ = make_schedule(grid_ ? layout.schedule : ScheduleKind::one_f_one_b, grid_ ? layout.pp : 1,
-                            grid_ ? layout.virtual_stages : 1, microbatches_);
-  slots_ = slots_in_flight(schedule_, grid_ ? grid_->pp_rank() : 0);
+  ModelOptions mo = model_options;
+  mo.grid = grid_;
+  model_ = make_model(ctx, config, mo);
+  schedule_ = make_schedule(layout.schedule, layout.pp, layout.virtual_stages, microbatches_);
+  forward_schedule_ = make_forward_schedule(layout.pp, layout.virtual_stages, 1);
+  slots_ = slots_in_flight(schedule_, grid_->pp_rank());
   model_->begin_step(microbatches_, options.batch_size, options.seq_len, slots_);
   bubble_fraction_ = simulate(schedule_).bubble_fraction;
   model_->init_weights(options.seed);
@@ -68,51 +88,41 @@ Trainer::Trainer(Context& ctx, const GPT2Config& config, const TrainerOptions& o
 Trainer::~Trainer() = default;
 
 void Trainer::make_optimizer() {
+  const ParallelLayout& l = grid_->layout();
   DistributedOptions o;
   o.bucket_bytes = options_.bucket_bytes;
-  if (grid_) {
-    const ParallelLayout& l = grid_->layout();
-    o.dp = &grid_->dp();
-    o.zero1 = l.zero_stage == 1;
-    // Ranks of a tensor- or pipeline-parallel group hold different gradients: the norm sums over
-    // them. Copies (replicated parameters on tp rank != 0, the last stage's wte) count once.
-    o.norm_groups = {l.tp > 1 ? &grid_->tp() : nullptr, l.pp > 1 ? &grid_->pp() : nullptr};
-    for (size_t i = 0; i < model_->params().size(); ++i) o.norm_counts.push_back(model_->is_primary_copy(i) ? 1 : 0);
-  }
+  o.dp = &grid_->dp();
+  o.zero1 = l.zero_stage == 1;
+  // Ranks of a tensor- or pipeline-parallel group hold different gradients: the norm sums over
+  // them. Copies (replicated parameters on tp rank != 0, the last stage's tied embedding) count once.
+  o.norm_groups = {l.tp > 1 ? &grid_->tp() : nullptr, l.pp > 1 ? &grid_->pp() : nullptr};
+  for (size_t i = 0; i < model_->params().size(); ++i) o.norm_counts.push_back(model_->is_primary_copy(i) ? 1 : 0);
   optimizer_ = std::make_unique<DistributedAdamW>(*ctx_, model_->params(), model_->param_buffer(),
                                                   model_->grad_buffer(), options_.adamw, o);
   model_->set_grads_ready_hook([this](size_t first_final_entry) { optimizer_->grads_ready(first_final_entry); });
 }
 
-void Trainer::run_schedule() {
-  GPT2& m = *model_;
-  const float scale = 1.0f / float(microbatches_);
-  PipelineHooks hooks;
-  hooks.forward = [&](int mb, int chunk) { m.forward_chunk(mb, chunk); };
-  hooks.backward = [&](int mb, int chunk) { m.backward_chunk(mb, chunk, scale); };
-  hooks.activation_to_send = [&](int mb, int chunk) { return m.activation_to_send(mb, chunk); };
-  hooks.activation_to_receive = [&](int mb, int chunk) { return m.activation_to_receive(mb, chunk); };
-  hooks.gradient_to_send = [&](int mb, int chunk) { return m.gradient_to_send(mb, chunk); };
-  hooks.gradient_to_receive = [&](int mb, int chunk) { return m.gradient_to_receive(mb, chunk); };
-  if (grid_) {
-    run_pipeline(schedule_, grid_->pp_rank(), grid_->pp(), hooks);
-    return;
-  }
-  // One process: the one-stage schedule has computations only.
-  for (const PipelineAction& a : schedule_.per_rank[0])
-    (a.type == PipelineAction::Type::forward ? hooks.forward : hooks.backward)(a.microbatch, a.chunk);
+PipelineHooks Trainer::hooks(float loss_scale) {
+  Model& m = *model_;
+  PipelineHooks h;
+  h.forward = [&m](int mb, int chunk) { m.forward_chunk(mb, chunk); };
+  h.backward = [&m, loss_scale](int mb, int chunk) { m.backward_chunk(mb, chunk, loss_scale); };
+  h.activation_to_send = [&m](int mb, int chunk) { return m.activation_to_send(mb, chunk); };
+  h.activation_to_receive = [&m](int mb, int chunk) { return m.activation_to_receive(mb, chunk); };
+  h.gradient_to_send = [&m](int mb, int chunk) { return m.gradient_to_send(mb, chunk); };
+  h.gradient_to_receive = [&m](int mb, int chunk) { return m.gradient_to_receive(mb, chunk); };
+  return h;
 }
 
 float Trainer::reduce_loss(double local_sum, int count) {
   // The last stage holds the losses: average over data-parallel replicas, then broadcast along the pipeline.
+  const ParallelLayout& l = grid_->layout();
   const float mine = model_->has_head() ? float(local_sum / double(count)) : 0.0f;
-  if (!grid_) return mine;
-  Buffer buffer(*ctx_, sizeof(float), ctx_->device());
-  Tensor t = buffer.view({1}, DType::f32);
-  model::upload_floats(*ctx_, t, &mine);
-  if (grid_->layout().dp > 1) grid_->dp().all_reduce(t, ReduceOp::avg).wait();
-  if (grid_->layout().pp > 1) grid_->pp().broadcast(t, grid_->layout().pp - 1).wait();
-  return model::download_floats(*ctx_, t)[0];
+  if (l.dp == 1 && l.pp == 1) return mine;
+  return one_float(*ctx_, mine, [&](const Tensor& t) {
+    if (l.dp > 1) grid_->dp().all_reduce(t, ReduceOp::avg).wait();
+    if (l.pp > 1) grid_->pp().broadcast(t, l.pp - 1).wait();
+  });
 }
 
 StepStats Trainer::step(DataLoader& loader, float lr) {
@@ -139,12 +149,13 @@ StepStats Trainer::step(const std::vector<const int32_t*>& tokens, const std::ve
     throw config_error(fmt::format("Trainer::step: {} token and {} target batches for {} microbatches",
                                    tokens.size(), targets.size(), microbatches_));
   if (!optimizer_) make_optimizer();
-  GPT2& m = *model_;
+  Model& m = *model_;
   m.zero_grad();
   m.begin_step(microbatches_, options_.batch_size, options_.seq_len, slots_);
   for (int mb = 0; mb < microbatches_; ++mb) m.set_microbatch(mb, tokens[size_t(mb)], targets[size_t(mb)]);
-  run_schedule();
-  m.finish_backward();
+  run_pipeline(schedule_, grid_->pp_rank(), grid_->pp(), hooks(1.0f / float(microbatches_)));
+  m.finish_backward();             // tied embeddings summed over the stages holding them
+  optimizer_->finish_grad_sync();  // data-parallel averaging: the buckets launched during the backward, then the rest
   StepStats s;
   double sum = 0.0;
   if (m.has_head())
@@ -166,60 +177,40 @@ StepStats Trainer::step(const std::vector<const int32_t*>& tokens, const std::ve
 
 float Trainer::evaluate(DataLoader& loader, int batches) {
   if (batches < 1) throw config_error("Trainer::evaluate needs at least one batch");
-  GPT2& m = *model_;
+  Model& m = *model_;
   const int B = options_.batch_size, T = options_.seq_len;
   if (loader.batch_size() != B || loader.seq_len() != T)
     throw config_error(fmt::format("Trainer::evaluate: the loader reads {} x {} batches, the trainer uses {} x {}",
                                    loader.batch_size(), loader.seq_len(), B, T));
-  m.begin_step(microbatches_, B, T, slots_);  // the training plan: no replanning
   tokens_.resize(size_t(B) * size_t(T));
   targets_.resize(size_t(B) * size_t(T));
-  const int my_rank = grid_ ? grid_->pp_rank() : 0;
   double sum = 0.0;
   for (int i = 0; i < batches; ++i) {
+    m.begin_step(microbatches_, B, T, slots_);  // the training plan (no replanning), every slot free
     loader.next_batch(tokens_.data(), targets_.data());
     m.set_microbatch(0, tokens_.data(), targets_.data());
-    // Forward only, model chunk after model chunk along the pipeline (microbatch slot 0).
-    for (int mc = 0; mc < model_chunk_count(schedule_); ++mc) {
-      const ChunkLocation here = locate_model_chunk(schedule_, mc);
-      if (here.rank != my_rank) continue;
-      if (mc > 0) {
-        const ChunkLocation prev = locate_model_chunk(schedule_, mc - 1);
-        if (prev.rank != my_rank)
-          grid_->pp()
-              .exchange({PeerTransfer{PeerTransfer::Kind::recv, m.activation_to_receive(0, here.chunk), prev.rank}})
-              .wait();
-      }
-      m.forward_chunk(0, here.chunk);
-      if (mc + 1 < model_chunk_count(schedule_)) {
-        const ChunkLocation next = locate_model_chunk(schedule_, mc + 1);
-        if (next.rank != my_rank)
-          grid_->pp()
-              .exchange({PeerTransfer{PeerTransfer::Kind::send, m.activation_to_send(0, here.chunk), next.rank}})
-              .wait();
-      }
-    }
+    run_pipeline(forward_schedule_, grid_->pp_rank(), grid_->pp(), hooks(0.0f));
     if (m.has_head()) sum += m.microbatch_loss(0);
   }
   return reduce_loss(sum, batches);
 }
 
 std::map<std::string, std::vector<float>> Trainer::gather_parameters() {
-  GPT2& m = *model_;
+  Model& m = *model_;
   const ParamTable& global = m.global_params();
-  const int tp = grid_ ? grid_->layout().tp : 1, tp_rank = grid_ ? grid_->tp_rank() : 0;
+  const int tp = grid_->layout().tp, tp_rank = grid_->tp_rank();
   // Each parameter's owners write their shards into a zeroed global buffer; one sum over the world
-  // assembles it (owners: data-parallel rank 0; tp rank 0 for replicated parameters; the first stage for wte).
+  // assembles it (owners: data-parallel rank 0, and there the primary copies).
   std::vector<float> flat(size_t(global.flat_numel()), 0.0f);
-  if (!grid_ || grid_->dp_rank() == 0) {
+  if (grid_->dp_rank() == 0) {
     for (size_t i = 0; i < m.params().size(); ++i) {
       if (!m.is_primary_copy(i)) continue;
       const size_t gi = m.global_index(i);
-      std::vector<float> shard = model::download_floats(*ctx_, m.param(i));
-      model::insert_shard(global[gi], tp, tp_rank, shard.data(), flat.data() + global.offset(gi));
+      const std::vector<float> shard = download_floats(*ctx_, m.param(i));
+      insert_shard(global[gi], tp, tp_rank, shard.data(), flat.data() + global.offset(gi));
     }
   }
-  if (grid_ && grid_->world_size() > 1) {
+  if (grid_->world_size() > 1) {
     Buffer buffer(*ctx_, flat.size() * sizeof(float), ctx_->device());
     Tensor t = buffer.view({int64_t(flat.size())}, DType::f32);
     Tensor host(flat.data(), {int64_t(flat.size())}, DType::f32, Device::cpu);

@@ -8,7 +8,7 @@
 //
 // Tensors: "param/<name>" in the parameters' dtype; "master/<name>" (bf16 parameters only: f32
 // parameters are their own master), "adam_m/<name>" and "adam_v/<name>" in f32; global names and
-// shapes of GPT2::global_params(). The job's metadata holds the model, the layout, the
+// shapes of Model::global_params(). The job's metadata holds the model, the layout, the
 // optimizer's step count and the TrainingState.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -25,16 +25,10 @@
 #include "tessera/error.h"
 #include "tessera/parallel.h"
 #include "tessera/trainer.h"
-#include "train/shard_rects.h"
 
 namespace tessera {
 
 namespace {
-
-using train::copy_rect;
-using train::Rect;
-using train::shard_to_global;
-using train::ShardRect;
 
 constexpr const char* kFormat = "tessera-trainer-checkpoint";
 constexpr int kVersion = 1;
@@ -135,16 +129,7 @@ void read_shard(const CheckpointReader& reader, const std::string& name, const P
   }
 }
 
-json::Value config_json(const GPT2Config& c) {
-  json::Value v = json::Value::object();
-  v["n_layer"] = c.n_layer;
-  v["n_head"] = c.n_head;
-  v["n_embd"] = c.n_embd;
-  v["vocab_size"] = c.vocab_size;
-  v["padded_vocab_size"] = c.padded_vocab_size;
-  v["max_seq_len"] = c.max_seq_len;
-  return v;
-}
+json::Value config_json(const ModelConfig& c) { return json::parse(c.to_json(), "model configuration"); }
 
 std::string precision_name(DType d) { return d == DType::bf16 ? "bf16" : "f32"; }
 
@@ -167,17 +152,17 @@ std::string Trainer::checkpoint_metadata(const TrainingState& state) const {
   v["version"] = kVersion;
   v["model"] = config_json(model_->config());
   v["precision"] = precision_name(model_->dtype());
-  const ParallelLayout l = grid_ ? grid_->layout() : ParallelLayout{};
+  const ParallelLayout& l = grid_->layout();
   json::Value layout = json::Value::object();
   layout["tp"] = l.tp;
   layout["pp"] = l.pp;
-  layout["dp"] = grid_ ? l.dp : 1;
+  layout["dp"] = l.dp;
   layout["sequence_parallel"] = l.sequence_parallel;
   layout["zero_stage"] = l.zero_stage;
   layout["schedule"] = schedule_kind_name(l.schedule);
   layout["virtual_stages"] = l.virtual_stages;
   layout["microbatches"] = microbatches_;
-  layout["describe"] = grid_ ? l.describe() : std::string("one process");
+  layout["describe"] = grid_->world_size() == 1 ? std::string("one process") : l.describe();
   v["layout"] = layout;
   v["batch_size"] = options_.batch_size;
   v["seq_len"] = options_.seq_len;
@@ -192,11 +177,11 @@ std::string Trainer::checkpoint_metadata(const TrainingState& state) const {
 }
 
 CheckpointSnapshot Trainer::checkpoint_snapshot() {
-  GPT2& m = *model_;
+  Model& m = *model_;
   const ParamTable& local = m.params();
   const ParamTable& global = m.global_params();
-  const int tp = grid_ ? grid_->layout().tp : 1, tp_rank = grid_ ? grid_->tp_rank() : 0;
-  const int dp_rank = grid_ ? grid_->dp_rank() : 0;
+  const int tp = grid_->layout().tp, tp_rank = grid_->tp_rank();
+  const int dp_rank = grid_->dp_rank();
   const bool zero1 = optimizer_->options().zero1;
   CheckpointSnapshot snapshot;
 
@@ -252,8 +237,8 @@ CheckpointStats Trainer::finish_checkpoint() {
   if (!pending_.active) return stats;
   const PendingCheckpoint job = pending_;
   pending_ = PendingCheckpoint{};
-  Communicator* world = grid_ && grid_->world_size() > 1 ? &grid_->world() : nullptr;
-  const int rank = grid_ ? grid_->world_rank() : 0, world_size = grid_ ? grid_->world_size() : 1;
+  Communicator* world = grid_->world_size() > 1 ? &grid_->world() : nullptr;
+  const int rank = grid_->world_rank(), world_size = grid_->world_size();
   const std::string where = fmt::format("checkpoint of step {} under {}", job.step, job.root);
 
   const CheckpointWriteResult written = writer_.wait();
@@ -303,7 +288,7 @@ CheckpointStats Trainer::poll_checkpoint() {
   // 1 while this rank's write still runs; a failed write has ended too, and finish_checkpoint()
   // turns it into the same data error on every rank.
   float writing = writer_.busy() ? 1.0f : 0.0f;
-  if (grid_ && grid_->world_size() > 1) {
+  if (grid_->world_size() > 1) {
     Communicator& world = grid_->world();
     on_device(*ctx_, Tensor(&writing, {1}, DType::f32, Device::cpu),
               [&](const Tensor& t) { world.all_reduce(t, ReduceOp::max).wait(); });
@@ -325,12 +310,12 @@ CheckpointStats Trainer::save_checkpoint(const std::string& root, const Training
   job.keep = keep;
   job.metadata_json = checkpoint_metadata(state);
   json::Value rank_metadata = json::Value::object();
-  rank_metadata["tp_rank"] = grid_ ? grid_->tp_rank() : 0;
-  rank_metadata["pp_rank"] = grid_ ? grid_->pp_rank() : 0;
-  rank_metadata["dp_rank"] = grid_ ? grid_->dp_rank() : 0;
+  rank_metadata["tp_rank"] = grid_->tp_rank();
+  rank_metadata["pp_rank"] = grid_->pp_rank();
+  rank_metadata["dp_rank"] = grid_->dp_rank();
   CheckpointWriteOptions write_options;
   write_options.before_write = write_hook_;
-  writer_.start(root, state.step, grid_ ? grid_->world_rank() : 0, checkpoint_snapshot(), rank_metadata.dump(),
+  writer_.start(root, state.step, grid_->world_rank(), checkpoint_snapshot(), rank_metadata.dump(),
                 write_options);
   pending_ = job;
   stats.blocked_ms = ms_since(t0);
@@ -338,10 +323,10 @@ CheckpointStats Trainer::save_checkpoint(const std::string& root, const Training
 }
 
 void Trainer::load_parameters(const CheckpointReader& reader) {
-  GPT2& m = *model_;
+  Model& m = *model_;
   const ParamTable& local = m.params();
   const ParamTable& global = m.global_params();
-  const int tp = grid_ ? grid_->layout().tp : 1, tp_rank = grid_ ? grid_->tp_rank() : 0;
+  const int tp = grid_->layout().tp, tp_rank = grid_->tp_rank();
   const Tensor params = m.param_buffer();
   const size_t elem = dtype_size(params.dtype);
   std::vector<char> host(params.nbytes(), 0);  // padding stays zero
@@ -357,10 +342,10 @@ void Trainer::load_parameters(const CheckpointReader& reader) {
 }
 
 void Trainer::load_optimizer_state(const CheckpointReader& reader) {
-  GPT2& m = *model_;
+  Model& m = *model_;
   const ParamTable& local = m.params();
   const ParamTable& global = m.global_params();
-  const int tp = grid_ ? grid_->layout().tp : 1, tp_rank = grid_ ? grid_->tp_rank() : 0;
+  const int tp = grid_->layout().tp, tp_rank = grid_->tp_rank();
   const struct {
     const char* prefix;
     Tensor values;
@@ -401,8 +386,8 @@ void Trainer::load_optimizer_state(const CheckpointReader& reader) {
 
 std::optional<TrainingState> Trainer::load_latest_checkpoint(const std::string& root) {
   finish_checkpoint();
-  Communicator* world = grid_ && grid_->world_size() > 1 ? &grid_->world() : nullptr;
-  const int rank = grid_ ? grid_->world_rank() : 0;
+  Communicator* world = grid_->world_size() > 1 ? &grid_->world() : nullptr;
+  const int rank = grid_->world_rank();
 
   // Rank 0 verifies (every file's CRC32C) and tells the others which directory to open.
   std::string choice;
@@ -450,8 +435,9 @@ std::optional<TrainingState> Trainer::load_latest_checkpoint(const std::string& 
       throw data_error(fmt::format("Trainer checkpoint version {}, this build reads version {}", meta.at("version").as_int64(),
                                    kVersion),
                        dir);
+    // Saved before LLaMA, a checkpoint's model has no family: read as GPT-2, then compared key by key.
     const json::Value want = config_json(model_->config());
-    const json::Value& saved = meta.at("model");
+    const json::Value saved = config_json(ModelConfig::from_json(meta.at("model").dump(), dir + " metadata"));
     std::vector<std::string> differences;
     for (const json::Value::Member& member : want.members()) {
       const json::Value* s = saved.find(member.key);

@@ -11,8 +11,9 @@ int main() {
   options.cpu_threads = 1;
   tessera::Context ctx(options);
 
-  tessera::GPT2Config config = tessera::GPT2Config::preset("tiny");
-  tessera::GPT2 model(ctx, config, tessera::ModelOptions{});
+  tessera::ModelConfig config = tessera::ModelConfig::preset("tiny");
+  std::unique_ptr<tessera::Model> model_owner = tessera::make_model(ctx, config);
+  tessera::Model& model = *model_owner;
   model.init_weights(1234);
 
   const int B = 2, T = 16;

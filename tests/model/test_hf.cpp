@@ -1,5 +1,7 @@
-// Hugging Face GPT-2 export and import: config.json keys, tensor names and orientation, a bitwise
+// Hugging Face export and import (GPT-2; LLaMA): config.json keys, tensor names and orientation, a bitwise
 // round trip, and the errors for files that do not match the model.
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -8,7 +10,7 @@
 #include "io/json.h"
 #include "support/test_support.h"
 #include "tessera/error.h"
-#include "tessera/gpt2.h"
+#include "tessera/model.h"
 #include "tessera/hf.h"
 #include "tessera/safetensors.h"
 
@@ -29,13 +31,14 @@ std::string scratch_dir(const std::string& name) {
   return dir.string();
 }
 
-// Every real value random (biases and LayerNorm parameters too), so each tensor's mapping is tested.
-void randomize(GPT2& model, uint64_t seed) {
+// Every real value random (biases and norm parameters too), so each tensor's mapping is tested;
+// padded rows stay zero.
+void randomize(Model& model, uint64_t seed) {
   const ParamTable& table = model.params();
-  const GPT2Config& c = model.config();
   for (size_t i = 0; i < table.size(); ++i) {
+    const ParamSpec& spec = table[i];
     int64_t n = table.numel(i);
-    if (table[i].name == "transformer.wte.weight") n = int64_t(c.vocab_size) * c.n_embd;
+    if (spec.real_rows) n = n / spec.shape[0] * spec.real_rows;
     auto v = test::random_normal(size_t(n), seed + i, 0.5f);
     std::memcpy(model.param(i).data, v.data(), v.size() * sizeof(float));
   }
@@ -80,11 +83,11 @@ Error expect_error(F f) {
 
 TEST_CASE("hf: export writes transformers' config.json and tensors in Conv1D orientation", "[model][hf]") {
   Context& ctx = test::cpu_context();
-  GPT2Config c = GPT2Config::custom(2, 2, 8, 11, 6);
-  GPT2 model(ctx, c, f32_options());
+  ModelConfig c = ModelConfig::gpt2(2, 2, 8, 11, 6);
+  auto model_owner = make_model(ctx, c, f32_options()); Model& model = *model_owner;
   randomize(model, 1);
   const std::string dir = scratch_dir("layout");
-  export_gpt2_hf(model, dir);
+  export_hf(model, dir);
 
   json::Value config = json::parse(slurp(dir + "/config.json"));
   CHECK(config.at("model_type").as_string() == "gpt2");
@@ -99,7 +102,7 @@ TEST_CASE("hf: export writes transformers' config.json and tensors in Conv1D ori
   CHECK(config.at("activation_function").as_string() == "gelu_new");
   CHECK(config.at("tie_word_embeddings").as_bool());
 
-  GPT2Config back = read_gpt2_hf_config(dir);
+  ModelConfig back = read_hf_config(dir);
   CHECK(back.n_layer == 2);
   CHECK(back.n_head == 2);
   CHECK(back.n_embd == 8);
@@ -127,15 +130,15 @@ TEST_CASE("hf: export writes transformers' config.json and tensors in Conv1D ori
 
 TEST_CASE("hf: export then import round-trips every parameter bit for bit", "[model][hf]") {
   Context& ctx = test::cpu_context();
-  GPT2Config c = GPT2Config::custom(2, 2, 8, 11, 6);
-  GPT2 source(ctx, c, f32_options());
+  ModelConfig c = ModelConfig::gpt2(2, 2, 8, 11, 6);
+  auto source_owner = make_model(ctx, c, f32_options()); Model& source = *source_owner;
   randomize(source, 2);
   const std::string dir = scratch_dir("roundtrip");
-  export_gpt2_hf(source, dir);
+  export_hf(source, dir);
 
-  GPT2 target(ctx, c, f32_options());
+  auto target_owner = make_model(ctx, c, f32_options()); Model& target = *target_owner;
   target.init_weights(99);
-  import_gpt2_hf(target, dir);
+  import_hf(target, dir);
   const Tensor a = source.param_buffer(), b = target.param_buffer();
   CHECK(std::memcmp(a.data, b.data, a.nbytes()) == 0);  // padded wte rows are zero in both
 
@@ -157,44 +160,91 @@ TEST_CASE("hf: export then import round-trips every parameter bit for bit", "[mo
       entries[i].dtype = "BF16";
     }
   });
-  GPT2 rounded(ctx, c, f32_options());
-  import_gpt2_hf(rounded, dir);
+  auto rounded_owner = make_model(ctx, c, f32_options()); Model& rounded = *rounded_owner;
+  import_hf(rounded, dir);
   const float* src = a.ptr<float>();
   const float* got = rounded.param_buffer().ptr<float>();
   for (int64_t j = 0; j < a.numel(); ++j) REQUIRE(got[j] == bf16_to_float(float_to_bf16(src[j])));
 }
 
+TEST_CASE("hf: a LLaMA round-trips bit for bit, and imports float16 tensors", "[model][hf]") {
+  Context& ctx = test::cpu_context();
+  ModelConfig c = ModelConfig::llama(2, 4, 2, 16, 24, 11, 6);  // grouped-query attention, untied head
+  auto source_owner = make_model(ctx, c, f32_options()); Model& source = *source_owner;
+  randomize(source, 5);
+  // Values of float16's precision (multiples of 2^-10 below 2), so that F16 files hold them exactly.
+  float* p = source.param_buffer().ptr<float>();
+  for (int64_t j = 0; j < source.param_buffer().numel(); ++j) p[j] = std::round(std::clamp(p[j], -1.9f, 1.9f) * 1024.0f) / 1024.0f;
+  const std::string dir = scratch_dir("llama_roundtrip");
+  export_hf(source, dir);
+  {
+    SafetensorsReader reader(dir + "/model.safetensors");
+    for (const char* name : {"model.layers.1.self_attn.k_proj.weight", "lm_head.weight", "model.norm.weight"})
+      CHECK(reader.has(name));
+    CHECK(reader.entry("model.layers.0.self_attn.k_proj.weight").shape == std::vector<int64_t>{8, 16});  // 2 heads of 4
+    CHECK(reader.entry("lm_head.weight").shape == std::vector<int64_t>{11, 16});  // padding left out
+  }
+  auto target_owner = make_model(ctx, c, f32_options()); Model& target = *target_owner;
+  target.init_weights(99);
+  import_hf(target, dir);
+  CHECK(std::memcmp(source.param_buffer().data, target.param_buffer().data, source.param_buffer().nbytes()) == 0);
+
+  // The same tensors as float16 (IEEE half: sign, 5 exponent bits biased by 15, 10 mantissa bits).
+  rewrite_weights(dir, [](std::vector<SafetensorsEntry>& entries, std::vector<std::vector<char>>& storage) {
+    for (size_t i = 0; i < entries.size(); ++i) {
+      std::vector<char> half(storage[i].size() / 2);
+      for (size_t j = 0; j < half.size() / 2; ++j) {
+        uint32_t b;
+        std::memcpy(&b, storage[i].data() + 4 * j, 4);
+        REQUIRE((b & 0x1fff) == 0);  // exact in float16
+        const uint32_t exponent = (b >> 23) & 0xff;
+        const uint16_t h = (b & 0x7fffffff) == 0 ? uint16_t(b >> 16)
+                                                 : uint16_t(((b >> 16) & 0x8000) | ((exponent - 112) << 10) | ((b >> 13) & 0x3ff));
+        std::memcpy(half.data() + 2 * j, &h, 2);
+      }
+      storage[i] = std::move(half);
+      entries[i].data = storage[i].data();
+      entries[i].bytes = storage[i].size();
+      entries[i].dtype = "F16";
+    }
+  });
+  auto half_owner = make_model(ctx, c, f32_options()); Model& from_half = *half_owner;
+  from_half.init_weights(98);
+  import_hf(from_half, dir);
+  CHECK(std::memcmp(source.param_buffer().data, from_half.param_buffer().data, source.param_buffer().nbytes()) == 0);
+}
+
 TEST_CASE("hf: import refuses files that do not match the model, naming the tensor", "[model][hf]") {
   Context& ctx = test::cpu_context();
-  GPT2Config c = GPT2Config::custom(2, 2, 8, 11, 6);
-  GPT2 model(ctx, c, f32_options());
+  ModelConfig c = ModelConfig::gpt2(2, 2, 8, 11, 6);
+  auto model_owner = make_model(ctx, c, f32_options()); Model& model = *model_owner;
   randomize(model, 3);
 
   SECTION("a missing tensor") {
     const std::string dir = scratch_dir("missing");
-    export_gpt2_hf(model, dir);
+    export_hf(model, dir);
     rewrite_weights(dir, [](std::vector<SafetensorsEntry>& entries, std::vector<std::vector<char>>&) {
       for (size_t i = 0; i < entries.size(); ++i)
         if (entries[i].name == "transformer.h.1.ln_2.bias") entries.erase(entries.begin() + std::ptrdiff_t(i));
     });
-    Error e = expect_error([&] { import_gpt2_hf(model, dir); });
+    Error e = expect_error([&] { import_hf(model, dir); });
     CHECK(e.code() == ExitCode::bad_data);
     CHECK_THAT(e.what(), Catch::Contains("transformer.h.1.ln_2.bias") && Catch::Contains("model.safetensors"));
   }
   SECTION("a tensor of the wrong shape (a Conv1D weight in tessera's orientation)") {
     const std::string dir = scratch_dir("misshaped");
-    export_gpt2_hf(model, dir);
+    export_hf(model, dir);
     rewrite_weights(dir, [](std::vector<SafetensorsEntry>& entries, std::vector<std::vector<char>>&) {
       for (auto& e : entries)
         if (e.name == "transformer.h.0.mlp.c_fc.weight") e.shape = {e.shape[1], e.shape[0]};
     });
-    Error e = expect_error([&] { import_gpt2_hf(model, dir); });
+    Error e = expect_error([&] { import_hf(model, dir); });
     CHECK(e.code() == ExitCode::bad_data);
     CHECK_THAT(e.what(), Catch::Contains("transformer.h.0.mlp.c_fc.weight") && Catch::Contains("[32, 8]"));
   }
   SECTION("an unexpected tensor") {
     const std::string dir = scratch_dir("extra");
-    export_gpt2_hf(model, dir);
+    export_hf(model, dir);
     static const float extra[2] = {1.0f, 2.0f};
     rewrite_weights(dir, [](std::vector<SafetensorsEntry>& entries, std::vector<std::vector<char>>&) {
       SafetensorsEntry e;
@@ -205,15 +255,15 @@ TEST_CASE("hf: import refuses files that do not match the model, naming the tens
       e.bytes = sizeof(extra);
       entries.push_back(e);
     });
-    Error e = expect_error([&] { import_gpt2_hf(model, dir); });
+    Error e = expect_error([&] { import_hf(model, dir); });
     CHECK(e.code() == ExitCode::bad_data);
     CHECK_THAT(e.what(), Catch::Contains("transformer.h.2.ln_1.weight"));
   }
   SECTION("a config.json for another model") {
     const std::string dir = scratch_dir("other_config");
-    export_gpt2_hf(model, dir);
-    GPT2 deeper(ctx, GPT2Config::custom(3, 2, 8, 11, 6), f32_options());
-    Error e = expect_error([&] { import_gpt2_hf(deeper, dir); });
+    export_hf(model, dir);
+    auto deeper_owner = make_model(ctx, ModelConfig::gpt2(3, 2, 8, 11, 6), f32_options()); Model& deeper = *deeper_owner;
+    Error e = expect_error([&] { import_hf(deeper, dir); });
     CHECK(e.code() == ExitCode::bad_config);
     CHECK_THAT(e.what(), Catch::Contains("config.json"));
   }
@@ -222,11 +272,11 @@ TEST_CASE("hf: import refuses files that do not match the model, naming the tens
     fs::create_directories(dir);
     std::ofstream(dir + "/config.json") << R"({"model_type": "gpt2", "n_layer": 2, "n_head": 2, "vocab_size": 11,
                                                "n_positions": 6})";
-    Error e = expect_error([&] { read_gpt2_hf_config(dir); });
+    Error e = expect_error([&] { read_hf_config(dir); });
     CHECK(e.code() == ExitCode::bad_data);
     CHECK_THAT(e.what(), Catch::Contains("n_embd") && Catch::Contains("config.json"));
-    std::ofstream(dir + "/config.json") << R"({"model_type": "llama", "n_layer": 2})";
-    e = expect_error([&] { read_gpt2_hf_config(dir); });
+    std::ofstream(dir + "/config.json") << R"({"model_type": "bert", "n_layer": 2})";
+    e = expect_error([&] { read_hf_config(dir); });
     CHECK(e.code() == ExitCode::bad_config);
     CHECK_THAT(e.what(), Catch::Contains("model_type"));
   }

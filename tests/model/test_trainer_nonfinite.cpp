@@ -13,7 +13,7 @@ using namespace tessera;
 
 TEST_CASE("trainer: a non-finite loss skips the update and leaves the model as it was", "[model][trainer]") {
   Context& ctx = test::cpu_context();
-  const GPT2Config config = GPT2Config::custom(2, 2, 16, 50, 16);
+  const ModelConfig config = ModelConfig::gpt2(2, 2, 16, 50, 16);
   TrainerOptions options;
   options.batch_size = 2;
   options.seq_len = 8;
@@ -27,7 +27,7 @@ TEST_CASE("trainer: a non-finite loss skips the update and leaves the model as i
   REQUIRE(std::isfinite(first.loss));
 
   // Poison one LayerNorm weight: the loss and every gradient become NaN.
-  GPT2& model = trainer.model();
+  Model& model = trainer.model();
   const int ln = model.params().index_of("transformer.ln_f.weight");
   std::vector<float> before = test::download(ctx, model.param_buffer());
   float nan = std::numeric_limits<float>::quiet_NaN();

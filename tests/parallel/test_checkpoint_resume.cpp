@@ -92,11 +92,12 @@ struct Layout {
   int batch = 0;            // sequences per microbatch per data-parallel rank; 0: kGlobalB / dp
   bool shuffle = true;      // the data order (file order for comparisons across layouts: see check_resharded_resume)
   size_t bucket_bytes = 0;  // data-parallel gradient buckets; 0: the Trainer's default
+  std::string family = "gpt2";
 
   int ranks() const { return grid ? tp * pp * dp : 1; }
   std::string describe() const {
-    if (!grid) return "one process";
-    return "tp=" + std::to_string(tp) + " pp=" + std::to_string(pp) + " dp=" + std::to_string(dp) + (sp ? " sp" : "") +
+    if (!grid) return family + " one process";
+    return family + " tp=" + std::to_string(tp) + " pp=" + std::to_string(pp) + " dp=" + std::to_string(dp) + (sp ? " sp" : "") +
            (zero ? " zero1" : "") + (virtual_stages > 1 ? " interleaved v=" + std::to_string(virtual_stages) : "") +
            (bucket_bytes ? " buckets of " + std::to_string(bucket_bytes) + " bytes" : "");
   }
@@ -134,10 +135,11 @@ struct Session {
     if (l.bucket_bytes) o.bucket_bytes = l.bucket_bytes;
     o.microbatches = l.grid ? 0 : kMicrobatches;
     o.seed = kSeed;
+    o.adamw.eps = 1e-6f;  // as test_equivalence, so that the resharded runs' parameters compare
     ModelOptions mo;
     mo.precision = Precision::f32;
     mo.grid = grid.get();
-    trainer = std::make_unique<Trainer>(test::cpu_context(), small_config(layers), o, mo);
+    trainer = std::make_unique<Trainer>(test::cpu_context(), small_config(layers, l.family), o, mo);
     LoaderOptions data_order;
     data_order.shuffle = l.shuffle;
     data_order.seed = int64_t(kSeed);
@@ -179,9 +181,25 @@ Layout in_file_order(Layout l) {
   return l;
 }
 
-const Run& one_process_reference() {
-  static const Run run = straight(in_file_order(one_process()));
-  return run;
+const Run& one_process_reference(const std::string& family) {
+  static std::map<std::string, Run> runs;
+  auto it = runs.find(family);
+  if (it == runs.end()) {
+    Layout l = in_file_order(one_process());
+    l.family = family;
+    it = runs.emplace(family, straight(l)).first;
+  }
+  return it->second;
+}
+
+// The layout in each family.
+std::vector<Layout> in_every_family(const Layout& l) {
+  std::vector<Layout> out;
+  for (const std::string& family : test::small_families()) {
+    out.push_back(l);
+    out.back().family = family;
+  }
+  return out;
 }
 
 // kStop steps in `first`, a checkpoint, a new Trainer in `second` that loads it and trains on.
@@ -239,7 +257,8 @@ void check_exact_resume(const Layout& l, const std::string& name) {
 void check_resharded_resume(const Layout& first, const Layout& second, const std::string& name) {
   INFO(first.describe() << " -> " << second.describe());
   if (!runs_here(first, second)) return;
-  const Run& want = one_process_reference();
+  REQUIRE(first.family == second.family);
+  const Run& want = one_process_reference(first.family);
   const Run got = interrupted(in_file_order(first), in_file_order(second), fresh_dir(name));
   REQUIRE(got.losses.size() == want.losses.size());
   double worst = 0;
@@ -289,7 +308,9 @@ Layout all_ranks_layout() {
 
 }  // namespace
 
-TEST_CASE("resume: exact in one process", "[resume]") { check_exact_resume(one_process(), "exact_one"); }
+TEST_CASE("resume: exact in one process", "[resume]") {
+  for (const Layout& l : in_every_family(one_process())) check_exact_resume(l, "exact_one_" + l.family);
+}
 
 TEST_CASE("resume: exact under dp2 with ZeRO-1 and under pp2 interleaved", "[resume]") {
   Layout zero;
@@ -318,7 +339,7 @@ TEST_CASE("resume: exact under tp2 pp2", "[resume]") {
   Layout l;
   l.tp = 2;
   l.pp = 2;
-  check_exact_resume(l, "exact_tp2pp2");
+  for (const Layout& f : in_every_family(l)) check_exact_resume(f, "exact_tp2pp2_" + f.family);
 }
 
 TEST_CASE("resume: resharded between layouts on 2 ranks", "[resume]") {
@@ -330,8 +351,12 @@ TEST_CASE("resume: resharded between layouts on 2 ranks", "[resume]") {
   tp2sp.sp = true;
   dp2zero.dp = 2;
   dp2zero.zero = 1;
-  check_resharded_resume(tp2, dp2, "tp2_to_dp2");
-  check_resharded_resume(pp2, tp2sp, "pp2_to_tp2sp");
+  for (const std::string& family : test::small_families()) {
+    tp2.family = dp2.family = pp2.family = tp2sp.family = dp2zero.family = family;
+    check_resharded_resume(tp2, dp2, "tp2_to_dp2_" + family);
+    check_resharded_resume(pp2, tp2sp, "pp2_to_tp2sp_" + family);
+  }
+  dp2zero.family = dp2.family = "gpt2";
   check_resharded_resume(dp2zero, dp2, "zero1_to_zero0");
 }
 

@@ -15,6 +15,7 @@
 #include "kernels/ops.h"
 #include "support/test_support.h"
 #include "tessera/communicator.h"
+#include "tessera/error.h"
 
 using namespace tessera;
 
@@ -279,5 +280,64 @@ TEST_CASE("collectives: all_gather and reduce_scatter in place", "[collectives]"
       CHECK(test::max_relative_error(got, sum) < 1e-6);
     else
       expect_equal(got, sum, be.name + " reduce_scatter in place");
+  }
+}
+
+TEST_CASE("collectives: bf16 reductions sum in float32 in rank order and round once", "[collectives]") {
+  for (auto& be : backends()) {
+    Communicator& comm = *be.comm;
+    for (int64_t n : {int64_t(7), int64_t(4099)}) {
+      // The values as bf16 holds them, and their float32 sum in rank order rounded once.
+      auto mine = test::round_to_bf16(rank_values(comm.rank(), n * comm.size(), 5));
+      std::vector<float> sum(size_t(n * comm.size()), 0.0f);
+      for (int r = 0; r < comm.size(); ++r) {
+        const auto theirs = test::round_to_bf16(rank_values(r, n * comm.size(), 5));
+        for (size_t i = 0; i < sum.size(); ++i) sum[i] = r == 0 ? theirs[i] : sum[i] + theirs[i];
+      }
+      const std::vector<float> want = test::round_to_bf16(sum);
+      auto data = test::upload(*be.ctx, mine, {n * comm.size()}, DType::bf16);
+      comm.all_reduce(data.tensor, ReduceOp::sum).wait();
+      auto output = test::poisoned(*be.ctx, {n}, DType::bf16);
+      auto input = test::upload(*be.ctx, mine, {n * comm.size()}, DType::bf16);
+      comm.reduce_scatter(output.tensor, input.tensor, ReduceOp::sum).wait();
+      const std::vector<float> want_chunk(want.begin() + comm.rank() * n, want.begin() + (comm.rank() + 1) * n);
+      const auto reduced = test::download(*be.ctx, data.tensor), scattered = test::download(*be.ctx, output.tensor);
+      if (be.name == "nccl") {  // NCCL rounds after each step of its ring
+        CHECK(test::max_relative_error(reduced, want) < 2e-2);
+        CHECK(test::max_relative_error(scattered, want_chunk) < 2e-2);
+      } else {
+        expect_equal(reduced, want, be.name + " bf16 all_reduce n=" + std::to_string(n));
+        expect_equal(scattered, want_chunk, be.name + " bf16 reduce_scatter n=" + std::to_string(n));
+      }
+    }
+  }
+}
+
+TEST_CASE("collectives: a group of this process alone", "[collectives]") {
+  Context& ctx = test::cpu_context();
+  std::unique_ptr<Communicator> self = make_self_communicator(ctx);
+  CHECK(self->size() == 1);
+  CHECK(self->rank() == 0);
+  const std::vector<float> values = rank_values(0, 6, 9);
+  auto data = test::upload(ctx, values, {6});
+  self->all_reduce(data.tensor, ReduceOp::avg).wait();
+  CHECK(test::download(ctx, data.tensor) == values);
+  auto out = test::poisoned(ctx, {6});
+  self->reduce_scatter(out.tensor, data.tensor, ReduceOp::sum).wait();
+  CHECK(test::download(ctx, out.tensor) == values);
+  auto gathered = test::poisoned(ctx, {6});
+  self->all_gather(gathered.tensor, data.tensor).wait();
+  CHECK(test::download(ctx, gathered.tensor) == values);
+  self->broadcast(data.tensor, 0).wait();
+  CHECK_THROWS_AS(self->broadcast(data.tensor, 1), Error);
+  CHECK_THROWS_AS(self->exchange({PeerTransfer{PeerTransfer::Kind::send, data.tensor, 1}}), Error);
+  CHECK(self->split(0, 0) != nullptr);
+  CHECK(self->split(-1, 0) == nullptr);
+  self->abort();
+  try {
+    self->barrier();
+    FAIL("an aborted communicator still works");
+  } catch (const Error& e) {
+    CHECK(e.code() == ExitCode::hang_or_peer);
   }
 }

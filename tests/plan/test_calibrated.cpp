@@ -31,7 +31,7 @@ plan::TrainerLayout layout(int tp, int pp, int dp, int mb) {
 }  // namespace
 
 TEST_CASE("calibrated plan: one rank x% slower slows the step by about x% of its computation", "[plan]") {
-  const GPT2Config cfg = GPT2Config::preset("tiny");
+  const ModelConfig cfg = ModelConfig::preset("tiny");
   const plan::Calibration cal = synthetic();
   for (const plan::TrainerLayout& l : {layout(1, 1, 2, 1), layout(1, 2, 1, 8), layout(2, 2, 2, 4)}) {
     const plan::TrainerPrediction base = plan::predict_trainer_step(cfg, cal, l);
@@ -49,7 +49,7 @@ TEST_CASE("calibrated plan: one rank x% slower slows the step by about x% of its
 }
 
 TEST_CASE("calibrated plan: the step-time loss from per-step jitter grows with the ranks", "[plan]") {
-  const GPT2Config cfg = GPT2Config::preset("tiny");
+  const ModelConfig cfg = ModelConfig::preset("tiny");
   const plan::Calibration cal = synthetic();
   plan::Disturbance d;
   d.jitter = 0.05;

@@ -13,6 +13,7 @@
 #include "support/test_support.h"
 #include "tessera/error.h"
 #include "tessera/plan.h"
+#include "tessera/model_config.h"
 
 using namespace tessera;
 using namespace tessera::plan;
@@ -415,4 +416,24 @@ TEST_CASE("plan: element-wise recomputation keeps less than none and costs less 
   // tessera-train has no element-wise recomputation: the plan's command says so and shows full.
   CHECK(train_command(m, pe).find("--recompute full") != std::string::npos);
   CHECK(train_command(m, pe).find("elementwise recomputation") != std::string::npos);
+}
+
+TEST_CASE("plan: tessera-train's preset names plan the model it trains", "[plan]") {
+  for (const std::string& name : {"tiny", "gpt2", "llama-tiny", "llama3.2-1b", "llama3.1-8b", "llama3.1-70b",
+                                  "llama3.1-405b"}) {
+    INFO(name);
+    const ModelConfig c = ModelConfig::preset(name);
+    const ModelShape m = ModelShape::preset(name);
+    CHECK(m.name == name);
+    CHECK(m.parameters() == double(c.parameter_count()));
+    CHECK(m.gated_mlp == (c.mlp == MlpKind::swiglu));
+    CHECK(m.kv_heads == c.n_kv_head);
+  }
+  // Llama 3.1 is Llama 3's shape with scaled rotary frequencies, pretrained at its original 8192 positions.
+  const ModelShape l31 = ModelShape::preset("llama3.1-8b"), l3 = ModelShape::preset("llama3-8b");
+  CHECK(l31.seq_len == 8192);
+  CHECK(l31.model_flops_per_sequence() == l3.model_flops_per_sequence());
+  CHECK(l31.parameters() == l3.parameters());
+  CHECK(ModelShape::preset("llama-tiny").seq_len == ModelConfig::preset("llama-tiny").max_seq_len);
+  CHECK_THROWS_AS(ModelShape::preset("llama3.1-9b"), Error);
 }

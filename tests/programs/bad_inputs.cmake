@@ -24,6 +24,21 @@ expect_match(r "longer than the model's context" "context error message")
 run(r ${TRAIN} --model custom --n-layer 2 --n-head 3 --n-embd 64 --vocab-size 257 --max-seq-len 64 ${data})
 expect_rc(r 1 "heads that do not divide the channels")
 
+# Custom-model flags describe a custom model only; sizes that do not fit are refused before any work.
+run(r ${TRAIN} --model tiny --n-kv-head 2 ${data})
+expect_rc(r 1 "a custom-model flag with a preset")
+expect_match(r "--n-kv-head describes a custom model" "the error names the flag")
+run(r ${TRAIN} --model custom --family llama --n-layer 2 --n-head 4 --n-kv-head 3 --n-embd 64 --vocab-size 257
+          --max-seq-len 64 ${data})
+expect_rc(r 1 "key/value heads that do not divide the query heads")
+expect_match(r "n_kv_head 3" "the error names the key/value heads")
+run(r ${TRAIN} --model custom --family gpt2 --rope-theta 10000 --n-layer 2 --n-head 4 --n-embd 64 --vocab-size 257
+          --max-seq-len 64 ${data})
+expect_rc(r 1 "a rotary base for learned positions")
+run(r ${TRAIN} --model custom --family bert --n-layer 2 --n-head 4 --n-embd 64 --vocab-size 257 --max-seq-len 64 ${data})
+expect_rc(r 1 "an unknown family")
+expect_match(r "llama" "the error lists the families")
+
 run(r ${TRAIN} --model tiny --data ${WORK_DIR}/missing.bin --steps 1)
 expect_rc(r 2 "missing data file")
 

@@ -1,4 +1,5 @@
-# tessera-train under tessera-launch survives a killed rank and a hung rank: the job restarts itself
+# tessera-train under tessera-launch survives a killed rank and a hung rank (a GPT-2; a LLaMA too for
+# the killed rank): the job restarts itself
 # from its latest committed checkpoint and ends bitwise where an uninterrupted run ends (the last losses and the
 # exported model). A hang is detected within the timeout plus a few seconds, with a failure report
 # and exit code 3. The summary's effective training time is ~1 without failures and < 1 with them.
@@ -115,3 +116,19 @@ expect_same_last_losses(${WORK_DIR}/hang.jsonl ${WORK_DIR}/ref.jsonl 5 "hung and
 expect_same_model(${WORK_DIR}/hang ${WORK_DIR}/ref "hung and restarted vs uninterrupted")
 last_record_field(${WORK_DIR}/hang.jsonl summary effective_ratio hang_ratio)
 message(STATUS "effective training time with a hung rank (3 s timeout): ratio ${hang_ratio}")
+
+# --- The same for a LLaMA (RMSNorm, rotary positions, SwiGLU, two query heads per key/value head, an
+# untied output layer): rank 1 is killed at step 7, and the restarted job ends bitwise where an
+# uninterrupted one ends.
+set(LLAMA ${MODEL} --family llama --n-kv-head 1 --ffn-dim 64)
+run(llama_ref ${MPI2} ${TRAIN} ${LLAMA} --log ${WORK_DIR}/llama_ref.jsonl --export ${WORK_DIR}/llama_ref)
+expect_rc(llama_ref 0 "uninterrupted LLaMA run")
+set(ckpt ${WORK_DIR}/llama_kill_ckpt)
+run(llama_kill ${LAUNCH} --max-restarts 3 --restart-delay 0 --checkpoint-dir ${ckpt} --failure-dir ${ckpt}/failures --
+    ${MPI2} ${TRAIN} ${LLAMA} --checkpoint-dir ${ckpt} --checkpoint-every 3 --fault kill:rank=1:step=7
+    --log ${WORK_DIR}/llama_kill.jsonl --export ${WORK_DIR}/llama_kill)
+expect_rc(llama_kill 0 "killed rank of a LLaMA run under tessera-launch")
+expect_match(llama_kill "resumed from [^\n]*step-0000000[36] at step [36]" "the LLaMA run's resume")
+expect_match(llama_kill "job finished after 1 restart" "the launcher's last line")
+expect_same_last_losses(${WORK_DIR}/llama_kill.jsonl ${WORK_DIR}/llama_ref.jsonl 5 "LLaMA: killed and restarted vs uninterrupted")
+expect_same_model(${WORK_DIR}/llama_kill ${WORK_DIR}/llama_ref "LLaMA: killed and restarted vs uninterrupted")

@@ -323,3 +323,27 @@ TEST_CASE("schedule: broken schedules make the simulation throw", "[schedule]") 
     CHECK_THAT(error_text([&] { simulate(t); }), Catch::Contains("the other side of model chunk 1 is rank 2"));
   }
 }
+
+TEST_CASE("schedule: forward-only (evaluation) runs every model chunk in order, receiving from the one before",
+          "[schedule]") {
+  const PipelineSchedule s = make_forward_schedule(2, 2, 2);  // model chunks 0..3 on ranks 0, 1, 0, 1
+  CHECK(s.kind == ScheduleKind::gpipe);
+  auto list = [&](int rank) {
+    std::vector<std::string> out;
+    for (const PipelineAction& a : s.per_rank[size_t(rank)]) out.push_back(describe(a));
+    return out;
+  };
+  CHECK(list(0) == std::vector<std::string>{"forward(mb 0, chunk 0)", "send_activation(mb 0, chunk 0) to rank 1",
+                                            "recv_activation(mb 0, chunk 1) from rank 1", "forward(mb 0, chunk 1)",
+                                            "send_activation(mb 0, chunk 1) to rank 1", "forward(mb 1, chunk 0)",
+                                            "send_activation(mb 1, chunk 0) to rank 1",
+                                            "recv_activation(mb 1, chunk 1) from rank 1", "forward(mb 1, chunk 1)",
+                                            "send_activation(mb 1, chunk 1) to rank 1"});
+  CHECK(list(1).front() == "recv_activation(mb 0, chunk 0) from rank 0");
+  CHECK(list(1).back() == "forward(mb 1, chunk 1)");
+  // One stage: computations only, chunk after chunk.
+  const PipelineSchedule one = make_forward_schedule(1, 2, 1);
+  CHECK(one.per_rank[0].size() == 2);
+  for (const PipelineAction& a : one.per_rank[0]) CHECK(a.type == Type::forward);
+  CHECK_THROWS_AS(make_forward_schedule(0, 1, 1), Error);
+}

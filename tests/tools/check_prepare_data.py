@@ -2,7 +2,7 @@
 """tools/prepare_data.py end to end: a BPE tokenizer trained on the bundled corpus (no download),
 the corpus prepared with it in every format (llm.c uint16 and uint32, Megatron; text and JSON
 lines), the files checked byte for byte against their documented layouts and decoded back to the
-text, and a model with the tokenizer's vocabulary trained on them: its loss falls, and every format
+text, and a LLaMA with the tokenizer's vocabulary trained on them: its loss falls, and every format
 gives the same losses.
 
 usage: check_prepare_data.py TESSERA_TRAIN SOURCE_DIR WORK_DIR
@@ -80,10 +80,11 @@ def main(train, source, work):
     assert "bad.jsonl:2: no field 'text'" in result.stderr, result.stderr
     assert not [f for f in os.listdir(work) if f.startswith("x_")], os.listdir(work)
 
-    # A model with the tokenizer's vocabulary learns from the shards; every format feeds it the same
+    # A LLaMA (llama-tiny's pieces: RMSNorm, rotary positions, SwiGLU, two query heads per key/value
+    # head) with the tokenizer's vocabulary learns from the shards; every format feeds it the same
     # sequences (the same seed and shuffled order), so the losses are equal, bitwise.
-    model = ["--model", "custom", "--n-layer", "2", "--n-head", "4", "--n-embd", "64", "--vocab-size", str(VOCAB),
-             "--max-seq-len", "64", "--seq-len", "64", "--batch-size", "8", "--lr", "3e-3", "--warmup", "10",
+    model = ["--model", "custom", "--family", "llama", "--n-layer", "2", "--n-head", "4", "--n-kv-head", "2",
+             "--n-embd", "64", "--vocab-size", str(VOCAB), "--max-seq-len", "64", "--seq-len", "64", "--batch-size", "8", "--lr", "3e-3", "--warmup", "10",
              "--threads", "1", "--sample-tokens", "0", "--eval-every", "0", "--seed", "3"]
     log = os.path.join(work, "u16.jsonl")
     run([train, *model, "--steps", "150", "--data", os.path.join(work, "u16_train.bin"), "--log", log], 0, "training")

@@ -1,9 +1,9 @@
-#include "model/host_transfer.h"
-
+// Parameter values between the host (always float32) and a tensor of any float dtype on the
+// context's device: initialisation, Hugging Face import/export, logits for sampling, losses.
 #include "tessera/buffer.h"
 #include "tessera/error.h"
 
-namespace tessera::model {
+namespace tessera {
 
 std::vector<float> download_floats(const Context& ctx, const Tensor& t) {
   const int64_t n = t.numel();
@@ -31,4 +31,4 @@ void upload_floats(const Context& ctx, const Tensor& t, const float* src) {
   }
 }
 
-}  // namespace tessera::model
+}  // namespace tessera

@@ -1,13 +1,13 @@
-// Where one rank's part of GPT-2 comes from: its tensor-parallel shard of every parameter and the
+// Where one rank's part of a model comes from: its tensor-parallel shard of every parameter and the
 // model chunks its pipeline rank runs. Everything here is derived from the global parameter table
-// (global shapes, split_dim, split_parts) and the layout; no memory, no communication.
+// (placement, split_dim, parts) and the layout; no memory, no communication.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
-#include "tessera/gpt2.h"
+#include "tessera/model_config.h"
 #include "tessera/param_table.h"
 
 namespace tessera::model {
@@ -24,8 +24,9 @@ struct ModelLayout {
 };
 
 // Throws config_error naming the flag to change (--tp, --pp, --virtual-stages) when the model does
-// not split this way: heads or the padded vocabulary not divisible by tp, fewer layers than chunks.
-void validate_layout(const GPT2Config& config, const ModelLayout& layout);
+// not split this way: query heads, key/value heads (not replicated: Megatron-Core refuses too), the
+// MLP width or the padded vocabulary not divisible by tp; fewer layers than chunks.
+void validate_layout(const ModelConfig& config, const ModelLayout& layout);
 
 struct LayerRange {
   int begin = 0, end = 0;  // transformer blocks [begin, end)
@@ -33,19 +34,14 @@ struct LayerRange {
 // Layers split into `chunks` contiguous, balanced ranges (the first n_layer % chunks get one more).
 LayerRange chunk_layers(int n_layer, int chunks, int model_chunk);
 
-// Shape of one tensor-parallel shard of a parameter (the global shape when replicated).
-std::vector<int64_t> shard_shape(const ParamSpec& spec, int tp);
-// Copies tp rank `rank`'s shard out of the global values (row-major, spec.shape), or back into them.
-void extract_shard(const ParamSpec& spec, int tp, int rank, const float* global, float* shard);
-void insert_shard(const ParamSpec& spec, int tp, int rank, const float* shard, float* global);
-
 // The table of the parameters one rank holds: same names and order as the global table, local
-// shapes, only the entries of this rank's model chunks (wte with the first and the last chunk,
-// wpe with the first, ln_f with the last). global_index[i] is local entry i's global index.
+// shapes, only the entries of this rank's model chunks (by each entry's layer: -1 with the first
+// chunk, n_layer with the last; a tied entry also with the last). global_index[i] is local entry
+// i's global index.
 struct LocalTable {
   ParamTable table;
   std::vector<size_t> global_index;
 };
-LocalTable local_param_table(const ParamTable& global, const GPT2Config& config, const ModelLayout& layout);
+LocalTable local_param_table(const ParamTable& global, int n_layer, const ModelLayout& layout);
 
 }  // namespace tessera::model
