@@ -4,19 +4,63 @@
 // shapes (matmuls, attention, norms, element-wise, cross-entropy, AdamW) and the Communicator's
 // collectives at a few sizes, all ranks at once; rank 0 writes the calibration file that
 // `tessera-plan --calibration FILE --predict-layout ...` reads.
+//   [mpirun -np 8] tessera-calibrate --card [--device auto|cpu|cuda] [--quick] --out card.json
+// measures the device itself (card_calibration.h: bf16 GEMMs at a few shapes, copy bandwidth, fused
+// attention, and with several ranks the collectives' bus bandwidth) for
+// `tessera-plan --card-calibration card.json`.
 #include <cstdio>
 #include <fstream>
 
 #include "common/flags.h"
 #include "tessera/calibration.h"
+#include "tessera/card_calibration.h"
 #include "tessera/tessera.h"
 
 namespace tessera::program {
 namespace {
 
+DevicePreference parse_device(const std::string& s) {
+  if (s == "auto") return DevicePreference::automatic;
+  if (s == "cpu") return DevicePreference::cpu;
+  if (s == "cuda" || s == "gpu") return DevicePreference::cuda;
+  throw config_error("unknown --device '" + s + "'", "use --device auto, cpu or cuda");
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary);
+  if (!f) throw config_error("cannot write '" + path + "'", "check --out");
+  f << text << "\n";
+  if (!f.flush()) throw config_error("could not finish writing '" + path + "'", "check the disk and --out");
+}
+
+// --card: the device's own rates, for tessera-plan --card-calibration.
+int card(MpiSession& mpi, const LaunchInfo& launch, const std::string& device, bool quick, int reps, const std::string& out) {
+  ContextOptions options;
+  options.device = parse_device(device);
+  options.local_rank = launch.local_rank;
+  options.local_size = launch.local_size;
+  options.announce = mpi.rank() == 0;
+  Context ctx(options);
+  std::unique_ptr<Communicator> world = make_communicator(ctx);
+  plan::CardMeasureOptions o;
+  o.reps = reps, o.quick = quick;
+  const plan::CardCalibration cal = plan::measure_card(ctx, world->size() > 1 ? world.get() : nullptr, o);
+  if (mpi.rank() == 0) {
+    write_file(out, cal.to_json());
+    std::printf("card calibration: %s (%s), %zu GEMM, %zu attention and %zu collective samples, copy %.0f GB/s -> %s\n",
+                cal.card.c_str(), cal.device.c_str(), cal.gemm.size(), cal.attention.size(), cal.collectives.size(),
+                cal.hbm_gbps, out.c_str());
+    for (const plan::CardGemm& g : cal.gemm)
+      std::printf("  gemm %lld x %lld x %lld %s: %.2f TFLOP/s\n", (long long)g.m, (long long)g.n, (long long)g.k, g.dtype.c_str(),
+                  g.tflops);
+  }
+  return 0;
+}
+
 int body(int argc, char** argv) {
   MpiSession mpi(&argc, &argv);
-  std::string model = "tiny", out = "calibration.json";
+  std::string model = "tiny", out = "calibration.json", device = "auto";
+  bool card_mode = false, quick = false;
   int batch_size = 8, seq_len = 128, threads = 0, reps = 7;
   FlagParser p("tessera-calibrate", "mpirun -np N tessera-calibrate --model tiny --batch-size 8 --seq-len 128 --out FILE");
   p.add("model", &model, "GPT-2 preset whose kernel shapes are measured");
@@ -24,11 +68,17 @@ int body(int argc, char** argv) {
   p.add("seq-len", &seq_len, "tokens per sequence");
   p.add("threads", &threads, "CPU threads per rank (0: cores / ranks per node, as the trainer)");
   p.add("reps", &reps, "timed repetitions per sample (the median counts)");
-  p.add("out", &out, "calibration file to write (rank 0)");
+  p.add("out", &out, "calibration file to write (rank 0; card.json with --card)");
+  p.section("card (the device's own rates, for tessera-plan --card-calibration)");
+  p.add("card", &card_mode, "measure the device: GEMMs, copy bandwidth, attention, collectives (with several ranks)");
+  p.add("device", &device, "with --card: auto (a GPU if there is one), cpu or cuda");
+  p.add("quick", &quick, "with --card: small shapes (a smoke run, not the device's sustained rates)");
   if (!p.parse(argc, argv)) return 0;
   if (reps < 1 || batch_size < 1 || seq_len < 1) throw config_error("--reps, --batch-size and --seq-len must be positive");
 
   LaunchInfo launch = detect_launch();
+  if (card_mode) return card(mpi, launch, device, quick, reps, p.given("out") ? out : "card.json");
+  if (p.given("device") || quick) throw config_error("--device and --quick go with --card", "add --card");
   ContextOptions options;
   options.device = DevicePreference::cpu;
   options.local_rank = launch.local_rank;
@@ -45,9 +95,7 @@ int body(int argc, char** argv) {
   plan::Calibration cal = plan::measure_calibration(ctx, *world, config, batch_size, seq_len, o);
   cal.model = model;
   if (mpi.rank() == 0) {
-    std::ofstream f(out, std::ios::binary);
-    if (!f) throw config_error("cannot write '" + out + "'", "check --out");
-    f << cal.to_json() << "\n";
+    write_file(out, cal.to_json());
     std::printf("calibration: %d ranks x %d threads (%s), %zu kernel and %zu collective samples -> %s\n", cal.ranks,
                 cal.threads, cal.device.c_str(), cal.ops.size(), cal.collectives.size(), out.c_str());
   }

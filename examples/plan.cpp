@@ -1,5 +1,6 @@
 // tessera-plan: choose the parallel layout for N GPUs and predict its step time, memory and MFU.
 //   tessera-plan --model gpt2-xl --gpus 1024 --cluster h100 [--global-batch N] [--seq-len T] [--json] [--top K] [--failures]
+//                [--software NAME] [--context-parallel ring,all-gather,all-to-all] [--card-calibration card.json]
 //   tessera-plan --strong-scaling [--model mcore-177b] [--gpu-counts 96,192,...] [--global-batch 1152]
 // Prints a ranked table of the layouts that fit and the chosen one as tessera-train flags (or JSON).
 #include <cmath>
@@ -11,6 +12,7 @@
 
 #include "common/flags.h"
 #include "tessera/calibration.h"
+#include "tessera/card_calibration.h"
 #include "tessera/error.h"
 #include "tessera/model_config.h"
 #include "tessera/plan.h"
@@ -23,7 +25,7 @@ struct Args {
   int layers = 0, hidden = 0, heads = 0, kv_heads = 0, ffn = 0, vocab = 0, seq_len = 0;
   bool gated_mlp = false;
   int gpus = 8;
-  std::string cluster = "h100", cluster_json;
+  std::string cluster = "h100", cluster_json, card_calibration;
   int gpus_per_node = 0;
   double peak_tflops = 0, memory_gb = 0, hbm_gbps = 0, intra_gbps = 0, intra_latency_us = -1, inter_gbps = 0,
          inter_latency_us = -1;
@@ -31,7 +33,7 @@ struct Args {
   bool json = false, failures = false;
   bool strong_scaling = false;
   std::string gpu_counts = "96,192,384,768,1536,2304,3072,4608";
-  std::string software = "tessera";
+  std::string software = "tessera", context_parallel;
   int top = 10;
   bool flash_attention = true, overlap_grad_reduce = true, overlap_param_gather = true, tp_comm_overlap = false;
   double gpu_hours_per_failure = 50000, checkpoint_blocking_s = 10, checkpoint_total_s = 60, restart_s = 600;
@@ -183,9 +185,13 @@ int strong_scaling(const Args& a, const plan::ModelShape& m, plan::ClusterSpec c
                    const plan::SoftwareSpec& sw) {
   std::vector<int> counts;
   for (const std::string& s : split_list(a.gpu_counts, ',')) {
-    const int n = std::atoi(s.c_str());
-    if (n <= 0) throw config_error("bad GPU count '" + s + "' in --gpu-counts", "give positive integers, e.g. 96,192");
-    counts.push_back(n);
+    char* end = nullptr;
+    const long long n = std::strtoll(s.c_str(), &end, 10);
+    if (*end != '\0' || n <= 0 || n > plan::ClusterSpec::kMaxGpus)
+      throw config_error("bad GPU count '" + s + "' in --gpu-counts (a positive integer, at most " +
+                             std::to_string(plan::ClusterSpec::kMaxGpus) + ")",
+                         "give e.g. --gpu-counts 96,192");
+    counts.push_back(int(n));
   }
   if (counts.empty()) throw config_error("--gpu-counts is empty", "give e.g. --gpu-counts 96,192,384");
   std::printf("strong scaling: %s\n", m.describe().c_str());
@@ -228,6 +234,9 @@ int body(int argc, char** argv) {
   p.add("gpus", &a.gpus, "GPUs");
   p.add("cluster", &a.cluster, "preset: a100 or h100 (8 per node, NVLink, InfiniBand)");
   p.add("cluster-json", &a.cluster_json, "JSON file overriding cluster fields (see ClusterSpec::apply_json)");
+  p.add("card-calibration", &a.card_calibration,
+        "a card's measured rates (tessera-calibrate --card on a node of that card) instead of the preset's GEMM, "
+        "HBM, attention and link constants; the flags below still override them");
   p.add("gpus-per-node", &a.gpus_per_node, "override (0: preset)");
   p.add("peak-tflops", &a.peak_tflops, "override: dense bf16 TFLOP/s per GPU (0: preset)");
   p.add("memory-gb", &a.memory_gb, "override: memory per GPU in GB (0: preset)");
@@ -240,7 +249,10 @@ int body(int argc, char** argv) {
   p.add("global-batch", &a.global_batch, "sequences per optimizer step (0: ~16M tokens, at least gpus/8)");
   p.add("software", &a.software,
         "the training stack's overlaps and fusions: tessera (what tessera-train runs), megatron-core, "
-        "megatron-lm-2021 or llama3 (see SoftwareSpec::preset); the four flags below override it");
+        "nemo-2024, megatron-lm-2021, megatron-lm-2022 or llama3 (see SoftwareSpec::preset); the flags below override it");
+  p.add("context-parallel", &a.context_parallel,
+        "context-parallel variants to plan: ring, all-gather, all-to-all (comma-separated) or none (default: the "
+        "software's; tessera-train has none yet, so no tessera-train command is printed for such a layout)");
   p.add("flash-attention", &a.flash_attention, "fused attention (no s^2 activations)");
   p.add("overlap-grad-reduce", &a.overlap_grad_reduce, "overlap DP gradient reduction with the last backward");
   p.add("overlap-param-gather", &a.overlap_param_gather, "overlap ZeRO-1's parameter all-gather with the next forward");
@@ -297,6 +309,13 @@ int body(int argc, char** argv) {
 
   plan::ClusterSpec c = plan::ClusterSpec::preset(a.cluster, a.gpus);
   if (!a.cluster_json.empty()) c.apply_json(read_file(a.cluster_json), a.cluster_json);
+  if (!a.card_calibration.empty()) {
+    const plan::CardCalibration card = plan::CardCalibration::load(a.card_calibration);
+    const std::vector<std::string> changes = card.apply_to(c);
+    std::FILE* notes = a.json ? stderr : stdout;
+    std::fprintf(notes, "card calibration %s (%s, %s):\n", a.card_calibration.c_str(), card.card.c_str(), card.device.c_str());
+    for (const std::string& change : changes) std::fprintf(notes, "  %s\n", change.c_str());
+  }
   if (p.given("gpus")) c.gpus = a.gpus;
   if (a.gpus_per_node) c.gpus_per_node = a.gpus_per_node;
   if (a.peak_tflops > 0) c.peak_flops = a.peak_tflops * 1e12;
@@ -320,6 +339,7 @@ int body(int argc, char** argv) {
   if (p.given("overlap-grad-reduce")) sw.overlap_grad_reduce = a.overlap_grad_reduce;
   if (p.given("overlap-param-gather")) sw.overlap_param_gather = a.overlap_param_gather;
   if (p.given("tp-comm-overlap")) sw.tp_comm_overlap = a.tp_comm_overlap;
+  if (p.given("context-parallel")) sw.context_parallel = plan::parse_context_parallel(a.context_parallel);
 
   if (a.strong_scaling) return strong_scaling(a, m, c, global_batch, sw);
   const plan::PlanResult r = plan::plan(m, c, global_batch, sw);

@@ -4,6 +4,7 @@
 // pipeline schedule, gradient averaging, update) under the watchdog -> commit of a save whose write
 // has ended -> non-finite loss policy -> log -> eval -> checkpoint -> effective-time summary -> sample
 // and export on rank 0.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -17,9 +18,15 @@
 
 #include "common/checkpointing.h"
 #include "common/data_check.h"
+#include "common/failure_monitor.h"
 #include "common/flags.h"
 #include "common/job_clock.h"
+#include "common/sample_digest.h"
 #include "common/sampling.h"
+#include "common/stop_signals.h"
+#include "tessera/local_checkpoint.h"
+#include "tessera/host_collectives.h"
+#include "tessera/stragglers.h"
 #include "tessera/tessera.h"
 #include "tessera/trainer.h"
 
@@ -76,7 +83,15 @@ struct TrainArgs {
   int keep = 3;
   std::string resume = "auto";
   double timeout = 600;
+  bool timeout_given = false;  // --timeout on the command line: fixed deadlines instead of learned ones
+  double timeout_floor = 10;
+  double heartbeat_interval = 1;
   std::string on_nan = "stop";
+  std::string on_save_error = "continue";
+  std::string local_checkpoint_dir;
+  int local_checkpoint_every = 0;
+  int straggler_window = 10;
+  double straggler_slowdown = 1.5;
   std::string fault;
 };
 
@@ -144,7 +159,18 @@ FlagParser make_parser(TrainArgs& a) {
   p.add("keep", &a.keep, "committed checkpoints to keep (0: all)");
   p.add("resume", &a.resume, "auto: continue from the newest valid checkpoint in --checkpoint-dir, if any; never: start afresh");
   p.add("timeout", &a.timeout,
-        "seconds a step, evaluation or checkpoint may take before the watchdog reports a hang and exits with code 3 (0: off)");
+        "seconds any step, collective, evaluation or checkpoint may take before the watchdog reports a hang and exits "
+        "with code 3 (0: off); not given: each section's deadline is learned from its own durations, this until then");
+  p.add("timeout-floor", &a.timeout_floor, "the shortest learned deadline, in seconds");
+  p.add("heartbeat-interval", &a.heartbeat_interval,
+        "seconds between heartbeats in the failure directory; a peer silent for 10 of them is dead (0: off)");
+  p.add("local-checkpoint-dir", &a.local_checkpoint_dir,
+        "node-local directory (e.g. /dev/shm/ckpt) for frequent saves replicated to a rank of another node");
+  p.add("local-checkpoint-every", &a.local_checkpoint_every, "save to the local tier every N steps (0: off)");
+  p.add("on-save-error", &a.on_save_error,
+        "a checkpoint that cannot be written (disk full, I/O error): continue (a later save retries) or stop (exit code 2)");
+  p.add("straggler-window", &a.straggler_window, "steps per straggler measurement; ranks compare compute times after each (0: off)");
+  p.add("straggler-slowdown", &a.straggler_slowdown, "a rank this many times slower than its peers for two windows is named");
   p.add("on-nan", &a.on_nan, "non-finite loss: stop (exit code 4), skip (no update) or rollback (to the latest checkpoint)");
   p.add("fault", &a.fault, "inject failures for tests, e.g. kill:rank=1:step=12 (empty: $TESSERA_FAULT)");
   return p;
@@ -220,6 +246,15 @@ void validate(const TrainArgs& a, const ModelConfig& config) {
   if (!(a.timeout >= 0)) throw config_error("--timeout must be 0 (off) or a number of seconds");
   if (a.on_nan != "stop" && a.on_nan != "skip" && a.on_nan != "rollback")
     throw config_error("--on-nan '" + a.on_nan + "' is not stop, skip or rollback");
+  if (!(a.timeout_floor > 0)) throw config_error("--timeout-floor must be a positive number of seconds");
+  if (!(a.heartbeat_interval >= 0)) throw config_error("--heartbeat-interval must be 0 (off) or a number of seconds");
+  if (a.on_save_error != "continue" && a.on_save_error != "stop")
+    throw config_error("--on-save-error '" + a.on_save_error + "' is not continue or stop");
+  if (a.local_checkpoint_every < 0) throw config_error("--local-checkpoint-every must not be negative");
+  if (a.local_checkpoint_every > 0 && a.local_checkpoint_dir.empty())
+    throw config_error("--local-checkpoint-every needs --local-checkpoint-dir");
+  if (a.straggler_window < 0) throw config_error("--straggler-window must not be negative");
+  if (!(a.straggler_slowdown > 1.0)) throw config_error("--straggler-slowdown must be more than 1");
   if (a.on_nan == "rollback" && a.checkpoint_dir.empty())
     throw config_error("--on-nan rollback needs --checkpoint-dir", "roll back to checkpoints saved with --checkpoint-every");
 }
@@ -300,9 +335,13 @@ bool nan_fault_at(const FaultInjector& faults, int step) {
 
 // A step whose loss a fault made non-finite: it consumes its batches as the real step would, and
 // neither computes nor updates anything, as a step skipped for a non-finite loss leaves the model.
-StepStats poisoned_step(Trainer& trainer, DataLoader& loader) {
+StepStats poisoned_step(Trainer& trainer, DataLoader& loader, std::vector<SampleId>& samples) {
   std::vector<int32_t> inputs(size_t(loader.batch_size()) * size_t(loader.seq_len())), targets(inputs.size());
-  for (int mb = 0; mb < trainer.microbatches(); ++mb) loader.next_batch(inputs.data(), targets.data());
+  samples.clear();
+  for (int mb = 0; mb < trainer.microbatches(); ++mb) {
+    loader.next_batch(inputs.data(), targets.data());
+    for (int b = 0; b < loader.batch_size(); ++b) samples.push_back(loader.sample_id(b));
+  }
   StepStats s;
   s.loss = std::numeric_limits<float>::quiet_NaN();
   s.grad_norm = std::numeric_limits<float>::quiet_NaN();
@@ -320,8 +359,11 @@ class TrainingRun {
   // Continues from the newest valid checkpoint (--resume auto) or starts afresh; opens the log.
   void resume();
   // Steps until --steps, each followed by the commit of a finished save, the non-finite policy,
-  // the progress line and log record, an evaluation and a save when due.
-  void train();
+  // the progress line and log record, an evaluation and a save when due. Returns 0, or the signal
+  // that asked every rank to stop after the step it ended with (stop_signals.h).
+  int train();
+  // After a stop signal: saves and commits the state, says what was saved; the exit code.
+  int stop(int signal);
   // Completes the save in flight; the end-of-run figures on the terminal and in the log.
   void summarize();
   // Text sampled and the Hugging Face export, on rank 0 from the whole model.
@@ -329,10 +371,13 @@ class TrainingRun {
 
  private:
   StepStats run_step(int step, float lr);
+  // After each step: the straggler measurement, the local tier, and whether to stop.
+  int after_step(int steps_done, double compute_s);
   // --on-nan for a step whose loss was not finite: training goes on from `step` (a skip or a
   // rollback moved it), or it stops with an exception.
   void handle_nonfinite(int& step, const StepStats& stats);
-  void report_step(int step, float lr, const StepStats& stats, double seconds);
+  void report_step(int step, float lr, const StepStats& stats, double seconds, const std::string& samples);
+  std::string step_samples_digest();  // collective over dp when logging
   void maybe_evaluate(int step);
   void save_if_due(int steps_done);
   Model* whole_model(std::unique_ptr<Model>& assembled);  // null on ranks other than 0
@@ -343,10 +388,13 @@ class TrainingRun {
   const bool lead_;
   const ModelConfig config_;
   const ParallelLayout requested_;
-  const FaultInjector faults_;
+  FaultInjector faults_;
+  StopSignals stop_signals_;
+  FailureMonitor monitor_;
   Context ctx_;
   std::unique_ptr<Communicator> world_;
   ProcessGrid grid_;
+  StragglerDetector stragglers_;
   const ParallelLayout& layout_;
   const int B_, T_;
   DataLoader train_loader_;
@@ -356,12 +404,14 @@ class TrainingRun {
   Trainer trainer_;
   Model& model_;
   const LRSchedule schedule_;
-  Watchdog watchdog_;
+  Watchdog& watchdog_;
   MetricsLog log_;
   Checkpointer checkpoints_;
+  LocalCheckpointTier local_;
   const int64_t tokens_per_step_;
 
   RunState run_;
+  std::vector<SampleId> poisoned_samples_;  // the samples a nan fault's step consumed
   double train_seconds_ = 0;
   int steps_run_ = 0;
   int injected_up_to_ = -1;   // faults act once per process, also when a rollback replays their step
@@ -427,15 +477,36 @@ LRSchedule lr_schedule(const TrainArgs& a) {
   return s;
 }
 
-// One watchdog per rank: a step, evaluation or checkpoint that outlives --timeout is a hang. It
-// writes a failure report, aborts the world communicator (peers blocked on this rank fail too)
-// and exits with code 3, which tessera-launch restarts.
-WatchdogOptions watchdog_options(const TrainArgs& a, int rank, std::function<void()> abort_fn) {
-  WatchdogOptions o;
-  o.timeout_s = a.timeout;
+// One watchdog per rank: a step, collective, evaluation or checkpoint that outlives its deadline
+// (--timeout, else learned from the run), or a peer that stops its heartbeat while this rank waits
+// for it, is a hang. The rank writes a failure report, aborts the world communicator (peers blocked
+// on this rank fail too) and exits with code 3, which tessera-launch restarts.
+FailureMonitorOptions failure_monitor_options(const TrainArgs& a, int rank, int attempt) {
+  FailureMonitorOptions o;
+  o.timeout_s = a.timeout_given ? a.timeout : 0;
+  o.learn = !a.timeout_given;
+  o.initial_timeout_s = a.timeout > 0 ? a.timeout : 600;
+  o.timeout_floor_s = a.timeout_floor;
+  o.heartbeat_interval_s = a.heartbeat_interval;
   o.report_dir = failure_report_dir(a);
   o.rank = rank;
-  o.abort_fn = std::move(abort_fn);
+  o.attempt = attempt;
+  return o;
+}
+
+// Ranks doing the same work, whose compute times are compared: one pipeline stage.
+std::vector<int> straggler_groups(const ProcessGrid& grid) {
+  std::vector<int> group(size_t(grid.world_size()));
+  const ParallelLayout& l = grid.layout();
+  for (int r = 0; r < grid.world_size(); ++r) group[size_t(r)] = r / (l.tp * l.dp);
+  return group;
+}
+
+StragglerOptions straggler_options(const TrainArgs& a) {
+  StragglerOptions o;
+  o.window = a.straggler_window;
+  o.slowdown = a.straggler_slowdown;
+  o.recovered = std::min(1.2, 1.0 + (a.straggler_slowdown - 1.0) / 2);
   return o;
 }
 
@@ -446,9 +517,12 @@ TrainingRun::TrainingRun(const TrainArgs& args, MpiSession& mpi)
       config_(checked_config(args)),
       requested_(checked_layout(args, mpi.world_size())),
       faults_(FaultInjector::from_environment(args.fault)),
+      stop_signals_(lead_),
+      monitor_(failure_monitor_options(args, mpi.rank(), faults_.attempt())),
       ctx_(context_options(args, lead_)),
-      world_(make_communicator(ctx_)),
+      world_(monitor_.watch(ctx_, make_communicator(ctx_))),
       grid_(*world_, requested_),
+      stragglers_(ctx_, *world_, straggler_groups(grid_), straggler_options(args)),
       layout_(grid_.layout()),
       B_(args.batch_size),
       T_(args.seq_len),
@@ -461,11 +535,16 @@ TrainingRun::TrainingRun(const TrainArgs& args, MpiSession& mpi)
       trainer_(ctx_, config_, trainer_options(args), model_options(args, grid_)),
       model_(trainer_.model()),
       schedule_(lr_schedule(args)),
-      watchdog_(watchdog_options(args, mpi.rank(), [this] { world_->abort(); })),
-      checkpoints_(trainer_, watchdog_, CheckpointPolicy{args.checkpoint_dir, args.checkpoint_every, args.keep}, faults_,
-                   log_, lead_),
+      watchdog_(monitor_.watchdog()),
+      checkpoints_(trainer_, watchdog_,
+                   CheckpointPolicy{args.checkpoint_dir, args.checkpoint_every, args.keep, args.on_save_error == "stop"},
+                   faults_, log_, lead_),
+      local_(ctx_, trainer_, *world_,
+             LocalCheckpointOptions{args.local_checkpoint_dir, args.local_checkpoint_every, 2}),
       tokens_per_step_(int64_t(B_) * T_ * layout_.microbatches * layout_.dp) {
   if (!a_.init_from.empty()) import_hf(model_, a_.init_from);
+  stop_signals_.set_checkpoint_root(a_.checkpoint_dir);
+  if (local_.enabled()) faults_.set_node_local_dir(local_.host_dir());
 }
 
 void TrainingRun::print_setup() {
@@ -485,22 +564,60 @@ void TrainingRun::print_setup() {
     std::printf("checkpoints: %s, %s, keep %d\n", a_.checkpoint_dir.c_str(),
                 a_.checkpoint_every > 0 ? ("every " + std::to_string(a_.checkpoint_every) + " steps").c_str() : "at the end",
                 a_.keep);
-  if (a_.timeout > 0) std::printf("failures: watchdog timeout %g s, on a non-finite loss %s\n", a_.timeout, a_.on_nan.c_str());
-  else std::printf("failures: watchdog off, on a non-finite loss %s\n", a_.on_nan.c_str());
+  std::printf("failures: %s; on a non-finite loss %s, on a failed save %s\n", monitor_.describe().c_str(),
+              a_.on_nan.c_str(), a_.on_save_error.c_str());
+  if (local_.enabled()) std::printf("local checkpoints: %s\n", local_.describe().c_str());
+  if (stragglers_.enabled())
+    std::printf("stragglers: compute times compared every %d steps within each pipeline stage, named at %gx\n",
+                a_.straggler_window, a_.straggler_slowdown);
   for (const Fault& f : faults_.faults())
     std::printf("fault injection: %s (this is attempt %d)\n", describe(f).c_str(), faults_.attempt());
   std::fflush(stdout);
 }
 
+// The step of the newest committed durable checkpoint (-1: none), checked by sizes only (cheap):
+// rank 0 looks, every rank learns it.
+int64_t newest_durable_step(Context& ctx, Communicator& world, const std::string& root, bool lead) {
+  int64_t step = -1;
+  if (lead && !root.empty())
+    if (std::optional<CheckpointInfo> c = find_latest_valid_checkpoint(root, nullptr, CheckpointVerify::sizes)) step = c->step;
+  std::vector<int64_t> all(size_t(world.size()), -1);
+  host_all_gather(ctx, world, &step, sizeof(step), all.data());
+  return *std::max_element(all.begin(), all.end());
+}
+
 void TrainingRun::resume() {
   std::optional<TrainingState> resumed;
-  if (a_.resume == "auto") resumed = checkpoints_.load_latest();
+  std::string dir, tier = "durable";
+  std::vector<int> from_peers;
+  if (a_.resume == "auto") {
+    // The local tier when it holds a complete step at least as new as the durable one.
+    std::string why_not;
+    if (local_.enabled()) {
+      const int64_t durable = newest_durable_step(ctx_, *world_, a_.checkpoint_dir, lead_);
+      Watchdog::Scope scope = watchdog_.scope("local checkpoint load", -1);
+      if (std::optional<LocalRestore> local = local_.restore(durable, &why_not)) {
+        resumed = local->state;
+        dir = "the local tier: " + local->message;
+        tier = "local";
+        from_peers = local->from_peers;
+      } else if (!why_not.empty()) {
+        std::printf("local checkpoints not used: %s\n", why_not.c_str());
+      }
+    }
+    if (!resumed) {
+      resumed = checkpoints_.load_latest();
+      dir = checkpoints_.loaded_dir();
+    }
+  }
   if (lead_ && !a_.log.empty()) log_ = MetricsLog(a_.log, /*append=*/resumed.has_value());  // a resumed job's log goes on
   if (resumed) {
     run_ = adopt(*resumed, train_loader_, JobClock::starting_now());
-    const std::string dir = checkpoints_.loaded_dir();
     std::printf("resumed from %s at step %d\n", dir.c_str(), run_.step);
-    log_.write(MetricsRecord("resume").add("step", run_.step).add("dir", dir));
+    std::string peers;
+    for (int r : from_peers) peers += (peers.empty() ? "" : ",") + std::to_string(r);
+    log_.write(MetricsRecord("resume").add("step", run_.step).add("dir", dir).add("tier", tier)
+                   .add("from_peers", peers).add("unix", unix_seconds()).add("attempt", faults_.attempt()));
   } else {
     run_.clock = JobClock::starting_now();  // a fresh job starts its clock when training starts
   }
@@ -509,6 +626,7 @@ void TrainingRun::resume() {
 }
 
 StepStats TrainingRun::run_step(int step, float lr) {
+  monitor_.step_started(step);
   Watchdog::Scope scope = watchdog_.scope("train step", step);
   bool poisoned = false;
   if (step > injected_up_to_) {
@@ -516,7 +634,8 @@ StepStats TrainingRun::run_step(int step, float lr) {
     faults_.maybe_inject(step, mpi_.rank());  // kill, hang and exit faults act here and do not return
     poisoned = nan_fault_at(faults_, step);
   }
-  StepStats stats = poisoned ? poisoned_step(trainer_, train_loader_) : trainer_.step(train_loader_, lr);
+  poisoned_samples_.clear();
+  StepStats stats = poisoned ? poisoned_step(trainer_, train_loader_, poisoned_samples_) : trainer_.step(train_loader_, lr);
   ctx_.synchronize();
   return stats;
 }
@@ -528,8 +647,9 @@ void TrainingRun::handle_nonfinite(int& step, const StepStats& stats) {
   std::fflush(stdout);
   if (a_.on_nan == "skip") {
     ++run_.skipped;
+    const std::string samples = step_samples_digest();
     log_.write(MetricsRecord("skipped_step").add("step", step).add("loss", double(stats.loss))
-                   .add("skipped_steps", run_.skipped));
+                   .add("skipped_steps", run_.skipped).add("samples", samples));
     run_.step = ++step;
     save_if_due(step);
     return;
@@ -555,7 +675,14 @@ void TrainingRun::handle_nonfinite(int& step, const StepStats& stats) {
               "tessera-train", "lower --lr, check the data, or run with --on-nan skip or rollback");
 }
 
-void TrainingRun::report_step(int step, float lr, const StepStats& stats, double seconds) {
+std::string TrainingRun::step_samples_digest() {
+  if (a_.log.empty()) return "";  // the same on every rank: the gather happens on all or none
+  const std::vector<SampleId>& mine = poisoned_samples_.empty() ? trainer_.step_samples() : poisoned_samples_;
+  Communicator* dp = layout_.dp > 1 ? &grid_.dp() : nullptr;
+  return digest_hex(global_step_digest(ctx_, dp, mine));
+}
+
+void TrainingRun::report_step(int step, float lr, const StepStats& stats, double seconds, const std::string& samples) {
   const double flops_per_token = config_.flops_per_token(T_);
   const double peak = ctx_.peak_flops() * grid_.world_size();
   double tokens_per_s = double(tokens_per_step_) / seconds;
@@ -573,6 +700,7 @@ void TrainingRun::report_step(int step, float lr, const StepStats& stats, double
   MetricsRecord record("train");
   record.add("step", step).add("loss", double(stats.loss)).add("lr", double(lr)).add("grad_norm", double(stats.grad_norm));
   record.add("ms", seconds * 1e3).add("tokens_per_s", tokens_per_s).add("mfu", mfu).add("mem_gb", memory_gb);
+  if (!samples.empty()) record.add("samples", samples);
   log_.write(record);
 }
 
@@ -591,12 +719,37 @@ void TrainingRun::save_if_due(int steps_done) {
   if (checkpoints_.due(steps_done, a_.steps)) checkpoints_.save(training_state(run_, train_loader_));
 }
 
-void TrainingRun::train() {
+int TrainingRun::after_step(int steps_done, double compute_s) {
+  for (const StragglerEvent& e : stragglers_.record(steps_done - 1, compute_s)) {
+    if (e.recovered)
+      std::printf("straggler recovered: rank %d on %s is back to %.2fx its peers' compute time (step %lld)\n", e.rank,
+                  e.host.c_str(), e.slowdown, static_cast<long long>(e.step + 1));
+    else
+      std::printf("straggler: rank %d on %s computes %.2fx slower than its peers (steps %lld-%lld)\n", e.rank,
+                  e.host.c_str(), e.slowdown, static_cast<long long>(e.since_step + 1), static_cast<long long>(e.step + 1));
+    std::fflush(stdout);
+    log_.write(MetricsRecord(e.recovered ? "straggler_recovered" : "straggler")
+                   .add("rank", e.rank).add("host", e.host).add("slowdown", e.slowdown).add("step", e.step)
+                   .add("since_step", e.since_step).add("unix", unix_seconds()));
+  }
+  if (local_.due(steps_done)) {
+    Watchdog::Scope scope = watchdog_.scope("local checkpoint save", steps_done);
+    const LocalSaveStats s = local_.save(training_state(run_, train_loader_));
+    log_.write(MetricsRecord("local_checkpoint").add("step", s.step).add("blocked_ms", s.blocked_ms)
+                   .add("copy_ms", s.copy_ms).add("exchange_ms", s.exchange_ms).add("bytes", s.bytes)
+                   .add("replica_bytes", s.replica_bytes).add("partner", s.partner));
+  }
+  return agreed_stop_signal(ctx_, *world_, stop_signals_.requested());
+}
+
+int TrainingRun::train() {
   for (int step = run_.step; step < a_.steps;) {
     auto t0 = std::chrono::steady_clock::now();
+    const double waited0 = monitor_.waited_s();
     float lr = schedule_.at(step);
     StepStats stats = run_step(step, lr);
     double seconds = seconds_since(t0);
+    const double compute_s = seconds - (monitor_.waited_s() - waited0);
     train_seconds_ += seconds;
     ++steps_run_;
     // A save whose write has ended on every rank is committed now, not at the next save, so a
@@ -607,15 +760,43 @@ void TrainingRun::train() {
       continue;
     }
     run_.clock.useful_s += seconds;  // a step that advanced training (repeats after a resume count once)
-    report_step(step, lr, stats, seconds);
+    report_step(step, lr, stats, seconds, step_samples_digest());
     maybe_evaluate(step);
     run_.step = ++step;
     save_if_due(step);
+    monitor_.step_finished();
+    if (int signal = after_step(step, compute_s)) return step < a_.steps ? signal : 0;
   }
+  return 0;
+}
+
+int TrainingRun::stop(int signal) {
+  const std::string why = signal_label(signal);
+  if (!checkpoints_.enabled()) {
+    std::printf("stopped by %s after step %d of %d: without --checkpoint-dir the %d steps trained are lost\n", why.c_str(),
+                run_.step, a_.steps, run_.step);
+    log_.write(MetricsRecord("preempted").add("step", run_.step).add("signal", why).add("saved", "none"));
+    return 128 + signal;
+  }
+  {
+    Watchdog::Scope scope = watchdog_.scope("checkpoint save", run_.step);
+    if (checkpoints_.last_saved_step() != run_.step) checkpoints_.save(training_state(run_, train_loader_));
+    checkpoints_.finish();
+  }
+  local_.finish();
+  const std::string dir = checkpoints_.last_committed_dir();
+  std::printf("stopped by %s after step %d of %d: saved and committed %s, nothing lost; exit code %d (relaunch to "
+              "continue from there)\n",
+              why.c_str(), run_.step, a_.steps, dir.c_str(), kExitPreempted);
+  std::fflush(stdout);
+  log_.write(MetricsRecord("preempted").add("step", run_.step).add("signal", why).add("saved", dir)
+                 .add("unix", unix_seconds()));
+  return kExitPreempted;
 }
 
 void TrainingRun::summarize() {
-  checkpoints_.finish();
+  checkpoints_.finish(/*last_of_run=*/true);
+  local_.finish();
   if (steps_run_ > 0)
     std::printf("trained %d steps in %.1f s (%.0f tokens/s)\n", steps_run_, train_seconds_,
                 double(tokens_per_step_) * steps_run_ / train_seconds_);
@@ -687,13 +868,14 @@ int train(int argc, char** argv) {
   if (!parser.parse(argc, argv)) return 0;
   if (!parser.positional().empty())
     throw config_error("unexpected argument '" + parser.positional()[0] + "'", "flags start with --; see --help");
+  a.timeout_given = parser.given("timeout");
   for (const char* flag : {"family", "n-layer", "n-head", "n-kv-head", "n-embd", "ffn-dim", "vocab-size", "max-seq-len",
                            "norm", "rope-theta", "tie-embeddings"})
     if (parser.given(flag)) a.custom_flags_given.push_back(flag);
   TrainingRun run(a, mpi);
   run.print_setup();
   run.resume();
-  run.train();
+  if (int signal = run.train()) return run.stop(signal);
   run.summarize();
   run.sample_and_export();
   return 0;

@@ -4,9 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 args=(-S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTESSERA_CUDA="${TESSERA_CUDA:-AUTO}")
-if [ -f .deps/cudnn-frontend/include/cudnn_frontend.h ]; then
-  args+=(-DTESSERA_CUDNN_FRONTEND_INCLUDE="$PWD/.deps/cudnn-frontend/include")
-fi
 if [ -n "${TESSERA_HF_PYTHON:-}" ]; then
   args+=(-DTESSERA_HF_PYTHON="$TESSERA_HF_PYTHON")
 fi

@@ -18,6 +18,9 @@ class Buffer {
   Buffer(const Context& ctx, size_t bytes, Device device);
   // Convenience: a buffer on the context's device sized for `shape` of `dtype`.
   static Buffer for_tensor(const Context& ctx, std::initializer_list<int64_t> shape, DType dtype);
+  // Host memory for copies to and from the GPU: page-locked (cudaHostAlloc) on a GPU context, so
+  // that copies are direct DMA; ordinary host memory on a CPU context.
+  static Buffer pinned_host(const Context& ctx, size_t bytes);
   ~Buffer();
   Buffer(Buffer&& other) noexcept;
   Buffer& operator=(Buffer&& other) noexcept;
@@ -27,6 +30,8 @@ class Buffer {
   void* data() const { return data_; }
   size_t bytes() const { return bytes_; }
   Device device() const { return device_; }
+  // Whether this is page-locked host memory (see pinned_host).
+  bool pinned() const { return pinned_; }
   // A view of the start of the buffer with the given shape (must fit).
   Tensor view(std::initializer_list<int64_t> shape, DType dtype) const;
 
@@ -35,6 +40,7 @@ class Buffer {
   void* data_ = nullptr;
   size_t bytes_ = 0;
   Device device_ = Device::cpu;
+  bool pinned_ = false;
 };
 
 // Copies src into dst (same dtype and element count; any pair of devices). Synchronous.

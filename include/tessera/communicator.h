@@ -55,6 +55,10 @@ class Communicator {
   virtual int rank() const = 0;
   virtual int size() const = 0;
   virtual const char* backend() const = 0;
+  // A name for the group in flight records and watchdog sections ("tp", "dp", ...); only watched
+  // communicators (watched_communicator.h) keep it.
+  virtual void set_label(const std::string& label) {}
+  virtual std::string label() const { return ""; }
 
   // In place over `data` (f32).
   virtual Work all_reduce(Tensor data, ReduceOp op) = 0;

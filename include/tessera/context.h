@@ -4,8 +4,10 @@
 
 #include <cstddef>
 #include <cstdlib>
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "tessera/dtype.h"
 #include "tessera/op_profile.h"
@@ -31,6 +33,29 @@ struct ContextOptions {
   bool use_cudnn_attention = true;
   // Time every kernel call (ops::) into op_profile(): the per-op breakdown of a step.
   bool profile_ops = false;
+  // Print the fast-path counts (below) to stderr when the context is destroyed, if it ran on a
+  // GPU. The environment variable TESSERA_REPORT_FAST_PATHS=1 turns this on too.
+  bool report_fast_paths = false;
+};
+
+// How often each GPU fast path ran, and how often it applied but fell back to a slower path
+// (cuBLASLt refusing an epilogue, cuDNN unable to build an attention graph). Paths that do not
+// apply (float32 where the fast path is bf16-only, a head size cuDNN does not take, the fused
+// attention turned off) are not counted either way. Tests and the GPU check read them to prove
+// that the fast paths ran.
+struct FastPathCount {
+  int64_t ran = 0;
+  int64_t fell_back = 0;
+};
+struct FastPathCounts {
+  FastPathCount matmul_bias_epilogue;     // cuBLASLt's bias epilogue, else a separate bias kernel
+  FastPathCount matmul_gelu_epilogue;     // cuBLASLt's GELU(+bias) epilogue (bf16), else matmul then GELU
+  FastPathCount cudnn_attention_forward;  // cuDNN's fused flash attention (bf16), else the plain kernels
+  FastPathCount cudnn_attention_backward; // its deterministic backward, else the plain kernels
+  // One line: "matmul bias epilogue 96 ran, 0 fell back; ...".
+  std::string describe() const;
+  // "<path>: N of M calls fell back" for every path that fell back at least once.
+  std::vector<std::string> fallbacks() const;
 };
 
 namespace detail {
@@ -63,6 +88,10 @@ class Context {
   // Waits for all work queued on this context's streams.
   void synchronize() const;
 
+  // Which GPU fast paths ran on this context (the CUDA kernels count them).
+  FastPathCounts& fast_paths() { return fast_paths_; }
+  const FastPathCounts& fast_paths() const { return fast_paths_; }
+
   // CUDA-side resources; null on the CPU backend. Used by src/ only.
   detail::CudaResources* cuda() const { return cuda_.get(); }
   // Host scratch memory for the CPU kernels: at least `bytes` bytes, 64-byte aligned, valid until
@@ -78,6 +107,8 @@ class Context {
   std::string fallback_reason_;
   double peak_flops_ = 0.0;
   int gpu_ordinal_ = -1;
+  bool report_fast_paths_ = false;
+  FastPathCounts fast_paths_;
   std::unique_ptr<detail::CudaResources, void (*)(detail::CudaResources*)> cuda_;
   std::unique_ptr<OpProfile> op_profile_;
   std::unique_ptr<void, void (*)(void*)> host_scratch_;

@@ -9,7 +9,9 @@
 //   exit:rank=2:step=3:code=3 rank 2 exits with that code at step 3
 //   corrupt:step=20:rank=1    after the checkpoint of step 20 is committed, flip a byte of rank 1's file
 //   truncate:step=20          ... or cut the file(s) to half their size
-// rank: which rank (default: every rank). attempt: on which launch the fault fires (default 0, the
+//   node:host=nodeB:step=9    the node is lost at step 9: every rank on it removes the node-local
+//                             directories registered with it (the local checkpoint tier) and is SIGKILLed
+// rank: which rank (default: every rank); host (node faults): which node, as host_identity() names it. attempt: on which launch the fault fires (default 0, the
 // first; tessera-launch sets TESSERA_RESTART_COUNT), so a restarted job does not fail the same way
 // again. A malformed specification is a config error.
 #pragma once
@@ -20,7 +22,7 @@
 
 namespace tessera {
 
-enum class FaultKind { kill, hang, nan, exit, corrupt, truncate };
+enum class FaultKind { kill, hang, nan, exit, corrupt, truncate, node };
 
 struct Fault {
   FaultKind kind = FaultKind::kill;
@@ -28,6 +30,7 @@ struct Fault {
   int64_t step = -1;
   int attempt = 0;
   int exit_code = 3;   // exit only
+  std::string host;    // node only
 };
 
 const char* fault_kind_name(FaultKind k);
@@ -47,6 +50,8 @@ class FaultInjector {
   static FaultInjector from_environment(const std::string& flag_value = "");
 
   bool empty() const { return faults_.empty(); }
+  // What a lost node loses besides its processes (node faults remove it).
+  void set_node_local_dir(const std::string& dir) { node_local_dir_ = dir; }
   const std::vector<Fault>& faults() const { return faults_; }
   int attempt() const { return attempt_; }
 
@@ -62,6 +67,7 @@ class FaultInjector {
   bool applies(const Fault& f, int64_t step, int rank) const;
   std::vector<Fault> faults_;
   int attempt_ = 0;
+  std::string node_local_dir_;
 };
 
 }  // namespace tessera

@@ -1,6 +1,6 @@
 // The planner and cluster simulator: given a model shape, a global batch and a cluster, enumerate the
-// parallel layouts tessera can run (tp, pp, dp, sp, ZeRO, recomputation, microbatching, schedule),
-// estimate per-GPU memory and step time, and rank them.
+// parallel layouts (tp, cp, pp, dp, sp, ZeRO, recomputation, microbatching, schedule), estimate per-GPU
+// memory and step time, and rank them.
 //
 // Cost model, in one place (every constant lives in ClusterSpec or SoftwareSpec, none per case):
 //  - compute: each matmul at peak x gemm_efficiency x s(M) s(N) s(K) x K / (K + balance x out/2),
@@ -14,16 +14,26 @@
 //  - collectives as nccl-tests defines them: all-reduce moves 2(n-1)/n of the data per rank,
 //    all-gather / reduce-scatter (n-1)/n, plus a latency term; a group spanning nodes with k members
 //    per node runs at min(intra bandwidth, k x inter bandwidth per GPU) (one NIC per GPU, as NCCL's
-//    rings use them). A collective hidden behind compute still slows it by overlap_slowdown (the SMs
-//    and HBM bandwidth NCCL takes).
+//    rings use them). All-reduce across nodes pays NCCL's tree latency (log2 nodes); all-gather and
+//    reduce-scatter have only rings, so n-1 inter-node steps per call. A collective hidden behind
+//    compute still slows it by overlap_slowdown (the SMs and HBM bandwidth NCCL takes).
 //  - the pipeline: make_schedule + simulate() with the per-microbatch chunk costs; the bubble, and the
 //    activations in flight (memory), come from the simulation, not from a formula.
-//  - data-parallel gradients: an all-reduce, or under ZeRO-1 a reduce-scatter overlapped with the last
-//    microbatch's backward and a bf16 parameter all-gather overlapped with the next first forward
-//    (SoftwareSpec::overlap_*); ZeRO-2 reduce-scatters after every microbatch. Only the rest counts.
-//  - memory: bf16 parameters (2 B) + fp32 gradients (4 B, / dp under ZeRO-2) + fp32 master, m, v
-//    (12 B, / dp under ZeRO-1); activations per layer as Korthikanti et al. 2022 (34sbh + 5as^2b
-//    without parallelism, generalised to grouped-query attention and gated MLPs) times the layers a
+//  - data-parallel gradients (over dp x cp ranks: context-parallel ranks hold the same weights): in
+//    buckets of max(bucket_params, bucket_params_per_dp x dp) parameters, an all-reduce, or under
+//    ZeRO-1 a reduce-scatter overlapped with the last microbatch's backward and a parameter
+//    all-gather overlapped with the next first forward (SoftwareSpec::overlap_*); ZeRO-2
+//    reduce-scatters after every microbatch. The last bucket's reduction and the first bucket's
+//    gather can hide behind nothing; only the rest overlaps.
+//  - context parallelism (cp ranks each hold s/cp tokens of every sequence, load-balanced under the
+//    causal mask): ring attention sends K/V blocks around the cp ranks, each step's transfer hidden
+//    behind the previous block's attention (the backward sends K/V and their gradients); the
+//    all-gather variant (Llama 3) gathers K/V before attention and reduce-scatters their gradients,
+//    exposed; Ulysses all-to-alls Q/K/V to whole sequences of h/cp heads and back, exposed.
+//  - memory: bf16 parameters (2 B) + gradients (SoftwareSpec::grad_bytes, / dp cp under ZeRO-2) +
+//    optimizer state (SoftwareSpec::optimizer_bytes: fp32 master, m, v = 12 B; / dp cp under ZeRO-1);
+//    activations per layer as Korthikanti et al. 2022 (34sbh + 5as^2b without parallelism,
+//    generalised to grouped-query attention, gated MLPs and s/cp tokens per rank) times the layers a
 //    pipeline rank keeps in flight (simulate()'s peak in-flight (microbatch, chunk) pairs x layers per
 //    chunk); recomputed layers keep their input only.
 //
@@ -34,6 +44,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -49,7 +60,8 @@ namespace tessera::plan {
 // LLaMA (RoPE, SwiGLU, grouped-query attention, untied head, no dropout).
 struct ModelShape {
   std::string name = "custom";
-  int layers = 0, hidden = 0, heads = 0, kv_heads = 0, ffn = 0, vocab = 0, seq_len = 0;
+  // 64-bit so that products of sizes never wrap; validate() bounds each one (kMax* below).
+  int64_t layers = 0, hidden = 0, heads = 0, kv_heads = 0, ffn = 0, vocab = 0, seq_len = 0;
   bool gated_mlp = false;      // SwiGLU: three FFN matrices
   bool tied_embedding = true;  // the lm head is the embedding matrix
   bool dropout = true;
@@ -63,11 +75,18 @@ struct ModelShape {
   // The shape of a model tessera trains; seq_len is max_seq_len, or the original context of a model
   // whose rotary frequencies are scaled to a longer one (Llama 3.1: 8192 of 131072).
   static ModelShape of(const ModelConfig& config);
-  static ModelShape gpt(int layers, int hidden, int heads, int vocab, int seq_len);  // ffn = 4h
-  static ModelShape llama(int layers, int hidden, int heads, int kv_heads, int ffn, int vocab, int seq_len);
-  void validate() const;  // config_error for non-positive sizes, heads not dividing hidden, ...
+  static ModelShape gpt(int64_t layers, int64_t hidden, int64_t heads, int64_t vocab, int64_t seq_len);  // ffn = 4h
+  static ModelShape llama(int64_t layers, int64_t hidden, int64_t heads, int64_t kv_heads, int64_t ffn, int64_t vocab,
+                          int64_t seq_len);
+  // Largest sizes the planner accepts (far beyond any model trained so far; larger values are typos
+  // or overflowed arithmetic, and would overflow the planner's own products).
+  static constexpr int64_t kMaxLayers = 100000, kMaxHidden = 1 << 20, kMaxFfn = 1 << 23, kMaxVocab = 1 << 24,
+                           kMaxSeqLen = 1 << 24;
+  // config_error naming the flag (--layers, --hidden, ...) for a non-positive or too large size, heads
+  // not dividing hidden, kv heads not dividing heads.
+  void validate() const;
 
-  int head_dim() const { return hidden / heads; }
+  int64_t head_dim() const { return hidden / heads; }
   double layer_parameters() const;
   double embedding_parameters() const;  // token (+ position) embedding, + untied head
   double parameters() const;
@@ -92,13 +111,14 @@ struct ClusterSpec {
   double inter_bandwidth = 0, inter_latency = 0;  // InfiniBand, per GPU (one NIC each)
   // Achievable fractions (not per case): large-GEMM efficiency, saturating dimension, flash
   // attention efficiency, HBM efficiency, collective bus-bandwidth efficiency.
-  double gemm_efficiency = 0.65, gemm_half_dim = 64, attention_efficiency = 0.5;
+  double gemm_efficiency = 0.65, gemm_half_dim = 128, attention_efficiency = 0.5;
   double attention_backward_efficiency = 0.8;  // flash attention's backward rate relative to its forward
   double hbm_efficiency = 0.8, link_efficiency = 0.8;
   // Compute slows by this fraction of an overlapped collective's time: NCCL's kernels take SMs and
   // HBM bandwidth from the GEMMs they hide behind (16 of 132 SMs on H100 is 12%).
   double overlap_slowdown = 0.12;
   double memory_reserved_bytes = 4e9;  // framework, allocator fragmentation, NCCL buffers
+  static constexpr int kMaxGpus = 1 << 20;  // validate(): more is a typo (or an overflowed product)
 
   // "a100" (80 GB, NVLink 300 GB/s, HDR InfiniBand 25 GB/s per GPU) or "h100" (NVLink 450 GB/s,
   // NDR 50 GB/s per GPU), `gpus` GPUs, 8 per node.
@@ -106,9 +126,20 @@ struct ClusterSpec {
   // Overrides fields from a JSON object with any of the keys above (same names; bandwidths in GB/s,
   // latencies in microseconds, memory in GB, peak in TFLOP/s, as the program flags take them).
   void apply_json(const std::string& json_text, const std::string& where);
+  // config_error naming the flag (--gpus, --gpus-per-node, ...) for an impossible cluster.
   void validate() const;
   std::string describe() const;
 };
+
+// Context parallelism's attention exchange (a bit set in SoftwareSpec::context_parallel).
+enum class ContextParallel {
+  ring = 1,        // K/V blocks passed around the cp ranks, each transfer hidden behind a block's attention
+  all_gather = 2,  // K/V all-gathered before attention, their gradients reduce-scattered (Llama 3)
+  all_to_all = 4,  // Ulysses: Q/K/V all-to-all to whole sequences of heads/cp heads, and back
+};
+const char* context_parallel_name(ContextParallel k);  // "ring", "all-gather", "all-to-all"
+// A comma-separated list of those names, or "none": the bit set.
+unsigned parse_context_parallel(const std::string& list);
 
 // Properties of the training software, not of the layout.
 struct SoftwareSpec {
@@ -117,6 +148,9 @@ struct SoftwareSpec {
   bool overlap_grad_reduce = true;   // DP buckets start during the last backward
   bool overlap_param_gather = true;  // ZeRO-1's all-gather hidden behind the next forward
   bool tp_comm_overlap = false;      // TP collectives overlapped with the GEMMs around them
+  // The backward's TP collectives that need not block (input-gradient reduction, SP's input re-gather
+  // for the weight gradient) issued asynchronously behind the GEMMs (Megatron-LM since 2022).
+  bool tp_async_backward = false;
   bool p2p_scatter_gather = true;    // pipeline sends split over tp ranks (Narayanan et al. 2021)
   double grad_reduce_bytes = 4;      // fp32 gradient reduction
   // Memory traffic of the loss per logit element, forward and backward, beyond the head GEMMs: 8 for a
@@ -128,15 +162,34 @@ struct SoftwareSpec {
   bool short_stages = false;        // up to one empty chunk per stage (Llama 3: first and last stage a layer short)
   bool partial_recompute = false;   // full recomputation of only some layers per chunk
   bool elementwise_recompute = false;  // Recompute::elementwise (norms and MLP activation recomputed)
+  // Bytes per parameter of the gradient buffer (fp32 main gradients: 4; a bf16 buffer: 2) and of the
+  // optimizer state ZeRO-1 shards (fp32 master, m, v: 12; NeMo's distributed Adam with fp32 moments
+  // and 16-bit master remainders: 10; with bf16 moments and no master copy: 4).
+  double grad_bytes = 4, optimizer_bytes = 12;
+  // Data-parallel buckets: max(bucket_params, bucket_params_per_dp x dp) parameters each (Megatron-
+  // Core: 40M and 1M; tessera: 25 MiB of fp32 gradients, whatever dp).
+  double bucket_params = 25.0 * (1 << 20) / 4, bucket_params_per_dp = 0;
+  unsigned context_parallel = 0;  // ContextParallel bits the software has (0: none; tessera-train has none yet)
+  // Its kernels' GEMM and attention rates relative to the card's (ClusterSpec::gemm_efficiency and
+  // attention_efficiency, fitted on Megatron-Core r0.8, Megatron-LM 2021 and Llama 3 runs): a newer
+  // kernel generation runs faster on the same card. Fitted per preset on its fit-set runs.
+  double kernel_efficiency = 1;
 
   // "tessera" (the defaults above: what tessera-train runs), "megatron-core" (r0.8 with Transformer
   // Engine: fused attention, DP/TP/PP communication overlapped, distributed optimizer, unfused fp32
-  // loss), "megatron-lm-2021" (Narayanan et al.: no fused attention, no overlap, fp16 gradient
-  // all-reduce), "llama3" (Meta's 2024 stack as its paper describes it: FSDP sharding gradients, fp32
-  // reduce-scatter, no TP overlap stated, a layer fewer on the first and last stage, and element-wise
-  // recomputation only, the paper reporting 8K sequences trained without activation checkpointing).
-  // config_error for another name.
+  // loss, every context-parallel variant), "megatron-lm-2021" (Narayanan et al.: no fused attention,
+  // no overlap, fp16 gradient all-reduce), "megatron-lm-2022" (Korthikanti et al.: the same, with the
+  // backward's TP collectives asynchronous), "llama3" (Meta's 2024 stack as its paper describes it:
+  // FSDP sharding gradients, fp32 reduce-scatter, no TP overlap stated beyond the asynchronous
+  // backward, a layer fewer on the first and last stage, element-wise recomputation only, the paper
+  // reporting 8K sequences trained without activation checkpointing, and all-gather context
+  // parallelism), "nemo-2024" (NeMo 24.x on Megatron-Core: as megatron-core, with Apex's distributed
+  // Adam keeping a bf16 gradient buffer, bf16 gradient reduction, fp32 moments and 16-bit master
+  // remainders, and a fused cross-entropy). config_error for another name.
   static SoftwareSpec preset(const std::string& name);
+  // Overrides fields from a JSON object whose keys are the field names above ("context_parallel": a
+  // list of names as parse_context_parallel takes); data_error naming `where` for an unknown key.
+  void apply_json(const std::string& json_text, const std::string& where);
 };
 
 // selective: the attention core recomputed in the backward (Korthikanti et al. 2022; flash attention
@@ -147,7 +200,8 @@ const char* recompute_name(Recompute r);
 Recompute parse_recompute(const std::string& s);  // none, selective, elementwise, full
 
 struct Layout {
-  int tp = 1, pp = 1, dp = 1;
+  int tp = 1, cp = 1, pp = 1, dp = 1;  // gpus = tp x cp x pp x dp
+  ContextParallel cp_kind = ContextParallel::ring;
   bool sp = false;
   int zero = 0;  // 0, 1 or 2
   Recompute recompute = Recompute::none;
@@ -156,7 +210,9 @@ struct Layout {
   int microbatches = 1;   // per step and data-parallel rank
   ScheduleKind schedule = ScheduleKind::one_f_one_b;
   int virtual_stages = 1;
-  std::string describe() const;  // "tp8 pp16 dp8 sp zero1 rc=selective b=1 m=192 1f1b"
+  int64_t gpus() const { return int64_t(tp) * cp * pp * dp; }
+  // "tp8 pp16 dp8 sp zero1 rc=selective b=1 m=192 1f1b"; with context parallelism "tp8 cp16(ring) pp16 ...".
+  std::string describe() const;
 };
 
 struct Memory {
@@ -173,6 +229,7 @@ struct Prediction {
   double pipeline_time = 0;    // simulated forward/backward makespan
   double bubble_fraction = 0;  // from simulate()
   double tp_comm_time = 0;     // exposed, per step (inside the pipeline time)
+  double cp_comm_time = 0;     // context-parallel exchange exposed, per step (inside the pipeline time)
   double p2p_time = 0;         // per step, per rank, total transfer time
   double dp_exposed_time = 0;  // after the pipeline
   double optimizer_time = 0;
@@ -193,6 +250,8 @@ struct Prediction {
 double all_reduce_time(const ClusterSpec& c, double bytes, int n, int per_node);
 double all_gather_time(const ClusterSpec& c, double bytes, int n, int per_node);  // = reduce-scatter
 double p2p_time(const ClusterSpec& c, double bytes, bool inter_node);
+// All-to-all over n GPUs (k per node) of `bytes` per rank: (n-1)/n of it leaves each rank.
+double all_to_all_time(const ClusterSpec& c, double bytes, int n, int per_node);
 
 // Matmul efficiency of an (M x K) @ (K x N) GEMM on this GPU (fraction of peak) writing output_bytes
 // per output element (2: bf16; 8: accumulating into fp32 gradients; 0: output traffic counted apart).
@@ -208,23 +267,32 @@ Memory memory_per_gpu(const ModelShape& m, const ClusterSpec& c, const Layout& l
 Prediction predict(const ModelShape& m, const ClusterSpec& c, const Layout& l, int global_batch,
                    const SoftwareSpec& sw = {});
 
+constexpr int kMaxGlobalBatch = 1 << 24;  // sequences; more is a typo (or an overflowed product)
+
 struct PlanOptions {
   std::vector<int> micro_batches = {1, 2, 4, 8};
   int max_virtual_stages = 24;        // interleaved: 2..this many chunks per stage
   int max_zero = 2;                   // ZeRO stages 0..this (and the software's SoftwareSpec::max_zero)
   bool allow_uneven_pipeline = true;  // pp x v need not divide the layers (and SoftwareSpec::uneven_chunks)
   bool allow_short_stages = true;     // pp x v may exceed the layers by < pp (and SoftwareSpec::short_stages)
+  int max_cp = 32;                    // context parallelism 2, 4, ... up to this (and the software's variants)
+  int64_t min_cp_tokens = 2048;       // tokens of a sequence each cp rank keeps at least
+  // When set, only layouts for which it returns true are predicted (e.g. a stated tp, cp, pp).
+  std::function<bool(const Layout&)> only;
 };
 
-// Every valid layout: tp within a node dividing heads and kv heads, pp x v <= layers (or < layers + pp
-// with short stages), dp = N/(tp pp),
+// Every valid layout: tp within a node dividing heads and kv heads, cp (a power of two, 2cp dividing
+// the sequence for the causal load balance, all-to-all also dividing the heads per tp rank), pp x v <=
+// layers (or < layers + pp with short stages), dp = N/(tp cp pp),
 // dp dividing the global batch, micro batch dividing the per-rank batch, interleaved needing m % pp == 0.
+// context_parallel: the ContextParallel variants to try (SoftwareSpec::context_parallel; 0: none).
 std::vector<Layout> enumerate_layouts(const ModelShape& m, const ClusterSpec& c, int global_batch,
-                                      const PlanOptions& o = {});
+                                      const PlanOptions& o = {}, unsigned context_parallel = 0);
 
 struct PlanResult {
   std::vector<Prediction> ranked;  // fitting layouts, fastest first
   std::string software;            // SoftwareSpec::name
+  unsigned context_parallel = 0;   // SoftwareSpec::context_parallel
   int64_t layouts_considered = 0, layouts_fitting = 0, simulations = 0;
   double seconds = 0;              // planning time
 };
@@ -233,7 +301,8 @@ PlanResult plan(const ModelShape& m, const ClusterSpec& c, int global_batch, con
 
 // The chosen layout as tessera-train flags, e.g. "mpirun -np 1024 tessera-train --model gpt2-xl
 // --seq-len 1024 --batch-size 4 --tp 2 --pp 1 --dp 512 --sp --zero 1 --microbatches 1 --schedule 1f1b
-// --virtual-stages 1 --recompute none".
+// --virtual-stages 1 --recompute none", with notes for what tessera-train lacks. A layout with context
+// parallelism gets no command at all (tessera-train has no --cp), only a sentence saying so.
 std::string train_command(const ModelShape& m, const Prediction& p);
 // A ranked table (top rows) with a header naming the MFU convention.
 std::string format_table(const ModelShape& m, const ClusterSpec& c, int global_batch, const PlanResult& r, int top);

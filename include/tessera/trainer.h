@@ -63,6 +63,14 @@ struct CheckpointLoadReport {
   std::vector<std::string> rejected;  // why each newer checkpoint was passed over (directory, file, rank, problem)
 };
 
+// This rank's training state byte for byte, for the local checkpoint tier (local_checkpoint.h): a
+// restore under the same model and layout continues bitwise where the save left off.
+struct LocalTrainerState {
+  std::string layout;          // what a restore must match: model, precision, layout, this rank's place, sizes
+  int64_t optimizer_step = 0;
+  std::vector<char> bytes;     // the flat parameters, then the fp32 master, AdamW m and v this rank owns
+};
+
 struct StepStats {
   float loss = 0;              // mean over the step's microbatches and data-parallel ranks (same on every rank)
   float grad_norm = 0;         // global, before clipping
@@ -85,6 +93,9 @@ class Trainer {
   // it with rank = dp rank, world = dp, batch_size B; every tp and pp rank of a data-parallel
   // replica reads the same batches).
   StepStats step(DataLoader& loader, float lr);
+  // The ids (shard, offset) of the sequences the last step(loader) trained on, microbatch after
+  // microbatch, as the loader reported them.
+  const std::vector<SampleId>& step_samples() const { return step_samples_; }
   // The same with the batches given: tokens[mb] and targets[mb] hold B*T int32 each.
   StepStats step(const std::vector<const int32_t*>& tokens, const std::vector<const int32_t*>& targets, float lr);
 
@@ -120,6 +131,11 @@ class Trainer {
   // data_error when checkpoints exist but none verifies, or when the saved model config does not match.
   std::optional<TrainingState> load_latest_checkpoint(const std::string& root);
   const CheckpointLoadReport& last_checkpoint_load() const { return load_report_; }
+  // The local tier's copy of this rank's state (device to host: the only blocking part of a local save).
+  LocalTrainerState local_state();
+  // Writes a state from local_state() back (between steps); data error when its layout differs.
+  void restore_local_state(const LocalTrainerState& state);
+  std::string local_state_layout() const;
   // Runs on the checkpoint writer's thread before each write of this rank's files (tests hold a
   // write with it to see that saving does not wait for the disk). Empty: none.
   void set_checkpoint_write_hook(std::function<void()> before_write) { write_hook_ = std::move(before_write); }
@@ -154,6 +170,7 @@ class Trainer {
   int microbatches_ = 1;
   int slots_ = 1;  // activation slots per chunk: the schedule's microbatches in flight
   std::vector<int32_t> tokens_, targets_;  // one batch from a loader
+  std::vector<SampleId> step_samples_;
 
   // Checkpoints (trainer_checkpoint.cpp).
   struct PendingCheckpoint {

@@ -26,6 +26,16 @@ Buffer Buffer::for_tensor(const Context& ctx, std::initializer_list<int64_t> sha
   return Buffer(ctx, probe.nbytes(), ctx.device());
 }
 
+Buffer Buffer::pinned_host(const Context& ctx, size_t bytes) {
+  if (!ctx.on_gpu()) return Buffer(ctx, bytes, Device::cpu);
+  Buffer b;
+  b.data_ = detail::cuda_host_alloc(bytes);
+  b.bytes_ = bytes;
+  b.device_ = Device::cpu;
+  b.pinned_ = true;
+  return b;
+}
+
 Buffer::~Buffer() { release(); }
 
 Buffer::Buffer(Buffer&& other) noexcept { *this = std::move(other); }
@@ -36,8 +46,10 @@ Buffer& Buffer::operator=(Buffer&& other) noexcept {
     data_ = other.data_;
     bytes_ = other.bytes_;
     device_ = other.device_;
+    pinned_ = other.pinned_;
     other.data_ = nullptr;
     other.bytes_ = 0;
+    other.pinned_ = false;
   }
   return *this;
 }
@@ -46,6 +58,8 @@ void Buffer::release() {
   if (!data_) return;
   if (device_ == Device::cuda)
     detail::cuda_free(data_);
+  else if (pinned_)
+    detail::cuda_free_host(data_);
   else
     std::free(data_);
   data_ = nullptr;

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <new>
+#include <cstring>
 #include <thread>
 
 #include "core/device_api.h"
@@ -45,6 +46,8 @@ Context::Context(const ContextOptions& options)
   if (device_ == Device::cpu) {
     description_ = "CPU (" + std::to_string(cpu_threads_) + " threads)";
   }
+  const char* report = std::getenv("TESSERA_REPORT_FAST_PATHS");
+  report_fast_paths_ = options.report_fast_paths || (report != nullptr && std::strcmp(report, "1") == 0);
   if (options.announce) {
     if (!fallback_reason_.empty())
       std::fprintf(stderr, "tessera: %s; using the CPU backend\n", fallback_reason_.c_str());
@@ -52,7 +55,45 @@ Context::Context(const ContextOptions& options)
   }
 }
 
-Context::~Context() = default;
+Context::~Context() {
+  if (report_fast_paths_ && device_ == Device::cuda)
+    std::fprintf(stderr, "tessera: fast paths on %s: %s\n", description_.c_str(), fast_paths_.describe().c_str());
+}
+
+namespace {
+
+struct NamedPath {
+  const char* name;
+  const FastPathCount* count;
+};
+
+std::vector<NamedPath> named_paths(const FastPathCounts& c) {
+  return {{"matmul bias epilogue", &c.matmul_bias_epilogue},
+          {"matmul GELU epilogue", &c.matmul_gelu_epilogue},
+          {"cuDNN attention forward", &c.cudnn_attention_forward},
+          {"cuDNN attention backward", &c.cudnn_attention_backward}};
+}
+
+}  // namespace
+
+std::string FastPathCounts::describe() const {
+  std::string out;
+  for (const NamedPath& p : named_paths(*this)) {
+    if (!out.empty()) out += "; ";
+    out += std::string(p.name) + " " + std::to_string(p.count->ran) + " ran, " + std::to_string(p.count->fell_back) +
+           " fell back";
+  }
+  return out;
+}
+
+std::vector<std::string> FastPathCounts::fallbacks() const {
+  std::vector<std::string> out;
+  for (const NamedPath& p : named_paths(*this))
+    if (p.count->fell_back > 0)
+      out.push_back(std::string(p.name) + ": " + std::to_string(p.count->fell_back) + " of " +
+                    std::to_string(p.count->ran + p.count->fell_back) + " calls fell back");
+  return out;
+}
 
 void* Context::host_scratch(size_t bytes) {
   if (bytes > host_scratch_bytes_) {

@@ -57,6 +57,7 @@ CudaResources::~CudaResources() {
   // Destructors must not throw: release what we can, ignore errors (the process may be
   // tearing down after a device failure).
   if (stream) cudaStreamSynchronize(stream);
+  kernel_state_.clear();  // cuDNN graphs and the like, before the handles they were built with
   if (scratch_) cudaFree(scratch_);
   if (cublaslt_workspace) cudaFree(cublaslt_workspace);
   if (cudnn) cudnnDestroy(cudnn);
@@ -123,6 +124,25 @@ void* cuda_malloc(size_t bytes) {
 
 void cuda_free(void* ptr) {
   if (ptr) cudaFree(ptr);
+}
+
+void* cuda_host_alloc(size_t bytes) {
+  void* p = nullptr;
+  TESSERA_CUDA_CHECK(cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocPortable));
+  return p;
+}
+
+void cuda_free_host(void* ptr) {
+  if (ptr) cudaFreeHost(ptr);
+}
+
+bool cuda_host_pinned(const void* ptr) {
+  cudaPointerAttributes attributes{};
+  if (cudaPointerGetAttributes(&attributes, ptr) != cudaSuccess) {
+    cudaGetLastError();  // an unregistered pointer is an error on some drivers: not sticky
+    return false;
+  }
+  return attributes.type == cudaMemoryTypeHost;
 }
 
 void cuda_memcpy(CudaResources* resources, void* dst, const void* src, size_t bytes) {

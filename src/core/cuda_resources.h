@@ -6,6 +6,9 @@
 #include <cudnn.h>
 
 #include <cstddef>
+#include <memory>
+#include <typeindex>
+#include <unordered_map>
 
 namespace tessera::detail {
 
@@ -23,9 +26,20 @@ struct CudaResources {
   // Contents are undefined between calls; grows by reallocating (synchronising first).
   void* scratch(size_t bytes);
 
+  // State a kernel keeps for the life of this context, one object per type, made on first use:
+  // e.g. cuDNN's built attention graphs, which belong to this context's handle and device.
+  // Destroyed before the handles it may refer to.
+  template <class T>
+  T& kernel_state() {
+    std::shared_ptr<void>& slot = kernel_state_[std::type_index(typeid(T))];
+    if (!slot) slot = std::make_shared<T>();
+    return *static_cast<T*>(slot.get());
+  }
+
   ~CudaResources();
 
  private:
+  std::unordered_map<std::type_index, std::shared_ptr<void>> kernel_state_;
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
 };

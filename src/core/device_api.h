@@ -25,6 +25,11 @@ void cuda_synchronize(CudaResources* resources);
 
 void* cuda_malloc(size_t bytes);
 void cuda_free(void* ptr);
+// Page-locked host memory (cudaHostAlloc, portable to every device), and whether CUDA sees a host
+// pointer as page-locked.
+void* cuda_host_alloc(size_t bytes);
+void cuda_free_host(void* ptr);
+bool cuda_host_pinned(const void* ptr);
 // Synchronous copy on the context's stream; either side may be host or device.
 void cuda_memcpy(CudaResources* resources, void* dst, const void* src, size_t bytes);
 void cuda_memset(CudaResources* resources, void* dst, int value, size_t bytes);

@@ -19,6 +19,9 @@ void cuda_synchronize(CudaResources*) {}
 }
 void* cuda_malloc(size_t) { no_cuda(); }
 void cuda_free(void*) {}
+void* cuda_host_alloc(size_t) { no_cuda(); }
+void cuda_free_host(void*) {}
+bool cuda_host_pinned(const void*) { return false; }
 void cuda_memcpy(CudaResources*, void*, const void*, size_t) { no_cuda(); }
 void cuda_memset(CudaResources*, void*, int, size_t) { no_cuda(); }
 

@@ -15,6 +15,7 @@
 
 #include "tessera/checkpoint.h"
 #include "tessera/error.h"
+#include "tessera/host.h"
 
 namespace tessera {
 
@@ -23,8 +24,9 @@ namespace fs = std::filesystem;
 namespace {
 
 const char* kGrammar =
-    "write faults as kind:key=value:..., separated by ',' (kinds: kill, hang, nan, exit, corrupt, truncate; keys: "
-    "step (required), rank (default every rank), attempt (default 0), code (exit only)), e.g. kill:rank=1:step=12";
+    "write faults as kind:key=value:..., separated by ',' (kinds: kill, hang, nan, exit, corrupt, truncate, node; keys: "
+    "step (required), rank (default every rank), attempt (default 0), code (exit only), host (node only, required)), "
+    "e.g. kill:rank=1:step=12 or node:host=node3:step=40";
 
 std::string trim(const std::string& s) {
   size_t b = s.find_first_not_of(" \t\n\r"), e = s.find_last_not_of(" \t\n\r");
@@ -67,6 +69,7 @@ Fault parse_one(const std::string& item) {
   else if (kind == "exit") f.kind = FaultKind::exit;
   else if (kind == "corrupt") f.kind = FaultKind::corrupt;
   else if (kind == "truncate") f.kind = FaultKind::truncate;
+  else if (kind == "node") f.kind = FaultKind::node;
   else throw config_error("bad fault specification '" + item + "': unknown kind '" + kind + "'", kGrammar);
   std::vector<std::string> seen;
   for (size_t i = 1; i < parts.size(); ++i) {
@@ -85,11 +88,15 @@ Fault parse_one(const std::string& item) {
       f.exit_code = int(parse_count(item, key, value, 255));
       if (f.exit_code == 0)
         throw config_error("bad fault specification '" + item + "': an exit fault needs a non-zero code", kGrammar);
+    } else if (key == "host" && f.kind == FaultKind::node && !value.empty()) {
+      f.host = value;
     } else {
       throw config_error("bad fault specification '" + item + "': unknown key '" + key + "' for " + kind, kGrammar);
     }
   }
   if (f.step < 0) throw config_error("bad fault specification '" + item + "': step is required", kGrammar);
+  if (f.kind == FaultKind::node && f.host.empty())
+    throw config_error("bad fault specification '" + item + "': a node fault needs host=", kGrammar);
   return f;
 }
 
@@ -108,6 +115,7 @@ const char* fault_kind_name(FaultKind k) {
     case FaultKind::exit: return "exit";
     case FaultKind::corrupt: return "corrupt";
     case FaultKind::truncate: return "truncate";
+    case FaultKind::node: return "node";
   }
   return "?";
 }
@@ -115,6 +123,7 @@ const char* fault_kind_name(FaultKind k) {
 std::string describe(const Fault& f) {
   std::string s = fault_kind_name(f.kind);
   if (f.rank >= 0) s += ":rank=" + std::to_string(f.rank);
+  if (!f.host.empty()) s += ":host=" + f.host;
   s += ":step=" + std::to_string(f.step) + ":attempt=" + std::to_string(f.attempt);
   if (f.kind == FaultKind::exit) s += ":code=" + std::to_string(f.exit_code);
   return s;
@@ -166,7 +175,8 @@ FaultInjector FaultInjector::from_environment(const std::string& flag_value) {
 }
 
 bool FaultInjector::applies(const Fault& f, int64_t step, int rank) const {
-  return f.step == step && f.attempt == attempt_ && (f.rank < 0 || f.rank == rank);
+  return f.step == step && f.attempt == attempt_ && (f.rank < 0 || f.rank == rank) &&
+         (f.kind != FaultKind::node || f.host == host_identity());
 }
 
 bool FaultInjector::maybe_inject(int64_t step, int rank) const {
@@ -185,6 +195,13 @@ bool FaultInjector::maybe_inject(int64_t step, int rank) const {
         announce(("exiting with code " + std::to_string(f.exit_code) + ":").c_str(), rank, step);
         std::fflush(nullptr);
         ::_exit(f.exit_code);
+      case FaultKind::node: {
+        announce(("losing node " + f.host + " (its local directory and its ranks):").c_str(), rank, step);
+        std::error_code ec;
+        if (!node_local_dir_.empty()) fs::remove_all(node_local_dir_, ec);
+        ::kill(::getpid(), SIGKILL);
+        ::_exit(137);  // not reached
+      }
       case FaultKind::nan:
         announce("making the loss NaN on", rank, step);
         nan = true;

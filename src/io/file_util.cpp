@@ -1,11 +1,13 @@
 #include "io/file_util.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "tessera/error.h"
@@ -101,13 +103,27 @@ AtomicFileWriter::~AtomicFileWriter() {
   }
 }
 
+std::string free_space_note(const std::string& path, int err) {
+  if (err != ENOSPC && err != EDQUOT && err != EFBIG) return "";
+  std::string dir = path;
+  const size_t slash = dir.find_last_of('/');
+  dir = slash == std::string::npos ? "." : slash == 0 ? "/" : dir.substr(0, slash);
+  struct statvfs fs;
+  if (::statvfs(dir.c_str(), &fs) != 0) return "";
+  char buf[160];
+  std::snprintf(buf, sizeof(buf), " (%.1f MB free of %.1f MB on the file system of %s)",
+                double(fs.f_bavail) * double(fs.f_frsize) / 1e6, double(fs.f_blocks) * double(fs.f_frsize) / 1e6,
+                dir.c_str());
+  return buf;
+}
+
 void AtomicFileWriter::fail(const std::string& doing) {
   int err = errno;
   std::fclose(file_);
   file_ = nullptr;
   std::remove(tmp_path_.c_str());
-  throw data_error("cannot " + doing + " " + what_ + ": " + std::strerror(err), tmp_path_,
-                   "check free disk space and permissions");
+  throw data_error("cannot " + doing + " " + what_ + ": " + std::strerror(err) + free_space_note(tmp_path_, err),
+                   tmp_path_, "check free disk space and permissions");
 }
 
 void AtomicFileWriter::write(const void* data, size_t bytes) {
@@ -124,7 +140,7 @@ void AtomicFileWriter::commit() {
   if (std::fclose(f) != 0) {
     int err = errno;
     std::remove(tmp_path_.c_str());
-    throw data_error("cannot close " + what_ + ": " + std::strerror(err), tmp_path_,
+    throw data_error("cannot close " + what_ + ": " + std::strerror(err) + free_space_note(tmp_path_, err), tmp_path_,
                      "check free disk space and permissions");
   }
   if (std::rename(tmp_path_.c_str(), path_.c_str()) != 0) {

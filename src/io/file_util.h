@@ -37,6 +37,10 @@ void unmap(void* data, size_t bytes);
 // Reads a whole file into a string (data error naming the file if it cannot).
 std::string read_file(const std::string& path, const std::string& what);
 
+// For an error that means "the disk is full" (ENOSPC, EDQUOT, EFBIG): " (12.0 MB free of 1000.0 MB
+// on the file system of DIR)" for the directory of path; "" for other errors.
+std::string free_space_note(const std::string& path, int err);
+
 // Writes path.tmp, then commit() flushes, syncs and renames it over path. Destroyed without
 // commit() (an exception on the way), it removes path.tmp.
 class AtomicFileWriter {

@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "io/json.h"
 #include "tessera/error.h"
@@ -51,6 +52,12 @@ std::string MetricsRecord::json() const { return body_ + "}"; }
 
 MetricsLog::MetricsLog(const std::string& path, bool append) : path_(path) {
   std::FILE* f = std::fopen(path.c_str(), append ? "a" : "w");
+  if (!f && errno == ENOENT) {
+    // A log beside the checkpoints may come before the first checkpoint creates their directory.
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+    f = std::fopen(path.c_str(), append ? "a" : "w");
+  }
   if (!f)
     throw config_error("cannot open the metrics log: " + std::string(std::strerror(errno)),
                        "check that the directory exists and is writable", path);

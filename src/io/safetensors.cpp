@@ -176,7 +176,9 @@ SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
       throw bad(what + "data offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
                 "] reach beyond the end of the data (" + std::to_string(data_bytes) + " bytes)");
     uint64_t expected = 0;
-    if (!byte_size(entry.shape, element_bytes, &expected) || expected != end - begin)
+    if (!byte_size(entry.shape, element_bytes, &expected))
+      throw bad(what + "shape " + shape_string(entry.shape) + " of " + entry.dtype + " needs more than 2^64 bytes");
+    if (expected != end - begin)
       throw bad(what + "shape " + shape_string(entry.shape) + " of " + entry.dtype + " needs " +
                 std::to_string(expected) + " bytes but its data offsets span " + std::to_string(end - begin));
     entry.data = bytes + data_start + begin;

@@ -27,7 +27,8 @@ int checked_count(int64_t count, const char* what) {
 }
 
 // Host staging memory, reused across operations: allocating and first-touching fresh buffers on
-// every collective cost more than the collective itself. A buffer goes back to the pool when the
+// every collective cost more than the collective itself. Page-locked on a GPU context, so that the
+// copies between the GPU and MPI's buffers are direct DMA. A buffer goes back to the pool when the
 // last Work holding it is done; the pool outlives its communicator if a Work does.
 class StagingPool : public std::enable_shared_from_this<StagingPool> {
  public:
@@ -46,7 +47,7 @@ class StagingPool : public std::enable_shared_from_this<StagingPool> {
         free_.erase(free_.begin() + std::ptrdiff_t(best));
       }
     }
-    if (!buffer) buffer = std::make_unique<Buffer>(ctx_, bytes, Device::cpu);
+    if (!buffer) buffer = std::make_unique<Buffer>(Buffer::pinned_host(ctx_, bytes));
     std::weak_ptr<StagingPool> pool = weak_from_this();
     return std::shared_ptr<Buffer>(buffer.release(), [pool](Buffer* b) {
       if (auto p = pool.lock()) {
@@ -268,12 +269,19 @@ class MpiCommunicator final : public Communicator {
   }
 
   Work exchange(const std::vector<PeerTransfer>& transfers) override {
+    // Every transfer is checked before any is posted: a request posted and then abandoned by a
+    // throw would later receive into freed memory, or take a message meant for the next exchange.
+    for (const PeerTransfer& t : transfers) {
+      if (t.peer < 0 || t.peer >= size_)
+        throw config_error("exchange: peer " + std::to_string(t.peer) + " out of range (" + std::to_string(size_) +
+                           " ranks)");
+      checked_count(int64_t(t.tensor.nbytes()), "exchange bytes");
+    }
     auto requests = std::make_shared<std::vector<MPI_Request>>(transfers.size());
     auto stages = std::make_shared<std::vector<HostStage>>();
     for (size_t i = 0; i < transfers.size(); ++i) {
       const PeerTransfer& t = transfers[i];
-      if (t.peer < 0 || t.peer >= size_) throw config_error("exchange: peer " + std::to_string(t.peer) + " out of range");
-      const int bytes = checked_count(int64_t(t.tensor.nbytes()), "exchange bytes");
+      const int bytes = int(t.tensor.nbytes());
       bool sending = t.kind == PeerTransfer::Kind::send;
       stages->push_back(stage(ctx_, *pool_, t.tensor, sending));
       void* host = stages->back().host.data;

@@ -23,6 +23,32 @@ namespace tessera {
 
 namespace {
 
+// An NCCL group that is ended on every way out of its scope: a call that fails (and throws) inside
+// the group would otherwise leave it open, and every later collective would be swallowed by it.
+class NcclGroup {
+ public:
+  NcclGroup() { TESSERA_NCCL_CHECK(ncclGroupStart()); }
+  ~NcclGroup() {
+    if (open_) ncclGroupEnd();  // already failing: its error is the one being reported
+  }
+  void end() {
+    open_ = false;
+    TESSERA_NCCL_CHECK(ncclGroupEnd());
+  }
+  NcclGroup(const NcclGroup&) = delete;
+  NcclGroup& operator=(const NcclGroup&) = delete;
+
+ private:
+  bool open_ = true;
+};
+
+// CUDA events owned by shared pointers (the Work's completion may outlive the call).
+std::shared_ptr<CUevent_st> make_event() {
+  cudaEvent_t e = nullptr;
+  TESSERA_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  return std::shared_ptr<CUevent_st>(e, [](cudaEvent_t ev) { cudaEventDestroy(ev); });
+}
+
 ncclDataType_t nccl_type(DType t) {
   switch (t) {
     case DType::f32: return ncclFloat32;
@@ -87,7 +113,7 @@ class NcclCommunicator final : public Communicator {
 
   Work exchange(const std::vector<PeerTransfer>& transfers) override {
     return launch([&] {
-      TESSERA_NCCL_CHECK(ncclGroupStart());
+      NcclGroup group;
       for (const PeerTransfer& t : transfers) {
         size_t count = size_t(t.tensor.numel());
         if (t.kind == PeerTransfer::Kind::send)
@@ -95,7 +121,7 @@ class NcclCommunicator final : public Communicator {
         else
           TESSERA_NCCL_CHECK(ncclRecv(t.tensor.data, count, nccl_type(t.tensor.dtype), t.peer, comm_, stream_));
       }
-      TESSERA_NCCL_CHECK(ncclGroupEnd());
+      group.end();
     });
   }
 
@@ -128,14 +154,11 @@ class NcclCommunicator final : public Communicator {
   template <class F>
   Work launch(F&& enqueue) {
     cudaStream_t compute = ctx_.cuda()->stream;
-    cudaEvent_t ready = nullptr, done = nullptr;
-    TESSERA_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
-    TESSERA_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
-    TESSERA_CUDA_CHECK(cudaEventRecord(ready, compute));
-    TESSERA_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready, 0));
+    std::shared_ptr<CUevent_st> ready = make_event(), done = make_event();
+    TESSERA_CUDA_CHECK(cudaEventRecord(ready.get(), compute));
+    TESSERA_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready.get(), 0));
     enqueue();
-    TESSERA_CUDA_CHECK(cudaEventRecord(done, stream_));
-    TESSERA_CUDA_CHECK(cudaEventDestroy(ready));
+    TESSERA_CUDA_CHECK(cudaEventRecord(done.get(), stream_));
     ncclComm_t comm = comm_;
     return Work(
         [compute, done, comm] {
@@ -143,10 +166,9 @@ class NcclCommunicator final : public Communicator {
           ncclCommGetAsyncError(comm, &async_error);
           if (async_error != ncclSuccess && async_error != ncclInProgress)
             detail::throw_gpu_error("NCCL", "asynchronous error", ncclGetErrorString(async_error), __FILE__, __LINE__);
-          TESSERA_CUDA_CHECK(cudaStreamWaitEvent(compute, done, 0));
-          TESSERA_CUDA_CHECK(cudaEventDestroy(done));
+          TESSERA_CUDA_CHECK(cudaStreamWaitEvent(compute, done.get(), 0));
         },
-        [done] { return cudaEventQuery(done) == cudaSuccess; });
+        [done] { return cudaEventQuery(done.get()) == cudaSuccess; });
   }
 
   Context& ctx_;

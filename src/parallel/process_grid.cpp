@@ -89,11 +89,17 @@ ProcessGrid::ProcessGrid(Communicator& world, const ParallelLayout& layout)
   tp_ = world.split(pp_rank_ * dp + dp_rank_, tp_rank_);
   dp_ = world.split(pp_rank_ * tp + tp_rank_, dp_rank_);
   pp_ = world.split(dp_rank_ * tp + tp_rank_, pp_rank_);
+  tp_->set_label("tp");
+  dp_->set_label("dp");
+  pp_->set_label("pp");
   if (layout_.pp > 1) {
     bool holds_embedding = is_first_stage() || is_last_stage();
     // MPI_Comm_split / ncclCommSplit take a negative color as "no group".
     auto group = world.split(holds_embedding ? dp_rank_ * tp + tp_rank_ : -1, pp_rank_);
-    if (holds_embedding) embedding_ = std::move(group);
+    if (holds_embedding) {
+      embedding_ = std::move(group);
+      embedding_->set_label("embedding");
+    }
   }
 }
 

@@ -4,43 +4,18 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <ctime>
-#include <filesystem>
 #include <memory>
 
 #include <unistd.h>
 
-#include "io/file_util.h"
-#include "io/json.h"
-#include "tessera/error.h"
+#include "tessera/host.h"
 
 namespace tessera {
-
-namespace fs = std::filesystem;
 
 namespace {
 
 double steady_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-double unix_seconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-std::string host_name() {
-  char buf[256] = {};
-  if (::gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
-  return buf;
-}
-
-std::string utc_time(double unix_s) {
-  std::time_t t = std::time_t(unix_s);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 std::string seconds_str(double s) {
@@ -51,73 +26,19 @@ std::string seconds_str(double s) {
 
 }  // namespace
 
-std::string failure_report_path(const std::string& dir, int rank) {
-  return (fs::path(dir) / ("failure-rank-" + std::to_string(rank) + ".json")).string();
-}
-
-void write_failure_report(const std::string& dir, const FailureReport& r) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) throw config_error("cannot create the failure report directory: " + ec.message(), "check that it is writable", dir);
-  json::Value v = json::Value::object();
-  v.set("rank", r.rank);
-  v.set("host", r.host);
-  v.set("pid", r.pid);
-  v.set("step", r.step);
-  v.set("op", r.op);
-  v.set("waited_s", r.waited_s);
-  v.set("timeout_s", r.timeout_s);
-  v.set("started_unix", r.started_unix);
-  v.set("detected_unix", r.detected_unix);
-  v.set("time", utc_time(r.detected_unix));
-  json::Value stack = json::Value::array();
-  for (const auto& s : r.stack) stack.push_back(s);
-  v.set("stack", std::move(stack));
-  io::AtomicFileWriter w(failure_report_path(dir, r.rank), "failure report");
-  w.write(v.dump(1));
-  w.write("\n");
-  w.commit();
-}
-
-std::vector<FailureReport> read_failure_reports(const std::string& dir) {
-  std::vector<FailureReport> out;
-  std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    std::string name = it->path().filename().string();
-    if (name.rfind("failure-rank-", 0) != 0 || name.size() < 5 || name.substr(name.size() - 5) != ".json") continue;
-    try {
-      std::string path = it->path().string();
-      json::Value v = json::parse(io::read_file(path, "failure report"), path);
-      FailureReport r;
-      r.rank = int(v.at("rank").as_int64());
-      r.host = v.at("host").as_string();
-      if (const auto* p = v.find("pid")) r.pid = p->as_int64();
-      if (const auto* p = v.find("step")) r.step = p->as_int64();
-      if (const auto* p = v.find("op")) r.op = p->as_string();
-      if (const auto* p = v.find("waited_s")) r.waited_s = p->as_double();
-      if (const auto* p = v.find("timeout_s")) r.timeout_s = p->as_double();
-      if (const auto* p = v.find("started_unix")) r.started_unix = p->as_double();
-      if (const auto* p = v.find("detected_unix")) r.detected_unix = p->as_double();
-      if (const auto* p = v.find("stack"))
-        for (const auto& s : p->items()) r.stack.push_back(s.as_string());
-      r.path = path;
-      out.push_back(std::move(r));
-    } catch (const Error&) {
-      // Half-written or foreign files say nothing about the failure.
-    }
-  }
-  std::sort(out.begin(), out.end(), [](const FailureReport& a, const FailureReport& b) {
-    return a.started_unix != b.started_unix ? a.started_unix < b.started_unix : a.rank < b.rank;
-  });
-  return out;
-}
-
-Watchdog::Watchdog(WatchdogOptions options) : options_(std::move(options)) {
+Watchdog::Watchdog(WatchdogOptions options) : options_(std::move(options)), learned_(options_.learning) {
   if (enabled()) thread_ = std::thread([this] { run(); });
 }
 
 Watchdog::Watchdog(double timeout_s, std::string report_dir, int rank, std::function<void()> abort_fn)
-    : Watchdog(WatchdogOptions{timeout_s, std::move(report_dir), rank, std::move(abort_fn)}) {}
+    : Watchdog([&] {
+        WatchdogOptions o;
+        o.timeout_s = timeout_s;
+        o.report_dir = std::move(report_dir);
+        o.rank = rank;
+        o.abort_fn = std::move(abort_fn);
+        return o;
+      }()) {}
 
 Watchdog::~Watchdog() {
   if (!thread_.joinable()) return;
@@ -129,56 +50,126 @@ Watchdog::~Watchdog() {
   thread_.join();
 }
 
+std::string Watchdog::deadline_basis(const std::string& op) const {
+  if (options_.timeout_s > 0) return "--timeout " + seconds_str(options_.timeout_s) + " s";
+  return learned_.describe(op);
+}
+
 void Watchdog::enter(const std::string& op, int64_t step, double timeout_s) {
   if (!enabled()) return;
-  Entry e{op, step, timeout_s > 0 ? timeout_s : options_.timeout_s, steady_seconds(), unix_seconds()};
   std::lock_guard<std::mutex> lock(mutex_);
+  if (step < 0) step = stack_.empty() ? last_step_ : stack_.back().step;
+  last_step_ = std::max(last_step_, step);
+  Entry e;
+  e.op = op;
+  e.step = step;
+  if (timeout_s > 0) {
+    e.timeout_s = timeout_s;
+    e.deadline = "fixed " + seconds_str(timeout_s) + " s";
+  } else {
+    e.timeout_s = options_.timeout_s > 0 ? options_.timeout_s : learned_.deadline(op);
+    e.deadline = deadline_basis(op);
+  }
+  e.entered = steady_seconds();
+  e.entered_unix = unix_now();
   stack_.push_back(std::move(e));
 }
 
 void Watchdog::leave() {
   if (!enabled()) return;
   std::lock_guard<std::mutex> lock(mutex_);
-  if (!stack_.empty()) stack_.pop_back();
+  if (stack_.empty()) return;
+  if (learning()) learned_.observe(stack_.back().op, steady_seconds() - stack_.back().entered);
+  stack_.pop_back();
+}
+
+std::vector<OpenSection> Watchdog::open_sections() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<OpenSection> out;
+  for (const Entry& e : stack_) out.push_back(OpenSection{e.op, e.step, e.entered_unix, e.timeout_s});
+  return out;
+}
+
+std::string Watchdog::describe_deadline(const std::string& op) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return deadline_basis(op);
 }
 
 void Watchdog::run() {
-  // Checks often enough that a hang is caught within the timeout plus at most a second.
-  const double poll = std::clamp(options_.timeout_s / 10, 0.01, 1.0);
+  // Checks often enough that a hang is caught within its deadline plus at most a second.
+  const double shortest = options_.timeout_s > 0 ? options_.timeout_s : options_.learning.floor_s;
+  const double poll = std::clamp(shortest / 10, 0.01, 1.0);
   std::unique_lock<std::mutex> lock(mutex_);
+  double last_poll = steady_seconds();
   while (!stop_) {
     wake_.wait_for(lock, std::chrono::duration<double>(poll));
     if (stop_) break;
-    // The innermost expired operation is the most precise answer to "where is it stuck".
     double now = steady_seconds();
+    // A poll far later than asked for means the whole process was stopped (SIGSTOP, a wedged node)
+    // and has just been woken: the hang is this rank's own freeze.
+    const double stopped_s = now - last_poll > 3 * poll + 2 ? now - last_poll : 0;
+    last_poll = now;
+    // The innermost expired section is the most precise answer to "where is it stuck".
     for (size_t i = stack_.size(); i-- > 0;) {
       if (now - stack_[i].entered > stack_[i].timeout_s) {
         Entry expired = stack_[i];
         std::vector<Entry> stack = stack_;
         lock.unlock();
-        fire(expired, std::move(stack), now);
+        fire(expired, std::move(stack), now, {}, stopped_s);
       }
+    }
+    // A peer this rank waits for may have died or frozen: its heartbeat says so long before a
+    // learned step deadline would.
+    if (options_.peer_check && !stack_.empty() && now - stack_.back().entered > options_.peer_check_after_s) {
+      Entry innermost = stack_.back();
+      std::vector<Entry> stack = stack_;
+      lock.unlock();
+      std::vector<StalePeer> stale = options_.peer_check();
+      if (!stale.empty()) fire(innermost, std::move(stack), steady_seconds(), std::move(stale), 0);
+      lock.lock();
     }
   }
 }
 
-void Watchdog::fire(const Entry& expired, std::vector<Entry> stack, double now) {
+void Watchdog::fire(const Entry& expired, std::vector<Entry> stack, double now, std::vector<StalePeer> peers,
+                    double stopped_s) {
   FailureReport r;
   r.rank = options_.rank;
-  r.host = host_name();
+  r.host = host_identity();
   r.pid = int64_t(::getpid());
+  r.attempt = options_.attempt;
   r.step = expired.step;
   r.op = expired.op;
+  r.reason = peers.empty() ? "timeout" : "peer";
   r.waited_s = now - expired.entered;
   r.timeout_s = expired.timeout_s;
+  r.deadline = expired.deadline;
   r.started_unix = expired.entered_unix;
-  r.detected_unix = unix_seconds();
+  r.detected_unix = unix_now();
+  r.stopped_s = stopped_s;
   for (const auto& e : stack) r.stack.push_back(e.op + " (step " + std::to_string(e.step) + ", " + seconds_str(now - e.entered) + " s)");
+  r.stale_peers = std::move(peers);
+  if (options_.annotate) {
+    try {
+      options_.annotate(r);
+    } catch (...) {
+      // The report matters more than what the annotation would have added.
+    }
+  }
 
   std::string line = "tessera: watchdog: rank " + std::to_string(r.rank) + " on " + r.host + " has been in " + r.op +
-                     " at step " + std::to_string(r.step) + " for " + seconds_str(r.waited_s) + " s (timeout " +
-                     seconds_str(r.timeout_s) + " s): treating it as a hang and exiting with code " +
-                     std::to_string(options_.exit_code);
+                     " at step " + std::to_string(r.step) + " for " + seconds_str(r.waited_s) + " s";
+  if (r.reason == "peer") {
+    const StalePeer& p = r.stale_peers.front();
+    line += " while rank " + std::to_string(p.rank) + " on " + p.host + " has not sent a heartbeat for " +
+            seconds_str(p.silent_s) + " s (last seen in " + p.section + " at step " + std::to_string(p.step) +
+            "): treating it as a peer failure";
+  } else if (r.stopped_s > 0) {
+    line += " of which this process was stopped " + seconds_str(r.stopped_s) + " s (frozen from outside, or a wedged node)";
+  } else {
+    line += " (deadline " + seconds_str(r.timeout_s) + " s: " + r.deadline + "): treating it as a hang";
+  }
+  line += " and exiting with code " + std::to_string(options_.exit_code);
   if (!options_.report_dir.empty()) {
     try {
       write_failure_report(options_.report_dir, r);

@@ -8,7 +8,7 @@
 
 namespace tessera::plan {
 
-ModelShape ModelShape::gpt(int layers, int hidden, int heads, int vocab, int seq_len) {
+ModelShape ModelShape::gpt(int64_t layers, int64_t hidden, int64_t heads, int64_t vocab, int64_t seq_len) {
   ModelShape m;
   m.name = "gpt";
   m.layers = layers, m.hidden = hidden, m.heads = heads, m.kv_heads = heads, m.ffn = 4 * hidden;
@@ -16,7 +16,8 @@ ModelShape ModelShape::gpt(int layers, int hidden, int heads, int vocab, int seq
   return m;
 }
 
-ModelShape ModelShape::llama(int layers, int hidden, int heads, int kv_heads, int ffn, int vocab, int seq_len) {
+ModelShape ModelShape::llama(int64_t layers, int64_t hidden, int64_t heads, int64_t kv_heads, int64_t ffn, int64_t vocab,
+                              int64_t seq_len) {
   ModelShape m;
   m.name = "llama";
   m.layers = layers, m.hidden = hidden, m.heads = heads, m.kv_heads = kv_heads, m.ffn = ffn;
@@ -65,11 +66,16 @@ ModelShape ModelShape::of(const ModelConfig& c) {
 }
 
 void ModelShape::validate() const {
-  auto positive = [](int v, const char* flag) {
+  auto in_range = [](int64_t v, int64_t max, const char* flag) {
     if (v <= 0) throw config_error(std::string("model size ") + flag + " must be positive", std::string("set ") + flag);
+    if (v > max)
+      throw config_error(std::string("model size ") + flag + " " + std::to_string(v) + " is larger than the planner handles (at most " +
+                             std::to_string(max) + ")",
+                         std::string("check ") + flag);
   };
-  positive(layers, "--layers"), positive(hidden, "--hidden"), positive(heads, "--heads");
-  positive(kv_heads, "--kv-heads"), positive(ffn, "--ffn"), positive(vocab, "--vocab"), positive(seq_len, "--seq-len");
+  in_range(layers, kMaxLayers, "--layers"), in_range(hidden, kMaxHidden, "--hidden"), in_range(heads, hidden, "--heads");
+  in_range(kv_heads, heads, "--kv-heads"), in_range(ffn, kMaxFfn, "--ffn"), in_range(vocab, kMaxVocab, "--vocab");
+  in_range(seq_len, kMaxSeqLen, "--seq-len");
   if (hidden % heads != 0) throw config_error("--heads must divide --hidden", "pick heads dividing the hidden size");
   if (heads % kv_heads != 0) throw config_error("--kv-heads must divide --heads", "pick kv heads dividing heads");
 }
@@ -89,30 +95,30 @@ double ModelShape::embedding_parameters() const {
   return p + (gated_mlp ? 1 : 2) * double(hidden);  // final norm
 }
 
-double ModelShape::parameters() const { return layers * layer_parameters() + embedding_parameters(); }
+double ModelShape::parameters() const { return double(layers) * layer_parameters() + embedding_parameters(); }
 
 double ModelShape::layer_forward_flops_per_token() const {
   const double h = hidden, f = ffn, kv = double(kv_heads) * head_dim();
   const double linear = 2 * (h * (h + 2 * kv) + h * h + (gated_mlp ? 3 : 2) * h * f);
-  const double attention = 4.0 * seq_len * h;  // QK^T and AV over every position
+  const double attention = 4.0 * double(seq_len) * h;  // QK^T and AV over every position
   return linear + attention;
 }
 
 double ModelShape::logits_forward_flops_per_token() const { return 2.0 * hidden * vocab; }
 
 double ModelShape::model_flops_per_sequence() const {
-  return 3.0 * seq_len * (layers * layer_forward_flops_per_token() + logits_forward_flops_per_token());
+  return 3.0 * double(seq_len) * (double(layers) * layer_forward_flops_per_token() + logits_forward_flops_per_token());
 }
 
 double ModelShape::hardware_flops_per_sequence_full_recompute() const {
-  return model_flops_per_sequence() + double(seq_len) * layers * layer_forward_flops_per_token();
+  return model_flops_per_sequence() + double(seq_len) * double(layers) * layer_forward_flops_per_token();
 }
 
 std::string ModelShape::describe() const {
   char buf[256];
-  std::snprintf(buf, sizeof buf, "%s: L=%d h=%d heads=%d kv=%d ffn=%d V=%d s=%d%s, %.2fB parameters", name.c_str(),
-                layers, hidden, heads, kv_heads, ffn, vocab, seq_len, gated_mlp ? " (SwiGLU)" : "",
-                parameters() / 1e9);
+  std::snprintf(buf, sizeof buf, "%s: L=%lld h=%lld heads=%lld kv=%lld ffn=%lld V=%lld s=%lld%s, %.2fB parameters",
+                name.c_str(), (long long)layers, (long long)hidden, (long long)heads, (long long)kv_heads, (long long)ffn,
+                (long long)vocab, (long long)seq_len, gated_mlp ? " (SwiGLU)" : "", parameters() / 1e9);
   return buf;
 }
 

@@ -19,7 +19,14 @@ const SimSummary& SimCache::get(ScheduleKind kind, int stages, int virtual_stage
   if (it != cache_.end()) return it->second;
   SimSummary s;
   s.backward = unbin(kb), s.p2p = unbin(kp);
-  const PipelineSchedule schedule = make_schedule(kind, stages, virtual_stages, microbatches);
+  // The same schedule is simulated at many cost ratios, by layouts the planner enumerates one after
+  // another: generate (and check) it once, keeping the last few (long schedules are megabytes).
+  auto sched = schedules_.find(std::make_tuple(int(kind), stages, virtual_stages, microbatches));
+  if (sched == schedules_.end() && schedules_.size() >= 16) schedules_.clear();
+  if (sched == schedules_.end())
+    sched = schedules_.emplace(std::make_tuple(int(kind), stages, virtual_stages, microbatches),
+                               make_schedule(kind, stages, virtual_stages, microbatches)).first;
+  const PipelineSchedule& schedule = sched->second;
   SimulationCosts costs;
   costs.forward = 1.0, costs.backward = s.backward, costs.p2p = s.p2p;
   const SimulationResult r = simulate(schedule, costs);

@@ -28,11 +28,18 @@ class SimCache {
 
  private:
   std::map<std::tuple<int, int, int, int, int, int>, SimSummary> cache_;
+  std::map<std::tuple<int, int, int, int>, PipelineSchedule> schedules_;
   int64_t simulations_ = 0;
 };
 
 // Layers in the largest model chunk of the layout (pp x virtual_stages chunks, the slowest counts).
 int layers_per_chunk(const ModelShape& m, const Layout& l);
+// Ranks holding the same weights, over which gradients are reduced and ZeRO shards: dp x cp.
+int gradient_group(const Layout& l);
+
+// Whether another context-parallel variant the software has (and the layout allows) exchanges K/V
+// for less time per layer than l.cp_kind: the rest of the prediction is the same.
+bool context_parallel_dominated(const ModelShape& m, const ClusterSpec& c, const Layout& l, const SoftwareSpec& sw);
 
 // predict() with a shared cache (plan() predicts thousands of layouts).
 Prediction predict_cached(const ModelShape& m, const ClusterSpec& c, const Layout& l, int global_batch,

@@ -49,7 +49,7 @@ StragglerEstimate predict_stragglers(const Prediction& p, const StragglerModel& 
   // Without jitter only the slow GPU matters: one member per stage stands for all.
   const bool random = s.jitter > 0;
   const int samples = random ? s.samples : 1;
-  const int64_t per_stage = random ? int64_t(l.tp) * l.dp : 1;
+  const int64_t per_stage = random ? int64_t(l.tp) * l.cp * l.dp : 1;
   std::mt19937_64 rng(s.seed);
   std::normal_distribution<double> normal(0.0, 1.0);
   double sum = 0;

@@ -135,8 +135,10 @@ StepStats Trainer::step(DataLoader& loader, float lr) {
   tokens_.resize(n * size_t(microbatches_));
   targets_.resize(n * size_t(microbatches_));
   std::vector<const int32_t*> tokens, targets;
+  step_samples_.clear();
   for (int mb = 0; mb < microbatches_; ++mb) {
     loader.next_batch(tokens_.data() + n * size_t(mb), targets_.data() + n * size_t(mb));
+    for (int b = 0; b < B; ++b) step_samples_.push_back(loader.sample_id(b));
     tokens.push_back(tokens_.data() + n * size_t(mb));
     targets.push_back(targets_.data() + n * size_t(mb));
   }

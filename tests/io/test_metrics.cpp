@@ -85,6 +85,15 @@ TEST_CASE("metrics: the log writes one flushed line per record and can append", 
   CHECK_FALSE(disabled.enabled());
   disabled.write(MetricsRecord("train"));  // does nothing
 
-  std::string msg = error_message([&] { MetricsLog log(dir.file("no/such/dir/log.jsonl")); }, ExitCode::bad_config);
+  // A log beside checkpoints not written yet: its directory is created.
+  {
+    MetricsLog nested(dir.file("not/yet/log.jsonl"));
+    nested.write(MetricsRecord("train").add("step", 0));
+  }
+  CHECK(lines_of(tessera::test::read_bytes(dir.file("not/yet/log.jsonl"))).size() == 1);
+  // A directory that cannot be made (a file is in the way) is a config error naming the log.
+  { MetricsLog blocker(dir.file("plain")); }
+  std::string msg = error_message([&] { MetricsLog log(dir.file("plain/log.jsonl")); }, ExitCode::bad_config);
   CHECK(msg.find("cannot open the metrics log") != std::string::npos);
+  CHECK(msg.find("plain/log.jsonl") != std::string::npos);
 }

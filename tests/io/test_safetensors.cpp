@@ -109,6 +109,9 @@ TEST_CASE("safetensors: corrupt headers and offsets are data errors naming the f
       {"dtype", raw_file(R"({"a":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}})", data), "unknown dtype 'F128'"},
       {"reversed", raw_file(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[16,0]}})", data), "reversed"},
       {"shape", raw_file(R"({"a":{"dtype":"F32","shape":[-4],"data_offsets":[0,16]}})", data), "sizes >= 0"},
+      // 2^40 x 2^40 elements: once reported as needing 0 bytes (the product wrapped).
+      {"huge", raw_file(R"({"a":{"dtype":"F32","shape":[1099511627776,1099511627776],"data_offsets":[0,16]}})", data),
+       "needs more than 2^64 bytes"},
       {"metadata", raw_file(R"({"__metadata__":{"n":1}})", ""), "is not a string"},
   };
   for (const Case& c : cases) {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <random>
@@ -60,6 +61,28 @@ void expect_equal(const std::vector<float>& got, const std::vector<float>& want,
 }
 
 }  // namespace
+
+// The GPU check asks for the GPU backends by environment (TESSERA_REQUIRE_GPU=1: a GPU per rank, so
+// the staged MPI backend runs on it; TESSERA_REQUIRE_NCCL=1: NCCL too): without them the tests
+// below would pass on the CPU backend alone.
+TEST_CASE("collectives: the GPU backends the environment requires are here", "[collectives]") {
+  auto has = [](const char* name) {
+    for (const auto& be : backends())
+      if (be.name == name) return true;
+    return false;
+  };
+  std::string reason;
+  test::gpu_context(&reason);
+  if (test::gpu_required()) {
+    INFO("TESSERA_REQUIRE_GPU=1: " << reason);
+    CHECK(has("mpi/gpu-staged"));
+  }
+  const char* nccl = std::getenv("TESSERA_REQUIRE_NCCL");
+  if (nccl != nullptr && std::string(nccl) == "1") {
+    INFO("TESSERA_REQUIRE_NCCL=1: NCCL runs only when every rank has a GPU of its own");
+    CHECK(has("nccl"));
+  }
+}
 
 TEST_CASE("collectives: all_reduce sum, avg and max in rank order", "[collectives]") {
   for (auto& be : backends()) {
@@ -178,6 +201,36 @@ TEST_CASE("collectives: batched send/recv around a ring in both directions", "[c
       expect_equal(test::download(*be.ctx, from_prev.tensor), rank_values(prev, n, 5), be.name + " from prev");
       expect_equal(test::download(*be.ctx, from_next.tensor), rank_values(next, n, 6), be.name + " from next");
     }
+  }
+}
+
+// A batch with an invalid transfer throws before anything is posted (MPI), or with its NCCL group
+// closed again (NCCL): the next batch and the next collective run as if it never happened.
+TEST_CASE("collectives: a failed exchange leaves nothing behind", "[collectives]") {
+  for (auto& be : backends()) {
+    Communicator& comm = *be.comm;
+    INFO(be.name);
+    const int64_t n = 4099;
+    const int next = (comm.rank() + 1) % comm.size(), prev = (comm.rank() + comm.size() - 1) % comm.size();
+    auto stale = test::poisoned(*be.ctx, {n});
+    auto junk = test::upload(*be.ctx, rank_values(comm.rank(), n, 9), {n});
+    // The valid receive comes first: posted and abandoned, it would take the next exchange's message.
+    const std::vector<PeerTransfer> bad = {{PeerTransfer::Kind::recv, stale.tensor, prev},
+                                           {PeerTransfer::Kind::send, junk.tensor, comm.size() + 3}};
+    CHECK_THROWS_AS(comm.exchange(bad).wait(), tessera::Error);
+    auto to_next = test::upload(*be.ctx, rank_values(comm.rank(), n, 10), {n});
+    auto from_prev = test::poisoned(*be.ctx, {n});
+    comm.exchange({{PeerTransfer::Kind::recv, from_prev.tensor, prev}, {PeerTransfer::Kind::send, to_next.tensor, next}})
+        .wait();
+    expect_equal(test::download(*be.ctx, from_prev.tensor), rank_values(prev, n, 10), be.name + " after a failed exchange");
+    auto data = test::upload(*be.ctx, rank_values(comm.rank(), n, 11), {n});
+    comm.all_reduce(data.tensor, ReduceOp::max).wait();
+    std::vector<float> want = rank_values(0, n, 11);
+    for (int r = 1; r < comm.size(); ++r) {
+      auto theirs = rank_values(r, n, 11);
+      for (int64_t i = 0; i < n; ++i) want[size_t(i)] = std::max(want[size_t(i)], theirs[size_t(i)]);
+    }
+    expect_equal(test::download(*be.ctx, data.tensor), want, be.name + " all_reduce after a failed exchange");
   }
 }
 

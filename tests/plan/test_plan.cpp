@@ -6,11 +6,13 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 
 #include "io/json.h"
 #include "support/test_support.h"
+#include "published_cases.h"
 #include "tessera/error.h"
 #include "tessera/plan.h"
 #include "tessera/model_config.h"
@@ -20,125 +22,56 @@ using namespace tessera::plan;
 
 namespace {
 
-struct Case {
-  std::string name, source, metric;
-  ModelShape model;
-  ClusterSpec cluster;
-  SoftwareSpec software;
-  int tp = 1, pp = 1, global_batch = 1, micro_batch = 0;  // 0: planner's choice
-  bool recompute_stated = false;
-  int sp = -1;    // -1: planner's choice; 0: off (e.g. software before sequence parallelism existed)
-  int zero = -1;  // -1: planner's choice
-  Recompute recompute = Recompute::none;
-  double published = 0;
+using testing::PlannedCase;
+using testing::planned_cases;
+
+// The published-run table of one set ("fit" or "test"), and its cases outside `tolerance` (or without
+// a fitting stated layout). Errors are throughput errors: positive means predicted faster. Without
+// `table` only the set's summary line is printed.
+struct SetReport {
+  int cases = 0, within_10 = 0, within_15 = 0;
+  double worst = 0;
+  std::vector<std::string> misses;  // outside the tolerance
 };
 
-std::vector<Case> load_cases() {
-  const std::string path = std::string(TESSERA_SOURCE_DIR) + "/tests/plan/published.json";
-  std::ifstream in(path);
-  REQUIRE(in.good());
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const json::Value root = json::parse(ss.str(), path);
-  std::vector<Case> out;
-  for (const json::Value& v : root.at("cases").items()) {
-    Case c;
-    c.name = v.at("name").as_string();
-    c.source = v.at("source").as_string();
-    c.metric = v.at("metric").as_string();
-    const json::Value& m = v.at("model");
-    if (m.contains("preset")) {
-      c.model = ModelShape::preset(m.at("preset").as_string());
-    } else {
-      c.model = ModelShape::gpt(int(m.at("layers").as_int64()), int(m.at("hidden").as_int64()),
-                                int(m.at("heads").as_int64()), int(m.at("vocab").as_int64()),
-                                int(m.at("seq_len").as_int64()));
-    }
-    c.model.name = c.name;
-    c.cluster = ClusterSpec::preset(v.at("cluster").as_string(), int(v.at("gpus").as_int64()));
-    const json::Value& sw = v.at("software");
-    c.software = SoftwareSpec::preset(sw.at("preset").as_string());
-    if (sw.contains("tp_comm_overlap")) c.software.tp_comm_overlap = sw.at("tp_comm_overlap").as_bool();
-    if (sw.contains("grad_reduce_bytes")) c.software.grad_reduce_bytes = sw.at("grad_reduce_bytes").as_double();
-    c.tp = int(v.at("tp").as_int64());
-    c.pp = int(v.at("pp").as_int64());
-    c.global_batch = int(v.at("global_batch").as_int64());
-    if (v.contains("micro_batch")) c.micro_batch = int(v.at("micro_batch").as_int64());
-    if (v.contains("recompute")) c.recompute_stated = true, c.recompute = parse_recompute(v.at("recompute").as_string());
-    if (v.contains("sp")) c.sp = v.at("sp").as_bool() ? 1 : 0;
-    if (v.contains("zero")) c.zero = int(v.at("zero").as_int64());
-    c.published = v.at("published").as_double();
-    out.push_back(c);
-  }
-  return out;
-}
-
-double metric_of(const Case& c, const Prediction& p) { return c.metric == "mfu" ? p.mfu : p.hfu; }
-
-// The best fitting layout with the stated tp, pp (and micro batch, recomputation where stated).
-const Prediction* best_stated(const Case& c, const PlanResult& r) {
-  for (const Prediction& p : r.ranked) {
-    const Layout& l = p.layout;
-    if (l.tp != c.tp || l.pp != c.pp) continue;
-    if (c.micro_batch && l.micro_batch != c.micro_batch) continue;
-    if (c.recompute_stated && (l.recompute != c.recompute || l.recompute_layers != 0)) continue;
-    if (c.sp >= 0 && int(l.sp) != c.sp) continue;
-    if (c.zero >= 0 && l.zero != c.zero) continue;
-    return &p;
-  }
-  return nullptr;
-}
-
-// The planner's best layout, measured in the case's convention (full recomputation for the HFU cases).
-const Prediction* best_overall(const Case& c, const PlanResult& r) {
-  for (const Prediction& p : r.ranked)
-    if ((!c.recompute_stated || (p.layout.recompute == c.recompute && p.layout.recompute_layers == 0)) && (c.sp < 0 || int(p.layout.sp) == c.sp)) return &p;
-  return nullptr;
-}
-
-// Predicts every case and returns the ones outside 10% of the published figure (or without a fitting
-// layout).
-std::vector<std::string> reproduction_misses() {
-  const std::vector<Case> cases = load_cases();
-  REQUIRE(cases.size() >= 17);
-  std::vector<std::string> failures;
-  std::printf("\n%-50s %9s %9s %8s  %s\n", "case", "published", "predicted", "error", "layout");
-  for (const Case& c : cases) {
-    const PlanResult r = plan::plan(c.model, c.cluster, c.global_batch, c.software);
-    const Prediction* p = best_stated(c, r);
-    if (!p) {
-      failures.push_back(c.name + ": no fitting layout with the stated tp/pp");
-      std::printf("%-50s %8.1f%% %9s\n", c.name.c_str(), 100 * c.published, "none");
+SetReport report_set(const std::string& set, double tolerance, bool table = true) {
+  SetReport rep;
+  if (table)
+    std::printf("\n%s set (%s)\n%-58s %10s %10s %8s  %s\n", set.c_str(),
+                set == "fit" ? "may shape the constants" : "never shapes the constants: the planner's honest accuracy", "case",
+                "published", "predicted", "error", "stated layout");
+  for (const PlannedCase& pc : planned_cases()) {
+    if (pc.c.set != set) continue;
+    ++rep.cases;
+    const bool seconds = pc.c.metric == "step_time_s";
+    char published[32];
+    std::snprintf(published, sizeof published, seconds ? "%.2f s" : "%.1f%%", seconds ? pc.c.published : 100 * pc.c.published);
+    if (!pc.stated) {
+      if (table) std::printf("%-58s %10s %10s %8s  (no fitting layout)\n", pc.c.name.c_str(), published, "none", "-");
+      rep.misses.push_back(pc.c.name + ": no fitting layout with the stated fields");
+      rep.worst = 1e9;
       continue;
     }
-    const double predicted = metric_of(c, *p), error = predicted / c.published - 1;
-    std::printf("%-50s %8.1f%% %8.1f%% %+7.1f%%  %s (bubble %.1f%%, comm %.1f%%, %.0f GB)\n", c.name.c_str(),
-                100 * c.published, 100 * predicted, 100 * error, p->layout.describe().c_str(), 100 * p->bubble_fraction,
-                100 * p->exposed_comm_fraction, p->memory.total() / 1e9);
-    if (std::abs(error) > 0.10) {
+    const double v = testing::metric_value(pc.c, *pc.stated);
+    char predicted[32];
+    std::snprintf(predicted, sizeof predicted, seconds ? "%.2f s" : "%.1f%%", seconds ? v : 100 * v);
+    if (table)
+      std::printf("%-58s %10s %10s %+7.1f%%  %s (MFU %.1f%%, bubble %.1f%%, comm %.1f%%, %.0f GB)\n", pc.c.name.c_str(), published,
+                  predicted, 100 * pc.error, pc.stated->layout.describe().c_str(), 100 * pc.stated->mfu,
+                  100 * pc.stated->bubble_fraction, 100 * pc.stated->exposed_comm_fraction, pc.stated->memory.total() / 1e9);
+    const double e = std::abs(pc.error);
+    rep.worst = std::max(rep.worst, e);
+    rep.within_10 += e <= 0.10;
+    rep.within_15 += e <= 0.15;
+    if (e > tolerance) {
       char buf[64];
-      std::snprintf(buf, sizeof buf, "%+.1f%%", 100 * error);
-      failures.push_back(c.name + ": " + buf);
+      std::snprintf(buf, sizeof buf, "%+.1f%%", 100 * pc.error);
+      rep.misses.push_back(pc.c.name + ": " + buf);
     }
   }
-  return failures;
-}
-
-std::vector<std::string> below_published() {
-  std::vector<std::string> below;
-  std::printf("\n%-50s %9s %9s  %s\n", "case", "published", "best", "planner's layout");
-  for (const Case& c : load_cases()) {
-    const PlanResult r = plan::plan(c.model, c.cluster, c.global_batch, c.software);
-    const Prediction* best = best_overall(c, r);
-    REQUIRE(best);
-    const Prediction* stated = best_stated(c, r);
-    if (stated) CHECK(metric_of(c, *best) >= metric_of(c, *stated) - 1e-12);
-    std::printf("%-50s %8.1f%% %8.1f%%  %s\n", c.name.c_str(), 100 * c.published, 100 * metric_of(c, *best),
-                best->layout.describe().c_str());
-    // At least the published figure, within the 10% the reproduction allows.
-    if (metric_of(c, *best) < 0.9 * c.published) below.push_back(c.name);
-  }
-  return below;
+  std::printf("%s set: %d cases, %d within 10%%, %d within 15%%, worst %.1f%%\n", set.c_str(), rep.cases, rep.within_10,
+              rep.within_15, 100 * rep.worst);
+  return rep;
 }
 
 std::string lines(const std::vector<std::string>& items) {
@@ -149,16 +82,84 @@ std::string lines(const std::vector<std::string>& items) {
 
 }  // namespace
 
-TEST_CASE("plan: published scaling results are reproduced within 10%", "[plan]") {
-  const auto misses = reproduction_misses();
-  INFO("cases outside 10% (or without a fitting layout):" << lines(misses));
-  CHECK(misses.empty());
+// Each of the two set tests prints both sets' errors (the other as its summary line): the fit
+// set's alone would flatter the planner.
+TEST_CASE("plan: the fit set's published results are reproduced within 10%", "[plan]") {
+  const SetReport fit = report_set("fit", 0.10);
+  report_set("test", 0.25, false);
+  CHECK(fit.cases >= 17);
+  INFO("fit-set cases outside 10% (or without a fitting layout):" << lines(fit.misses));
+  CHECK(fit.misses.empty());
+}
+
+TEST_CASE("plan: the test set (never fitted) is reported, and stays within its recorded accuracy", "[plan]") {
+  report_set("fit", 0.10, false);
+  const SetReport test = report_set("test", 0.25);
+  // At least 10 runs from at least four sources, A100 and H100.
+  CHECK(test.cases >= 10);
+  // The issue's goal is 8 of them within 10% and all within 15%; the planner reaches the first, not
+  // the second (README, "Checked against published results": the misses and why). These bounds
+  // record today's accuracy so that a change that loses it fails here.
+  INFO("test-set cases outside 25% (or without a fitting layout):" << lines(test.misses));
+  CHECK(test.misses.empty());
+  CHECK(test.within_10 >= 12);
+  CHECK(test.within_15 >= 15);
+}
+
+TEST_CASE("plan: every published layout fits in memory (each was trained)", "[plan]") {
+  std::vector<std::string> rejected;
+  for (const PlannedCase& pc : planned_cases())
+    if (!pc.stated) rejected.push_back(pc.c.name);
+  INFO("published layouts the memory model rejects:" << lines(rejected));
+  CHECK(rejected.empty());
 }
 
 TEST_CASE("plan: the planner's best layout reaches at least the published utilisation", "[plan]") {
-  const auto below = below_published();
+  std::vector<std::string> below;
+  std::printf("\n%-58s %10s  %s\n", "case", "best/publ.", "planner's best layout");
+  for (const PlannedCase& pc : planned_cases()) {
+    REQUIRE(pc.best);
+    if (pc.stated) CHECK(pc.best_ratio >= 1 + pc.error - 1e-9);
+    std::printf("%-58s %9.1f%%  %s\n", pc.c.name.c_str(), 100 * pc.best_ratio, pc.best->layout.describe().c_str());
+    // At least the published figure, within the 10% the reproduction allows.
+    if (pc.best_ratio < 0.9) below.push_back(pc.c.name);
+  }
   INFO("cases where the planner's best is below 90% of the published figure:" << lines(below));
   CHECK(below.empty());
+}
+
+TEST_CASE("plan: per-GPU memory matches published and framework-reported figures within 10%", "[plan]") {
+  const auto cases = testing::load_memory_cases();
+  REQUIRE(cases.size() >= 3);
+  for (const testing::MemoryCase& mc : cases) {
+    INFO(mc.name);
+    if (mc.kind == "activations") {
+      const testing::PublishedCase& c = mc.layout;
+      Layout l;
+      l.tp = c.tp, l.cp = c.cp, l.pp = c.pp, l.dp = c.cluster.gpus / (c.tp * c.cp * c.pp), l.sp = c.sp > 0;
+      l.zero = std::max(0, c.zero), l.recompute = c.recompute, l.micro_batch = c.micro_batch;
+      l.microbatches = c.global_batch / (l.dp * c.micro_batch);
+      const Prediction p = predict(c.model, c.cluster, l, c.global_batch, c.software);
+      std::printf("memory: %s: predicted %.2f GB of activations, published %.2f GB (%+.1f%%)\n", mc.name.c_str(),
+                  p.memory.activations / 1e9, mc.published_gb, 100 * (p.memory.activations / 1e9 / mc.published_gb - 1));
+      CHECK(p.memory.activations / 1e9 == Approx(mc.published_gb).epsilon(0.10));
+    } else {
+      // Model states of `parameters` parameters on one GPU (a model small enough to stand for itself).
+      const double layer = ModelShape::gpt(1, 1024, 16, 1, 1024).layer_parameters();
+      ModelShape m = ModelShape::gpt(int64_t(mc.parameters / layer), 1024, 16, 1, 1024);
+      m.tied_embedding = true, m.learned_positions = false;
+      SoftwareSpec sw;
+      sw.grad_bytes = mc.grad_bytes, sw.optimizer_bytes = mc.optimizer_bytes;
+      for (const auto& [stage, expect] : mc.expect_gb) {
+        Layout l;
+        l.dp = mc.dp, l.zero = stage;
+        const Memory mem = memory_per_gpu(m, ClusterSpec::preset("a100", mc.dp), l, sw, 1);
+        const double states = (mem.parameters + mem.gradients + mem.optimizer) / 1e9 * (mc.parameters / (m.parameters()));
+        std::printf("memory: %s, ZeRO-%d: predicted %.2f GB, published %.2f GB\n", mc.name.c_str(), stage, states, expect);
+        CHECK(states == Approx(expect).epsilon(0.10));
+      }
+    }
+  }
 }
 
 TEST_CASE("plan: memory model (ZeRO, sequence parallelism, full recomputation)", "[plan]") {
@@ -233,6 +234,13 @@ TEST_CASE("plan: collective times follow nccl-tests' bus bandwidth with a latenc
   const double bw64 = std::min(c.intra_bandwidth, 8 * c.inter_bandwidth) * c.link_efficiency;
   CHECK(all_reduce_time(c, S, 64, 8) == Approx(2.0 * 63 / 64 * S / bw64 + 2 * (7 * a + lat8)));
   CHECK(all_reduce_time(c, S, 64, 8) < all_reduce_time(c, S, 64, 1));
+  // All-gather and reduce-scatter have only rings: across nodes, n-1 steps each waiting for an
+  // inter-node hop (NCCL's tree serves all-reduce only).
+  CHECK(all_gather_time(c, S, 64, 8) == Approx(63.0 / 64 * S / bw64 + 63 * c.inter_latency));
+  CHECK(all_gather_time(c, 1024, 4096, 8) > 4095 * c.inter_latency);
+  // All-to-all: (n-1)/n of the buffer leaves each rank, over NVLink to its node and its NIC beyond.
+  CHECK(all_to_all_time(c, S, 8, 8) == Approx(7 * c.intra_latency + 7.0 / 8 * S / B));
+  CHECK(all_to_all_time(c, S, 16, 8) == Approx(c.inter_latency + 7 * a + 8.0 / 16 * S / inter));
 }
 
 TEST_CASE("plan: Young/Daly checkpoint interval and goodput", "[plan]") {
@@ -405,8 +413,8 @@ TEST_CASE("plan: element-wise recomputation keeps less than none and costs less 
   CHECK(layer_activation_bytes(m, none, sw) - layer_activation_bytes(m, ew, sw) == Approx((4 * s * h + 2 * s * f) / t));
   const Prediction pn = predict(m, c, none, 2048, sw), pe = predict(m, c, ew, 2048, sw), pf = predict(m, c, full, 2048, sw);
   CHECK(pe.memory.activations < pn.memory.activations);
-  CHECK(pe.step_time > pn.step_time);
-  CHECK(pe.step_time < 1.02 * pn.step_time);  // element-wise work only
+  CHECK(pe.chunk_backward > pn.chunk_backward);  // the step itself is simulated in 1% bins
+  CHECK(pe.step_time < 1.02 * pn.step_time);     // element-wise work only
   CHECK(pf.step_time > 1.2 * pn.step_time);   // a whole extra forward
   // Llama 3's stated layout fits in 80 GB with element-wise recomputation, not without.
   CHECK(!pn.fits);
@@ -416,6 +424,42 @@ TEST_CASE("plan: element-wise recomputation keeps less than none and costs less 
   // tessera-train has no element-wise recomputation: the plan's command says so and shows full.
   CHECK(train_command(m, pe).find("--recompute full") != std::string::npos);
   CHECK(train_command(m, pe).find("elementwise recomputation") != std::string::npos);
+}
+
+TEST_CASE("plan: sizes are 64-bit and bounded, absurd ones are refused naming their flag", "[plan]") {
+  // 4 x 1.2e9 does not fit in 32 bits: the FFN size once wrapped to 505,032,704.
+  const ModelShape wide = ModelShape::gpt(2, 1200000000, 1, 100, 16);
+  CHECK(wide.ffn == int64_t(4) * 1200000000);
+  auto refusal = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const tessera::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  CHECK(refusal([&] { wide.validate(); }).find("--hidden") != std::string::npos);
+  ModelShape m = ModelShape::preset("gpt2");
+  m.seq_len = int64_t(1) << 30;
+  CHECK(refusal([&] { m.validate(); }).find("--seq-len") != std::string::npos);
+  m = ModelShape::preset("gpt2");
+  m.kv_heads = 24;  // more than the 12 heads
+  CHECK(refusal([&] { m.validate(); }).find("--kv-heads") != std::string::npos);
+  const ClusterSpec many = ClusterSpec::preset("h100", 2000000000);
+  CHECK(refusal([&] { many.validate(); }).find("--gpus") != std::string::npos);
+  CHECK(refusal([&] { enumerate_layouts(ModelShape::preset("gpt2"), ClusterSpec::preset("h100", 8), 2000000000); })
+            .find("--global-batch") != std::string::npos);
+  // The largest sizes accepted still give finite predictions (no product wraps).
+  ModelShape big = ModelShape::gpt(1000, 1 << 17, 1024, 1 << 20, 1 << 16);
+  big.validate();
+  CHECK(std::isfinite(big.parameters()));
+  CHECK(big.parameters() > 1e14);
+  Layout l;
+  l.tp = 8, l.pp = 1000, l.dp = 1, l.sp = true, l.recompute = Recompute::full, l.micro_batch = 1, l.microbatches = 1000;
+  const Prediction p = predict(big, ClusterSpec::preset("h100", 8000), l, 1000);
+  CHECK(std::isfinite(p.step_time));
+  CHECK(p.step_time > 0);
+  CHECK(p.memory.total() > 0);
 }
 
 TEST_CASE("plan: tessera-train's preset names plan the model it trains", "[plan]") {

@@ -179,3 +179,45 @@ run(r ${LAUNCH} --max-restarts -1 -- true)
 expect_rc(r 1 "negative --max-restarts")
 run(r ${LAUNCH} --no-restart-codes 1,x -- true)
 expect_rc(r 1 "malformed --no-restart-codes")
+
+# --- A command that hangs without heartbeats (no --timeout of its own): --attempt-timeout ends it.
+run(r ${LAUNCH} --max-restarts 1 --restart-delay 0 --attempt-timeout 2 --log ${WORK_DIR}/hang.jsonl -- sleep 600)
+expect_rc(r 3 "a hanging command under --attempt-timeout")
+expect_match(r "ending the attempt as hung: the attempt has run [0-9.]+ s \\(--attempt-timeout 2 s\\)" "which limit applied")
+expect_match(r "restart 1/1: [^\n]*hang detected by tessera-launch \\(attempt limit\\)" "the restart says why")
+expect_match(r "giving up: [^\n]*hang detected by tessera-launch \\(attempt limit\\)" "then it gives up")
+file(STRINGS ${WORK_DIR}/hang.jsonl records)
+list(GET records 0 first)
+string(JSON limit GET "${first}" limit)
+if(NOT limit STREQUAL "attempt")
+  message(FATAL_ERROR "the restart record should name the attempt limit: ${first}")
+endif()
+
+# --- Exit code 5 (preempted, state saved) is passed on for a requeue, not restarted.
+run(r ${LAUNCH} --max-restarts 3 --restart-delay 0 --requeue-command "touch ${WORK_DIR}/requeued" -- ${JOB} ${WORK_DIR}/c9 5 5)
+expect_rc(r 5 "a preempted job")
+expect_file_content(${WORK_DIR}/c9 1 "exit code 5 is not restarted")
+expect_match(r "preempted and saved its state \\(exit code 5\\): requeue it" "the requeue line")
+if(NOT EXISTS ${WORK_DIR}/requeued)
+  message(FATAL_ERROR "--requeue-command did not run")
+endif()
+
+# --- The job sees the hosts left out in TESSERA_EXCLUDED_HOSTS.
+file(WRITE ${WORK_DIR}/excluded.sh [=[
+n=0
+[ -f "$1" ] && n=$(cat "$1")
+echo $((n + 1)) > "$1"
+echo "excluded='${TESSERA_EXCLUDED_HOSTS:-}'" >> "$1.log"
+if [ "$n" -eq 0 ]; then
+  printf '{"rank": 0, "host": "nodeZ", "pid": 1, "step": 3, "op": "train step", "waited_s": 9, "timeout_s": 8, "started_unix": 1.0}\n' > "$TESSERA_FAILURE_DIR/failure-rank-0.json"
+  exit 3
+fi
+exit 0
+]=])
+run(r ${LAUNCH} --max-restarts 1 --restart-delay 0 --exclude-failed-hosts --failure-dir ${WORK_DIR}/failures10 --
+    sh ${WORK_DIR}/excluded.sh ${WORK_DIR}/c10)
+expect_rc(r 0 "a job told which hosts are excluded")
+file(READ ${WORK_DIR}/c10.log seen)
+if(NOT seen MATCHES "excluded=''\nexcluded='nodeZ'")
+  message(FATAL_ERROR "TESSERA_EXCLUDED_HOSTS was not '' then 'nodeZ':\n${seen}")
+endif()

@@ -27,7 +27,7 @@ function(calibrate_and_compare attempt)
     list(APPEND cal_files ${dir}/cal${n}.json)
   endforeach()
 
-  set(bench --steps 9 --warmup 2 ${shape})
+  set(bench --steps 9 --warmup 2 --device cpu ${shape})  # calibrated on the CPU: timed on the CPU
   run(b1 ${mpi} -np 1 ${BENCH} ${bench} --layouts "tp=1" --json ${dir}/m1.jsonl)
   expect_rc(b1 0 "benchmark, 1 rank")
   run(b2 ${mpi} -np 2 ${BENCH} ${bench} --layouts "tp=2 pp=2,mb=4 dp=2" --json ${dir}/m2.jsonl)

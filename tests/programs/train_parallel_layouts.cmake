@@ -1,10 +1,13 @@
-# tessera-train under mpirun: 8 ranks as tp 2 x pp 2 x dp 2 (and 4 ranks with the interleaved
+# tessera-train under mpirun (or srun, under the Slurm fixture): 8 ranks as tp 2 x pp 2 x dp 2 (and 4 ranks with the interleaved
 # schedule, ZeRO-1 and sequence parallelism) give the losses of one process on the same global batch,
 # for the GPT-2 and the LLaMA preset.
 include(${CMAKE_CURRENT_LIST_DIR}/../support/program_helpers.cmake)
 file(REMOVE_RECURSE ${WORK_DIR})
 file(MAKE_DIRECTORY ${WORK_DIR})
 prepare_corpus(corpus 200000)
+foreach(n 2 3 4 8)
+  ranks(${n} R${n})
+endforeach()
 
 # Global batch: 2 sequences x 4 microbatches in one process = 2 x 2 microbatches x 2 replicas. The
 # GPT-2 and the LLaMA preset alike.
@@ -16,37 +19,37 @@ foreach(model tiny llama-tiny)
   expect_rc(single 0 "${model}: one process")
   read_train_losses(${WORK_DIR}/${model}_single.jsonl reference)
 
-  run(grid8 ${MPIEXEC} --oversubscribe --bind-to none -np 8 ${TRAIN} ${common} --tp 2 --pp 2 --dp 2 --microbatches 2
+  run(grid8 ${R8} ${TRAIN} ${common} --tp 2 --pp 2 --dp 2 --microbatches 2
       --log ${WORK_DIR}/${model}_grid8.jsonl)
-  expect_rc(grid8 0 "${model}: mpirun -np 8 --tp 2 --pp 2 --dp 2")
+  expect_rc(grid8 0 "${model}: 8 ranks --tp 2 --pp 2 --dp 2")
   expect_match(grid8 "tp=2 pp=2 dp=2" "the layout line")
   expect_match(grid8 "bubble" "the pipeline's bubble fraction")
   read_train_losses(${WORK_DIR}/${model}_grid8.jsonl losses8)
   expect_losses_close("${losses8}" "${reference}" 10 "${model}: tp2 pp2 dp2 vs one process")
 
-  run(grid4 ${MPIEXEC} --oversubscribe --bind-to none -np 4 ${TRAIN} ${common} --tp 2 --pp 2 --sp --microbatches 4
+  run(grid4 ${R4} ${TRAIN} ${common} --tp 2 --pp 2 --sp --microbatches 4
       --schedule interleaved --virtual-stages 2 --log ${WORK_DIR}/${model}_grid4.jsonl)
-  expect_rc(grid4 0 "${model}: mpirun -np 4 --tp 2 --pp 2 --sp, interleaved")
+  expect_rc(grid4 0 "${model}: 4 ranks --tp 2 --pp 2 --sp, interleaved")
   read_train_losses(${WORK_DIR}/${model}_grid4.jsonl losses4)
   expect_losses_close("${losses4}" "${reference}" 10 "${model}: tp2 pp2 sp interleaved vs one process")
 endforeach()
 set(common --model tiny ${data})
 read_train_losses(${WORK_DIR}/tiny_single.jsonl reference)
 
-run(zero ${MPIEXEC} --oversubscribe --bind-to none -np 2 ${TRAIN} ${common} --dp 2 --zero 1 --microbatches 2
+run(zero ${R2} ${TRAIN} ${common} --dp 2 --zero 1 --microbatches 2
     --log ${WORK_DIR}/zero.jsonl)
-expect_rc(zero 0 "mpirun -np 2 --dp 2 --zero 1")
+expect_rc(zero 0 "2 ranks --dp 2 --zero 1")
 expect_match(zero "ZeRO-1" "the optimizer memory line")
 read_train_losses(${WORK_DIR}/zero.jsonl losses_zero)
 expect_losses_close("${losses_zero}" "${reference}" 10 "dp2 zero1 vs one process")
 
 # A layout that does not fit the world is refused before any work, with exit code 1.
-run(bad ${MPIEXEC} --oversubscribe --bind-to none -np 3 ${TRAIN} ${common} --tp 2)
+run(bad ${R3} ${TRAIN} ${common} --tp 2)
 expect_rc(bad 1 "tp 2 on 3 ranks")
 expect_match(bad "not divisible by tp x pp" "the layout error")
-run(bad_heads ${MPIEXEC} --oversubscribe --bind-to none -np 3 ${TRAIN} ${common} --tp 3)
+run(bad_heads ${R3} ${TRAIN} ${common} --tp 3)
 expect_rc(bad_heads 1 "3-way tensor parallelism of 4 heads")
 # LLaMA's 2 key/value heads split over at most 2 tensor-parallel ranks: not replicated, refused.
-run(bad_kv_heads ${MPIEXEC} --oversubscribe --bind-to none -np 4 ${TRAIN} --model llama-tiny ${data} --tp 4)
+run(bad_kv_heads ${R4} ${TRAIN} --model llama-tiny ${data} --tp 4)
 expect_rc(bad_kv_heads 1 "4-way tensor parallelism of 2 key/value heads")
 expect_match(bad_kv_heads "2 key/value heads" "the error names the key/value heads")

@@ -234,6 +234,24 @@ void check_op_float64(const OpEntry& e) {
     for (const Dims& dims : all_sizes(e)) check_thread_count(e, dims);
 }
 
+void check_zero_rows(Context& backend, const OpEntry& e) {
+  const std::vector<DType> dtypes = backend.on_gpu() ? e.dtypes : std::vector<DType>{DType::f32};
+  for (DType dtype : dtypes)
+    for (Dims dims : e.cases) {
+      dims.at(0) = 0;
+      INFO(e.name << " " << describe(e, dims) << ", " << dtype_name(dtype) << " on " << backend.device_description());
+      const OpCall call = prepared_call(e, dims, dtype);
+      // run_call checks the poison around every argument and the inputs.
+      const Run got = run_call(backend, call, Via::dispatch, {dtype, 1, kGuard});
+      for (size_t i = 0; i < call.args.size(); ++i) {
+        const Arg& a = call.args[i];
+        INFO("argument " << a.name);
+        if (a.role == ArgRole::accumulate) CHECK(bitwise_equal(got.outputs[i], a.values));
+      }
+      if (call.returns_value) CHECK(got.value == 0.0);
+    }
+}
+
 std::vector<std::string> ops_declared_in(const std::string& path) {
   std::ifstream in(path);
   REQUIRE(in.good());

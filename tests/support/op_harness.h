@@ -22,6 +22,11 @@ void check_case(Context& backend, const kernels::OpEntry& entry, const kernels::
                 int64_t offset);
 // The CPU-only checks of every small case: maths, finite differences, thread count.
 void check_op_float64(const kernels::OpEntry& entry);
+// Every case of `entry` with its first dim (the rows: B, N or n) set to 0, as a rank gets with an
+// empty slice, on `backend` in each dtype: no error (a CUDA grid of zero blocks is one), nothing
+// written around the empty arguments, accumulators (parameter gradients) unchanged, a returned
+// value of 0.
+void check_zero_rows(Context& backend, const kernels::OpEntry& entry);
 
 // The names of the ops declared in ops.h's TESSERA_KERNEL_DECLARATIONS.
 std::vector<std::string> ops_declared_in(const std::string& ops_header_path);

@@ -1,6 +1,22 @@
 # Helpers for the program tests (included by the tests/programs/*.cmake scripts; not a test itself).
-set(TRAIN ${BINARY_DIR}/tessera-train)
+# Pinned to the CPU: these tests compare float32 runs against each other at float32 tolerances,
+# which a GPU's bf16 would fail spuriously; the GPU's own checks are the cuda-labelled tests and
+# scripts/gpu_check.sh.
+set(TRAIN ${BINARY_DIR}/tessera-train --device cpu)
 set(PREPARE ${BINARY_DIR}/tessera-prepare-data)
+set(DIAGNOSE ${BINARY_DIR}/tessera-diagnose)
+
+# ranks(N out_var): the command that starts N ranks: mpirun, or srun when the test runs under the
+# Slurm fixture (-DLAUNCH_WITH=srun, tests/slurm).
+function(ranks n out_var)
+  if(LAUNCH_WITH STREQUAL "srun")
+    # Ranks that outnumber the cores must yield while they wait (mpirun --oversubscribe says so itself).
+    set(${out_var} srun --mpi=pmix --ntasks=${n} --overcommit --kill-on-bad-exit=1
+                   --export=ALL,OMPI_MCA_mpi_yield_when_idle=1 PARENT_SCOPE)
+  else()
+    set(${out_var} ${MPIEXEC} --oversubscribe --bind-to none -np ${n} PARENT_SCOPE)
+  endif()
+endfunction()
 
 # run(<result-prefix> args...): runs a command, storing <prefix>_rc, <prefix>_out, <prefix>_err.
 function(run prefix)

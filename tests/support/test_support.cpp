@@ -91,6 +91,11 @@ Context* gpu_context(std::string* reason) {
   return probe.ctx.get();
 }
 
+bool gpu_required() {
+  const char* v = std::getenv("TESSERA_REQUIRE_GPU");
+  return v != nullptr && std::string(v) == "1";
+}
+
 DeviceTensor upload(Context& ctx, const std::vector<float>& host, std::initializer_list<int64_t> shape,
                     DType dtype) {
   DeviceTensor d;

@@ -31,6 +31,9 @@ Context& cpu_context();
 void with_one_thread(const std::function<void(Context&)>& body);
 // The GPU context, or nullptr (with the reason) when this machine has none.
 Context* gpu_context(std::string* reason);
+// Whether the environment says a GPU must be there (TESSERA_REQUIRE_GPU=1): GPU tests then fail
+// instead of skipping.
+bool gpu_required();
 
 // Owns memory for one tensor on a given context's device, filled from host data.
 struct DeviceTensor {
@@ -57,12 +60,16 @@ double finite_difference(const std::function<double()>& f, std::vector<double>& 
 
 }  // namespace tessera::test
 
-// GPU tests call this first: without a GPU the test reports itself skipped, by name, and returns.
-// CTest marks it skipped through the test's SKIP_REGULAR_EXPRESSION property.
+// GPU tests call this first: without a GPU the test reports itself skipped, by name, and returns;
+// CTest marks it skipped through the test's SKIP_REGULAR_EXPRESSION property. With the environment
+// variable TESSERA_REQUIRE_GPU=1 (the GPU check sets it) the missing GPU is a failure instead, so a
+// driver mismatch or a GPU taken by another process never passes as an all-skipped run.
 #define TESSERA_REQUIRE_GPU(ctx_var)                                                            \
   std::string tessera_skip_reason_;                                                             \
   ::tessera::Context* ctx_var = ::tessera::test::gpu_context(&tessera_skip_reason_);            \
   if (!ctx_var) {                                                                               \
+    if (::tessera::test::gpu_required())                                                        \
+      FAIL("TESSERA_REQUIRE_GPU=1 but no GPU can be used: " << tessera_skip_reason_);           \
     WARN("TESSERA-SKIP: " << Catch::getResultCapture().getCurrentTestName() << ": "            \
                           << tessera_skip_reason_);                                             \
     return;                                                                                     \

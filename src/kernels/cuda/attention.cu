@@ -277,10 +277,20 @@ void plain_backward(Context& ctx, Tensor dqkv, Tensor dout, Tensor qkv, Tensor o
   });
 }
 
+// Counts a cuDNN attempt in the context's fast-path counts; true when cuDNN ran.
+bool counted(FastPathCount& count, cudnn_attention::Outcome outcome) {
+  if (outcome == cudnn_attention::Outcome::ran) ++count.ran;
+  if (outcome == cudnn_attention::Outcome::fell_back) ++count.fell_back;
+  return outcome == cudnn_attention::Outcome::ran;
+}
+
 }  // namespace
 
 void attention_forward(Context& ctx, Tensor out, Tensor stats, Tensor qkv, int n_head, int n_kv_head) {
-  if (cudnn_attention::try_forward(ctx, out, stats, qkv, n_head, n_kv_head)) return;
+  if (out.numel() == 0) return;  // no rows (B*T = 0): nothing to launch
+  if (counted(ctx.fast_paths().cudnn_attention_forward,
+              cudnn_attention::try_forward(ctx, out, stats, qkv, n_head, n_kv_head)))
+    return;
   if (qkv.dtype == DType::bf16)
     plain_forward<__nv_bfloat16>(ctx, out, stats, qkv, n_head, n_kv_head);
   else
@@ -289,7 +299,10 @@ void attention_forward(Context& ctx, Tensor out, Tensor stats, Tensor qkv, int n
 
 void attention_backward(Context& ctx, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats, int n_head,
                         int n_kv_head) {
-  if (cudnn_attention::try_backward(ctx, dqkv, dout, qkv, out, stats, n_head, n_kv_head)) return;
+  if (dqkv.numel() == 0) return;
+  if (counted(ctx.fast_paths().cudnn_attention_backward,
+              cudnn_attention::try_backward(ctx, dqkv, dout, qkv, out, stats, n_head, n_kv_head)))
+    return;
   if (qkv.dtype == DType::bf16)
     plain_backward<__nv_bfloat16>(ctx, dqkv, dout, qkv, out, stats, n_head, n_kv_head);
   else

@@ -17,12 +17,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 
 #include "core/cuda_resources.h"
 #include "core/cudnn_check.h"
+#include "kernels/graph_cache.h"
 
 namespace tessera::cuda::cudnn_attention {
 
@@ -33,31 +33,30 @@ namespace {
 // Tensor ids in the variant pack.
 enum Uid : int64_t { kQ = 1, kK, kV, kO, kStats, kdO, kdQ, kdK, kdV };
 
+// One graph per shape and direction. The cache lives in the Context (its cuDNN handle and device
+// are the ones every graph in it was built with), so nothing outlives the context.
 struct GraphKey {
-  cudnnHandle_t handle;
-  int device;
   int64_t B, NH, NKV, T, HS;
   bool backward;
   bool operator==(const GraphKey& o) const {
-    return handle == o.handle && device == o.device && B == o.B && NH == o.NH && NKV == o.NKV && T == o.T &&
-           HS == o.HS && backward == o.backward;
+    return B == o.B && NH == o.NH && NKV == o.NKV && T == o.T && HS == o.HS && backward == o.backward;
+  }
+  std::string describe() const {
+    return std::string("cuDNN's attention ") + (backward ? "backward" : "forward") + " graph for B=" +
+           std::to_string(B) + " heads=" + std::to_string(NH) + " kv heads=" + std::to_string(NKV) +
+           " T=" + std::to_string(T) + " head size=" + std::to_string(HS);
   }
 };
 
 struct GraphKeyHash {
   size_t operator()(const GraphKey& k) const {
-    size_t h = std::hash<const void*>()(static_cast<const void*>(k.handle));
-    for (int64_t v : {int64_t(k.device), k.B, k.NH, k.NKV, k.T, k.HS, int64_t(k.backward)}) h = h * 1000003u ^ std::hash<int64_t>()(v);
+    size_t h = 0;
+    for (int64_t v : {k.B, k.NH, k.NKV, k.T, k.HS, int64_t(k.backward)}) h = h * 1000003u ^ std::hash<int64_t>()(v);
     return h;
   }
 };
 
-// A built graph, or null when cuDNN reported that it cannot run this shape (then the plain
-// kernels run instead, without asking cuDNN again).
-struct CachedGraph {
-  std::shared_ptr<fe::graph::Graph> graph;
-  int64_t workspace_bytes = 0;
-};
+using AttentionGraphs = detail::GraphCache<GraphKey, fe::graph::Graph, GraphKeyHash>;
 
 [[noreturn]] void throw_frontend_error(const char* call, fe::error_t status, const char* file, int line) {
   detail::throw_gpu_error("cuDNN frontend", call,
@@ -72,8 +71,9 @@ struct CachedGraph {
     if (tessera_fe_status_.is_bad()) throw_frontend_error(#call, tessera_fe_status_, __FILE__, __LINE__); \
   } while (0)
 
-// Errors that mean "cuDNN has no engine for this graph here"; anything else while building is a
-// wrong graph description, which is reported rather than hidden behind the fallback.
+// Errors that mean "cuDNN has no engine for this graph here" (a silent fallback); anything else
+// while building (a cuDNN or frontend version without this feature, a driver problem, a wrong
+// graph description) falls back with one logged line and is counted, so the GPU check reports it.
 bool is_unsupported(fe::error_t status) {
   return status.code == fe::error_code_t::GRAPH_NOT_SUPPORTED ||
          status.code == fe::error_code_t::HEURISTIC_QUERY_FAILED ||
@@ -91,9 +91,9 @@ std::shared_ptr<fe::graph::Tensor_attributes> bf16_tensor(fe::graph::Graph& grap
                           .set_data_type(fe::DataType_t::BFLOAT16));
 }
 
-// Describes the forward (generate_stats) or backward SDPA graph for one shape, builds it, and
-// returns it; an unsupported graph gives an entry with a null graph.
-CachedGraph build_graph(const GraphKey& key) {
+// Describes the forward (generate_stats) or backward SDPA graph for one shape and builds it with
+// this handle.
+AttentionGraphs::Entry build_graph(cudnnHandle_t handle, const GraphKey& key) {
   const int64_t B = key.B, NH = key.NH, NKV = key.NKV, T = key.T, HS = key.HS, C = NH * HS;
   const int64_t row = (NH + 2 * NKV) * HS;  // qkv elements per token
   const std::vector<int64_t> q_dims = {B, NH, T, HS}, kv_dims = {B, NKV, T, HS};
@@ -152,43 +152,36 @@ CachedGraph build_graph(const GraphKey& key) {
   // Each step in order; an unsupported graph at any of them means "use the plain kernels".
   const std::function<fe::error_t()> steps[] = {
       [&] { return graph->validate(); },
-      [&] { return graph->build_operation_graph(key.handle); },
+      [&] { return graph->build_operation_graph(handle); },
       [&] { return graph->create_execution_plans({fe::HeurMode_t::A}); },
       [&] { return graph->check_support(); },
       [&] { return graph->build_plans(fe::BuildPlanPolicy_t::HEURISTICS_CHOICE); },
   };
+  AttentionGraphs::Entry entry;
   for (const auto& step : steps) {
     fe::error_t status = step();
     if (status.is_good()) continue;
-    if (is_unsupported(status)) return {};
-    throw_frontend_error("building the attention graph", status, __FILE__, __LINE__);
+    entry.outcome = is_unsupported(status) ? AttentionGraphs::Outcome::unsupported : AttentionGraphs::Outcome::error;
+    entry.message = status.get_message();
+    return entry;
   }
-  CachedGraph built;
-  built.graph = graph;
-  TESSERA_CUDNN_FE_CHECK(graph->get_workspace_size(built.workspace_bytes));
-  return built;
-}
-
-// Built graphs, keyed by shape and by the cuDNN handle and device they were built with. There
-// is no place for them in Context (building one takes far longer than running it, so they must
-// be kept), hence this function-local cache, which outlives contexts. The handle and device are
-// part of the key because a graph's plans belong to the handle and device they were built for.
-// A handle destroyed with its Context leaves its entries unused (a few plans per shape); a new
-// handle that reuses its address on the same device finds plans built for that same device.
-CachedGraph lookup_or_build(const GraphKey& key) {
-  static std::mutex mutex;
-  static std::unordered_map<GraphKey, CachedGraph, GraphKeyHash> cache;
-  std::lock_guard<std::mutex> lock(mutex);
-  auto it = cache.find(key);
-  if (it == cache.end()) it = cache.emplace(key, build_graph(key)).first;
-  return it->second;
+  fe::error_t status = graph->get_workspace_size(entry.workspace_bytes);
+  if (status.is_bad()) {
+    entry.outcome = AttentionGraphs::Outcome::error;
+    entry.message = status.get_message();
+    return entry;
+  }
+  entry.outcome = AttentionGraphs::Outcome::built;
+  entry.graph = graph;
+  return entry;
 }
 
 // cuDNN's kernels use 16-byte vector loads and TMA on every operand; views at other offsets
 // (e.g. a layer's slice of a larger stats buffer) take the plain path instead.
 bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data) % 16 == 0; }
 
-// The checks that do not need cuDNN: dtype, head size, handle, option, alignment.
+// Whether the fused attention is meant for this call: bf16, a head size cuDNN takes, a cuDNN
+// handle, the option on. (Misaligned operands, which cuDNN cannot take, count as a fallback.)
 bool applies(const Context& ctx, const Tensor& qkv, int n_head, int n_kv_head) {
   const int64_t HS = qkv.size(2) / (n_head + 2 * n_kv_head);
   return qkv.dtype == DType::bf16 && HS % 8 == 0 && HS <= 128 && ctx.cuda() != nullptr &&
@@ -208,36 +201,38 @@ QkvParts parts_of(const Tensor& qkv, int n_head, int n_kv_head) {
 
 GraphKey key_of(const Context& ctx, const Tensor& qkv, int n_head, int n_kv_head, bool backward) {
   const int64_t HS = qkv.size(2) / (n_head + 2 * n_kv_head);
-  return GraphKey{ctx.cuda()->cudnn, ctx.cuda()->device, qkv.size(0), n_head, n_kv_head, qkv.size(1), HS, backward};
+  return GraphKey{qkv.size(0), n_head, n_kv_head, qkv.size(1), HS, backward};
 }
 
-bool execute(Context& ctx, const GraphKey& key, std::unordered_map<int64_t, void*>& pack) {
-  CachedGraph cached = lookup_or_build(key);
-  if (!cached.graph) return false;
+Outcome execute(Context& ctx, const GraphKey& key, std::unordered_map<int64_t, void*>& pack) {
   detail::CudaResources* gpu = ctx.cuda();
+  const AttentionGraphs::Entry& cached =
+      gpu->kernel_state<AttentionGraphs>().get(key, key.describe(), [&] { return build_graph(gpu->cudnn, key); });
+  if (!cached.graph) return Outcome::fell_back;
   TESSERA_CUDNN_CHECK(cudnnSetStream(gpu->cudnn, gpu->stream));
   // The scratch area is shared with other kernels, each using it only within its own launches
   // on this stream, so it is free here.
   void* workspace = cached.workspace_bytes > 0 ? gpu->scratch(size_t(cached.workspace_bytes)) : nullptr;
   TESSERA_CUDNN_FE_CHECK(cached.graph->execute(gpu->cudnn, pack, workspace));
-  return true;
+  return Outcome::ran;
 }
 
 }  // namespace
 
-bool try_forward(Context& ctx, Tensor out, Tensor stats, Tensor qkv, int n_head, int n_kv_head) {
-  if (!applies(ctx, qkv, n_head, n_kv_head) || !aligned16(qkv) || !aligned16(out) || !aligned16(stats)) return false;
+Outcome try_forward(Context& ctx, Tensor out, Tensor stats, Tensor qkv, int n_head, int n_kv_head) {
+  if (!applies(ctx, qkv, n_head, n_kv_head)) return Outcome::not_applicable;
+  if (!aligned16(qkv) || !aligned16(out) || !aligned16(stats)) return Outcome::fell_back;
   const QkvParts in = parts_of(qkv, n_head, n_kv_head);
   std::unordered_map<int64_t, void*> pack = {
       {kQ, in.q}, {kK, in.k}, {kV, in.v}, {kO, out.data}, {kStats, stats.data}};
   return execute(ctx, key_of(ctx, qkv, n_head, n_kv_head, false), pack);
 }
 
-bool try_backward(Context& ctx, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats, int n_head,
-                  int n_kv_head) {
-  if (!applies(ctx, qkv, n_head, n_kv_head) || !aligned16(qkv) || !aligned16(out) || !aligned16(stats) ||
-      !aligned16(dout) || !aligned16(dqkv))
-    return false;
+Outcome try_backward(Context& ctx, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats, int n_head,
+                     int n_kv_head) {
+  if (!applies(ctx, qkv, n_head, n_kv_head)) return Outcome::not_applicable;
+  if (!aligned16(qkv) || !aligned16(out) || !aligned16(stats) || !aligned16(dout) || !aligned16(dqkv))
+    return Outcome::fell_back;
   const QkvParts in = parts_of(qkv, n_head, n_kv_head), grad = parts_of(dqkv, n_head, n_kv_head);
   std::unordered_map<int64_t, void*> pack = {
       {kQ, in.q},     {kK, in.k},     {kV, in.v},     {kO, out.data}, {kdO, dout.data},
@@ -251,8 +246,8 @@ bool try_backward(Context& ctx, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out
 
 namespace tessera::cuda::cudnn_attention {
 
-bool try_forward(Context&, Tensor, Tensor, Tensor, int, int) { return false; }
-bool try_backward(Context&, Tensor, Tensor, Tensor, Tensor, Tensor, int, int) { return false; }
+Outcome try_forward(Context&, Tensor, Tensor, Tensor, int, int) { return Outcome::not_applicable; }
+Outcome try_backward(Context&, Tensor, Tensor, Tensor, Tensor, Tensor, int, int) { return Outcome::not_applicable; }
 
 }  // namespace tessera::cuda::cudnn_attention
 

@@ -133,6 +133,7 @@ void backward(Context& ctx, Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens
 }  // namespace
 
 void embedding_forward(Context& ctx, Tensor out, Tensor tokens, Tensor wte, Tensor wpe, int vocab_start) {
+  if (out.numel() == 0) return;  // no rows (B*T = 0)
   if (out.dtype == DType::bf16)
     forward<bf16_t>(ctx, out, tokens, wte, wpe, vocab_start);
   else
@@ -140,6 +141,7 @@ void embedding_forward(Context& ctx, Tensor out, Tensor tokens, Tensor wte, Tens
 }
 
 void embedding_backward(Context& ctx, Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens, int vocab_start) {
+  if (dout.numel() == 0) return;  // no rows: the gradients gain nothing (and a grid of 0 blocks is an error)
   if (dout.dtype == DType::bf16)
     backward<bf16_t>(ctx, dwte, dwpe, dout, tokens, vocab_start);
   else

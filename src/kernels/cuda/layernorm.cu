@@ -135,6 +135,7 @@ void backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dbias, Tensor do
 }  // namespace
 
 void layernorm_forward(Context& ctx, Tensor out, Tensor mean, Tensor rstd, Tensor inp, Tensor weight, Tensor bias) {
+  if (inp.size(0) == 0) return;  // no rows (a grid of 0 blocks is an error)
   if (inp.dtype == DType::bf16)
     forward<bf16_t>(ctx, out, mean, rstd, inp, weight, bias);
   else
@@ -143,6 +144,7 @@ void layernorm_forward(Context& ctx, Tensor out, Tensor mean, Tensor rstd, Tenso
 
 void layernorm_backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp,
                         Tensor weight, Tensor mean, Tensor rstd) {
+  if (inp.size(0) == 0) return;  // no rows: dweight and dbias gain nothing
   if (inp.dtype == DType::bf16)
     backward<bf16_t>(ctx, dinp, dweight, dbias, dout, inp, weight, mean, rstd);
   else

@@ -174,7 +174,12 @@ void matmul_bias(Context& ctx, Tensor target, Tensor inp, Tensor weight, Tensor 
   if (!bias.empty()) {
     g.epilogue = CUBLASLT_EPILOGUE_BIAS;
     g.bias = bias.data;
-    if (run_gemm(ctx, g, /*may_fail=*/true)) return;
+    FastPathCount& count = ctx.fast_paths().matmul_bias_epilogue;
+    if (run_gemm(ctx, g, /*may_fail=*/true)) {
+      ++count.ran;
+      return;
+    }
+    ++count.fell_back;
     g.epilogue = CUBLASLT_EPILOGUE_DEFAULT;
     g.bias = nullptr;
   }
@@ -203,7 +208,10 @@ bool fused_gelu(Context& ctx, Tensor out, Tensor pre_gelu, Tensor inp, Tensor we
   g.bias = bias.empty() ? nullptr : bias.data;
   g.aux = pre_gelu.data;
   g.aux_ld = OC;
-  return run_gemm(ctx, g, /*may_fail=*/true);
+  const bool ran = run_gemm(ctx, g, /*may_fail=*/true);
+  FastPathCount& count = ctx.fast_paths().matmul_gelu_epilogue;
+  ++(ran ? count.ran : count.fell_back);
+  return ran;
 }
 
 template <class T>
@@ -223,6 +231,7 @@ void dbias_column_sums(Context& ctx, Tensor dbias, Tensor dout) {
 
 void matmul_forward(Context& ctx, Tensor out, Tensor pre_gelu, Tensor inp, Tensor weight, Tensor bias,
                     Epilogue epilogue) {
+  if (inp.size(0) == 0) return;  // no rows: cuBLASLt and the kernels would be asked for empty grids
   if (epilogue != Epilogue::gelu) {
     matmul_bias(ctx, out, inp, weight, bias);
     return;
@@ -235,6 +244,7 @@ void matmul_forward(Context& ctx, Tensor out, Tensor pre_gelu, Tensor inp, Tenso
 void matmul_backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp,
                      Tensor weight) {
   const int64_t N = inp.size(0), C = inp.size(1), OC = weight.size(0);
+  if (N == 0) return;  // no rows: dinp is empty, dweight and dbias gain nothing
   const cudaDataType t = cuda_type(inp.dtype);
   if (!dinp.empty()) {
     Gemm g;

@@ -82,6 +82,7 @@ __global__ void rmsnorm_backward_weight_final(float* dweight, const float* parti
 template <class T>
 void forward(Context& ctx, Tensor out, Tensor rstd, Tensor inp, Tensor weight, float eps) {
   const int N = int(inp.size(0)), C = int(inp.size(1));
+  if (N == 0) return;  // no rows (a grid of 0 blocks is an error)
   rmsnorm_forward_kernel<T><<<unsigned(ceil_div(N, kBlock / 32)), kBlock, 0, stream_of(ctx)>>>(
       out.ptr<T>(), rstd.ptr<float>(), inp.ptr<T>(), weight.ptr<T>(), N, C, eps);
   TESSERA_CUDA_CHECK_LAUNCH();
@@ -90,6 +91,7 @@ void forward(Context& ctx, Tensor out, Tensor rstd, Tensor inp, Tensor weight, f
 template <class T>
 void backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight, Tensor rstd) {
   const int N = int(inp.size(0)), C = int(inp.size(1));
+  if (N == 0) return;  // no rows: dweight gains nothing
   cudaStream_t stream = stream_of(ctx);
   rmsnorm_backward_input_kernel<T><<<unsigned(ceil_div(N, kBlock / 32)), kBlock, 0, stream>>>(
       dinp.ptr<T>(), dout.ptr<T>(), inp.ptr<T>(), weight.ptr<T>(), rstd.ptr<float>(), N, C);

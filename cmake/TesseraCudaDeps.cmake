@@ -1,0 +1,212 @@
+# Finds cuDNN, NCCL and cuDNN's frontend headers wherever a GPU node keeps them, and says where
+# each came from. Places, in order (header and library always from the same place):
+#   1. <NAME>_ROOT (CMake variable or environment variable), e.g. -DCUDNN_ROOT=/opt/cudnn
+#   2. the CUDA toolkit's include and library folders
+#   3. the NVIDIA wheels of the Python in use (TESSERA_PYTHON, else python3 on the PATH):
+#      <site-packages>/nvidia/<wheel>/{include,lib}, versioned sonames only (libcudnn.so.9)
+#   4. the compiler's and system's default folders (e.g. Debian's libnccl-dev)
+# Results (cache): TESSERA_<NAME>_LIBRARY, TESSERA_<NAME>_INCLUDE_DIR; TESSERA_<NAME>_ORIGIN and
+# TESSERA_<NAME>_VERSION describe them. Setting the first two yourself skips the search.
+
+# The nvidia/ folders of the Python packages of TESSERA_PYTHON (a namespace package: maybe several).
+function(tessera_nvidia_wheel_dirs out)
+  set(python "${TESSERA_PYTHON}")
+  if(NOT python)
+    find_program(TESSERA_PYTHON_FOR_WHEELS NAMES python3 python)
+    set(python "${TESSERA_PYTHON_FOR_WHEELS}")
+  endif()
+  set(dirs "")
+  if(python)
+    execute_process(COMMAND "${python}" -c "import nvidia; print(';'.join(nvidia.__path__))"
+                    OUTPUT_VARIABLE dirs OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET RESULT_VARIABLE rc)
+    if(rc)
+      set(dirs "")
+    endif()
+  endif()
+  set(${out} "${dirs}" PARENT_SCOPE)
+endfunction()
+
+# Reads "#define <PREFIX>MAJOR 9" style numbers from a header: sets out to "9.26.0" or "".
+function(tessera_header_version out header prefix major minor patch)
+  set(version "")
+  if(EXISTS "${header}")
+    file(STRINGS "${header}" lines REGEX "#define[ \t]+${prefix}(${major}|${minor}|${patch})[ \t]+[0-9]+")
+    foreach(part ${major} ${minor} ${patch})
+      string(REGEX MATCH "#define[ \t]+${prefix}${part}[ \t]+([0-9]+)" m "${lines}")
+      if(m)
+        list(APPEND version ${CMAKE_MATCH_1})
+      endif()
+    endforeach()
+    list(JOIN version "." version)
+  endif()
+  set(${out} "${version}" PARENT_SCOPE)
+endfunction()
+
+# tessera_find_cuda_dependency(<NAME> HEADER <file> LIBRARY_NAMES <names...> WHEEL <subdir>
+#   PACKAGES <what to install> [TOOLKIT_INCLUDE_DIRS ...] [TOOLKIT_LIBRARY_DIRS ...]
+#   [VERSION_HEADER <file> VERSION_PREFIX <prefix> VERSION_PARTS <major> <minor> <patch>])
+function(tessera_find_cuda_dependency name)
+  cmake_parse_arguments(PARSE_ARGV 1 A "" "HEADER;WHEEL;PACKAGES;VERSION_HEADER;VERSION_PREFIX"
+                        "LIBRARY_NAMES;TOOLKIT_INCLUDE_DIRS;TOOLKIT_LIBRARY_DIRS;VERSION_PARTS")
+  string(TOUPPER "${name}" up)
+  set(lib_var TESSERA_${up}_LIBRARY)
+  set(inc_var TESSERA_${up}_INCLUDE_DIR)
+  set(root_name ${up}_ROOT)
+  set(lib_suffixes lib lib64 lib/x86_64-linux-gnu lib/aarch64-linux-gnu)
+
+  if(${lib_var} AND ${inc_var} AND EXISTS "${${lib_var}}" AND EXISTS "${${inc_var}}/${A_HEADER}")
+    if(NOT TESSERA_${up}_ORIGIN)
+      set(TESSERA_${up}_ORIGIN "given (-D${lib_var}, -D${inc_var})" CACHE INTERNAL "")
+    endif()
+  else()
+    # Candidate places: "label|include dirs|library dirs" (dirs separated by '^').
+    set(places "")
+    set(root "${${root_name}}")
+    if(NOT root)
+      set(root "$ENV{${root_name}}")
+    endif()
+    if(root)
+      list(TRANSFORM lib_suffixes PREPEND "${root}/" OUTPUT_VARIABLE root_libs)
+      list(JOIN root_libs "^" root_libs)
+      list(APPEND places "${root_name}=${root}|${root}/include|${root_libs}")
+    endif()
+    if(A_TOOLKIT_INCLUDE_DIRS OR A_TOOLKIT_LIBRARY_DIRS)
+      list(JOIN A_TOOLKIT_INCLUDE_DIRS "^" tk_inc)
+      list(JOIN A_TOOLKIT_LIBRARY_DIRS "^" tk_lib)
+      list(APPEND places "the CUDA toolkit|${tk_inc}|${tk_lib}")
+    endif()
+    tessera_nvidia_wheel_dirs(wheel_roots)
+    foreach(w ${wheel_roots})
+      if(EXISTS "${w}/${A_WHEEL}")
+        list(APPEND places "the Python wheel ${A_PACKAGES} (${w}/${A_WHEEL})|${w}/${A_WHEEL}/include|${w}/${A_WHEEL}/lib")
+      endif()
+    endforeach()
+    list(APPEND places "the system's default folders||")
+
+    set(found_lib "")
+    set(found_inc "")
+    set(tried "")
+    foreach(place ${places})
+      string(REPLACE "|" ";" parts "${place}")
+      list(GET parts 0 label)
+      list(GET parts 1 incs)
+      list(GET parts 2 libs)
+      string(REPLACE "^" ";" incs "${incs}")
+      string(REPLACE "^" ";" libs "${libs}")
+      unset(_tessera_probe_inc)
+      unset(_tessera_probe_lib)
+      if(incs)
+        find_path(_tessera_probe_inc ${A_HEADER} PATHS ${incs} NO_DEFAULT_PATH NO_CACHE)
+        find_library(_tessera_probe_lib NAMES ${A_LIBRARY_NAMES} PATHS ${libs} NO_DEFAULT_PATH NO_CACHE)
+      else()
+        find_path(_tessera_probe_inc ${A_HEADER} NO_CACHE)
+        find_library(_tessera_probe_lib NAMES ${A_LIBRARY_NAMES} NO_CACHE)
+      endif()
+      list(APPEND tried "${label}")
+      if(_tessera_probe_inc AND _tessera_probe_lib)
+        set(found_inc "${_tessera_probe_inc}")
+        set(found_lib "${_tessera_probe_lib}")
+        set(origin "${label}")
+        break()
+      endif()
+    endforeach()
+    if(NOT found_lib)
+      list(JOIN tried "; " tried)
+      list(JOIN A_LIBRARY_NAMES ", " names)
+      message(FATAL_ERROR "tessera: ${name} not found (${A_HEADER} and one of ${names}, from one place). Looked in: "
+                          "${tried}. Install ${A_PACKAGES} (pip, into the Python given by -DTESSERA_PYTHON=...), "
+                          "or point -D${root_name}=DIR at a folder with include/ and lib/, or configure with "
+                          "-DTESSERA_CUDA=OFF.")
+    endif()
+    set(${lib_var} "${found_lib}" CACHE FILEPATH "${name} library" FORCE)
+    set(${inc_var} "${found_inc}" CACHE PATH "${name} headers" FORCE)
+    set(TESSERA_${up}_ORIGIN "${origin}" CACHE INTERNAL "")
+  endif()
+  set(version "")
+  if(A_VERSION_HEADER)
+    tessera_header_version(version "${${inc_var}}/${A_VERSION_HEADER}" "${A_VERSION_PREFIX}" ${A_VERSION_PARTS})
+  endif()
+  set(TESSERA_${up}_VERSION "${version}" PARENT_SCOPE)
+  if(NOT version)
+    set(version "version unknown")
+  endif()
+  message(STATUS "tessera: ${name} ${version}: ${${lib_var}} (from ${TESSERA_${up}_ORIGIN})")
+endfunction()
+
+# cuDNN's frontend headers (header-only): TESSERA_CUDNN_FRONTEND_INCLUDE if set, else the
+# project's .deps/ (scripts/install_deps.sh), the install prefixes (the offline bundle), and the
+# nvidia-cudnn-frontend wheel of the Python in use. Sets TESSERA_CUDNN_FRONTEND_INCLUDE (cache),
+# TESSERA_CUDNN_FRONTEND_ORIGIN and TESSERA_CUDNN_FRONTEND_VERSION; empty include when not found.
+function(tessera_find_cudnn_frontend)
+  if(TESSERA_CUDNN_FRONTEND_INCLUDE)
+    if(NOT EXISTS "${TESSERA_CUDNN_FRONTEND_INCLUDE}/cudnn_frontend.h")
+      message(FATAL_ERROR "tessera: TESSERA_CUDNN_FRONTEND_INCLUDE=${TESSERA_CUDNN_FRONTEND_INCLUDE} holds no "
+                          "cudnn_frontend.h")
+    endif()
+    if(NOT TESSERA_CUDNN_FRONTEND_ORIGIN)
+      set(TESSERA_CUDNN_FRONTEND_ORIGIN "given (-DTESSERA_CUDNN_FRONTEND_INCLUDE)" CACHE INTERNAL "")
+    endif()
+  else()
+    set(origin "")
+    set(dir "")
+    if(EXISTS "${PROJECT_SOURCE_DIR}/.deps/cudnn-frontend/include/cudnn_frontend.h")
+      set(dir "${PROJECT_SOURCE_DIR}/.deps/cudnn-frontend/include")
+      set(origin "the project's .deps/ (scripts/install_deps.sh)")
+    else()
+      find_path(_tessera_fe_probe cudnn_frontend.h NO_CACHE)  # CMAKE_PREFIX_PATH: the offline bundle's prefix
+      if(_tessera_fe_probe)
+        set(dir "${_tessera_fe_probe}")
+        set(origin "the prefix path")
+      endif()
+    endif()
+    if(NOT dir)
+      set(python "${TESSERA_PYTHON}")
+      if(NOT python)
+        find_program(TESSERA_PYTHON_FOR_WHEELS NAMES python3 python)
+        set(python "${TESSERA_PYTHON_FOR_WHEELS}")
+      endif()
+      if(python)
+        execute_process(
+          COMMAND "${python}" -c
+            "import importlib.util,os; s=importlib.util.find_spec('cudnn'); print(os.path.join(os.path.dirname(os.path.dirname(s.origin)),'include') if s and s.origin else '')"
+          OUTPUT_VARIABLE guess OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+        if(guess AND EXISTS "${guess}/cudnn_frontend.h")
+          set(dir "${guess}")
+          set(origin "the Python wheel nvidia-cudnn-frontend")
+        endif()
+      endif()
+    endif()
+    if(dir)
+      set(TESSERA_CUDNN_FRONTEND_INCLUDE "${dir}" CACHE PATH "Directory holding cudnn_frontend.h" FORCE)
+      set(TESSERA_CUDNN_FRONTEND_ORIGIN "${origin}" CACHE INTERNAL "")
+    endif()
+  endif()
+  set(version "")
+  if(TESSERA_CUDNN_FRONTEND_INCLUDE)
+    tessera_header_version(version "${TESSERA_CUDNN_FRONTEND_INCLUDE}/cudnn_frontend_version.h"
+                           CUDNN_FRONTEND_ MAJOR_VERSION MINOR_VERSION PATCH_VERSION)
+  endif()
+  set(TESSERA_CUDNN_FRONTEND_VERSION "${version}" PARENT_SCOPE)
+endfunction()
+
+# Whether CUDA builds compile cuDNN's fused attention: TESSERA_CUDNN_ATTENTION (ON by default)
+# needs cudnn_frontend.h, and its absence stops the configure, so that a CUDA build never silently
+# lacks the fused attention; OFF builds the plain CUDA attention kernels only. Sets out to ON/OFF.
+function(tessera_cudnn_attention out)
+  if(NOT TESSERA_CUDNN_ATTENTION)
+    message(STATUS "tessera: cuDNN fused attention off (-DTESSERA_CUDNN_ATTENTION=OFF): plain CUDA attention kernels")
+    set(${out} OFF PARENT_SCOPE)
+    return()
+  endif()
+  tessera_find_cudnn_frontend()
+  if(NOT TESSERA_CUDNN_FRONTEND_INCLUDE)
+    message(FATAL_ERROR "tessera: cudnn_frontend.h not found, so cuDNN's fused attention cannot be built. Run "
+                        "scripts/install_deps.sh (unpacks the nvidia-cudnn-frontend wheel's headers into .deps/), "
+                        "install the offline bundle (scripts/install_offline.sh), pip install nvidia-cudnn-frontend "
+                        "into the Python given by -DTESSERA_PYTHON, or set -DTESSERA_CUDNN_FRONTEND_INCLUDE=DIR; "
+                        "or build without the fused attention: -DTESSERA_CUDNN_ATTENTION=OFF")
+  endif()
+  message(STATUS "tessera: cuDNN frontend ${TESSERA_CUDNN_FRONTEND_VERSION}: ${TESSERA_CUDNN_FRONTEND_INCLUDE} "
+                 "(from ${TESSERA_CUDNN_FRONTEND_ORIGIN})")
+  set(${out} ON PARENT_SCOPE)
+endfunction()
