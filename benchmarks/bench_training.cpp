@@ -35,16 +35,20 @@ std::vector<ParallelLayout> default_layouts(int world, const ModelConfig& config
   return out;
 }
 
-// GEMM FLOPs of one rank's step: every linear layer (four per block, and the tied lm head) runs
-// three GEMMs of 2*N*C_in*C_out (forward, input gradient, weight gradient). Only for layouts
-// without pipeline stages, where every rank holds every layer.
-double gemm_flops_per_rank(const GPT2Config& c, const ParallelLayout& l, size_t tokens_per_microbatch) {
-  const double C = c.n_embd, per_token = (12.0 * c.n_layer * C * C + C * c.padded_vocab_size) / l.tp;
+// GEMM FLOPs of one rank's step: every linear layer (q/k/v, the attention output, the MLP's two or
+// three matrices per block, and the lm head over the padded vocabulary) runs three GEMMs of
+// 2*N*C_in*C_out (forward, input gradient, weight gradient). Only for layouts without pipeline
+// stages, where every rank holds every layer.
+double gemm_flops_per_rank(const ModelConfig& c, const ParallelLayout& l, size_t tokens_per_microbatch) {
+  const double C = c.n_embd, F = c.ffn_dim, kv_width = double(c.n_kv_head) * c.head_size();
+  const double mlp_matrices = c.mlp == MlpKind::swiglu ? 3.0 : 2.0;
+  const double per_layer = C * (C + 2.0 * kv_width) + C * C + mlp_matrices * C * F;
+  const double per_token = (c.n_layer * per_layer + C * c.padded_vocab_size) / l.tp;
   return 6.0 * per_token * double(tokens_per_microbatch) * l.microbatches;
 }
 
 // Per-op breakdown of the timed steps (rank 0), and the share of the peak the GEMMs reached.
-void print_op_profile(const OpProfile& profile, int steps, double mean_ms, const GPT2Config& config,
+void print_op_profile(const OpProfile& profile, int steps, double mean_ms, const ModelConfig& config,
                       const ParallelLayout& l, size_t tokens_per_microbatch, double peak_per_rank) {
   std::vector<OpProfile::Entry> entries = profile.entries();
   std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.seconds > b.seconds; });
