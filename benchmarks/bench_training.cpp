@@ -36,9 +36,47 @@ std::vector<ParallelLayout> default_layouts(int world, const ModelConfig& config
   return out;
 }
 
+// GEMM FLOPs of one rank's step: every linear layer (q/k/v, the attention output, the MLP's two or
+// three matrices per block, and the lm head over the padded vocabulary) runs three GEMMs of
+// 2*N*C_in*C_out (forward, input gradient, weight gradient). Only for layouts without pipeline
+// stages, where every rank holds every layer.
+double gemm_flops_per_rank(const ModelConfig& c, const ParallelLayout& l, size_t tokens_per_microbatch) {
+  const double C = c.n_embd, F = c.ffn_dim, kv_width = double(c.n_kv_head) * c.head_size();
+  const double mlp_matrices = c.mlp == MlpKind::swiglu ? 3.0 : 2.0;
+  const double per_layer = C * (C + 2.0 * kv_width) + C * C + mlp_matrices * C * F;
+  const double per_token = (c.n_layer * per_layer + C * c.padded_vocab_size) / l.tp;
+  return 6.0 * per_token * double(tokens_per_microbatch) * l.microbatches;
+}
+
+// Per-op breakdown of the timed steps (rank 0), and the share of the peak the GEMMs reached.
+void print_op_profile(const OpProfile& profile, int steps, double mean_ms, const ModelConfig& config,
+                      const ParallelLayout& l, size_t tokens_per_microbatch, double peak_per_rank) {
+  std::vector<OpProfile::Entry> entries = profile.entries();
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.seconds > b.seconds; });
+  const double step_ms = 1e3 * profile.total_seconds() / steps;
+  std::printf("#   %-32s %8s %10s %8s\n", "op", "calls", "ms/step", "share");
+  double gemm_s = 0.0;
+  for (const OpProfile::Entry& e : entries) {
+    const double ms = 1e3 * e.seconds / steps;
+    std::printf("    %-32s %8lld %10.2f %7.1f%%\n", e.op.c_str(), static_cast<long long>(e.calls / steps), ms,
+                100.0 * ms / mean_ms);
+    if (e.op.rfind("matmul_", 0) == 0) gemm_s += e.seconds;
+  }
+  std::printf("    %-32s %8s %10.2f %7.1f%%  (outside kernels: communication, host work)\n", "(other)", "",
+              mean_ms - step_ms, 100.0 * (mean_ms - step_ms) / mean_ms);
+  std::printf("#   shares of the mean step, %.1f ms\n", mean_ms);
+  if (l.pp == 1 && gemm_s > 0) {
+    const double gflops = gemm_flops_per_rank(config, l, tokens_per_microbatch) * steps / gemm_s / 1e9;
+    std::printf("#   GEMMs (matmul_*): %.1f GFLOP/s per rank", gflops);
+    if (peak_per_rank > 0) std::printf(" = %.1f%% of the %.1f GFLOP/s peak", 100.0 * gflops * 1e9 / peak_per_rank,
+                                       peak_per_rank / 1e9);
+    std::printf("\n");
+  }
+}
+
 struct Result {
   ParallelLayout layout;
-  double median_ms = 0, tokens_per_s = 0, mfu = 0, bubble = 0;
+  double median_ms = 0, mean_ms = 0, tokens_per_s = 0, mfu = 0, bubble = 0;
   size_t optimizer_bytes = 0;
 };
 
@@ -47,6 +85,7 @@ int bench(int argc, char** argv) {
   std::string model = "tiny", layouts_text, json, device = "auto", precision = "auto";
   int batch_size = 8, seq_len = 128, warmup = 2, steps = 8, threads = 0;
   double peak_tflops = 0;
+  bool profile_ops = false;
   FlagParser p("tessera-bench-training", "mpirun -np N tessera-bench-training [flags]");
   p.add("model", &model, "model preset");
   p.add("batch-size", &batch_size, "sequences per microbatch per data-parallel rank").at_least(1);
@@ -58,6 +97,7 @@ int bench(int argc, char** argv) {
   p.add("device", &device, "backend").one_of({"auto", "cpu", "cuda"});
   p.add("precision", &precision, "auto: bf16 on GPU, f32 on CPU").one_of({"auto", "f32", "bf16"});
   p.add("threads", &threads, "CPU threads per rank (0: cores / ranks per node)").at_least(0);
+  p.add("profile-ops", &profile_ops, "print each kernel's share of a step (rank 0; GPU ops are synchronized)");
   p.add("json", &json, "write one JSON line per layout to this file (rank 0)");
   if (!p.parse(argc, argv)) return 0;
   if (!p.positional().empty()) throw config_error("unexpected argument '" + p.positional()[0] + "'", "see --help");
@@ -72,6 +112,7 @@ int bench(int argc, char** argv) {
   options.local_size = launch.local_size;
   options.cpu_threads = threads;
   options.announce = lead;
+  options.profile_ops = profile_ops;
   Context ctx(options);
   std::unique_ptr<Communicator> world = make_communicator(ctx);
   const ModelConfig config = parse_flag_value("model", model, ModelConfig::preset);
@@ -133,6 +174,7 @@ int bench(int argc, char** argv) {
     }
     std::vector<double> times;
     for (int s = 0; s < warmup + steps; ++s) {
+      if (s == warmup && ctx.op_profile()) ctx.op_profile()->clear();
       world->barrier();
       auto t0 = std::chrono::steady_clock::now();
       trainer.step(token_ptrs, target_ptrs, 1e-4f);
@@ -145,6 +187,7 @@ int bench(int argc, char** argv) {
     Result r;
     r.layout = l;
     r.median_ms = times[times.size() / 2] * 1e3;
+    for (double t : times) r.mean_ms += t * 1e3 / double(times.size());
     const double tokens_per_step = double(n) * l.microbatches * l.dp;
     r.tokens_per_s = tokens_per_step / (r.median_ms / 1e3);
     r.mfu = peak > 0 ? config.flops_per_token(seq_len) * r.tokens_per_s / peak : 0.0;
@@ -162,6 +205,7 @@ int bench(int argc, char** argv) {
                     .add("mfu", r.mfu)
                     .add("bubble", r.bubble)
                     .add("optimizer_bytes", int64_t(r.optimizer_bytes)));
+      if (ctx.op_profile()) print_op_profile(*ctx.op_profile(), steps, r.mean_ms, config, l, n, peak / world->size());
     }
   }
   return 0;

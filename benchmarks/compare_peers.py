@@ -12,8 +12,10 @@ and MFU in two conventions:
   PaLM   (tessera's):  6*N' + 12*L*C*T FLOPs per token, N' = parameters without position embeddings
   llm.c:               6*N  +  6*L*C*T FLOPs per token, N  = all parameters (vocabulary unpadded)
 
-against the device's peak: the GPU's dense bf16 peak (known cards) or --peak-tflops; on the CPU only
---peak-tflops (the measured single-precision peak of the cores the run uses), else MFU is n/a.
+against the device's peak: the GPU's dense bf16 peak (known cards) or --peak-tflops; on the CPU
+--peak-tflops, or --cpu-peak to measure it (tessera-cpu-peak: every thread's FMA throughput at once),
+else MFU is n/a. --gemm-share (CPU) adds the share of that peak tessera's GEMMs reach in the same
+configuration (tessera-bench-training --profile-ops: the matmul kernels' time against their FLOPs).
 Peak memory: on the CPU the largest resident set of any of the peer's processes (getrusage); on a GPU
 the device memory in use above the idle baseline (nvidia-smi, polled), the same measure for every peer.
 
@@ -21,7 +23,7 @@ The first-step losses of all peers are printed: from one initialisation and one 
 (f32: to about 1e-6; --check-loss TOL makes a larger relative difference an error).
 
 Examples:
-  python3 benchmarks/compare_peers.py --model tiny --batch-size 8 --seq-len 128 --threads 2 --peak-tflops 0.1
+  python3 benchmarks/compare_peers.py --model tiny --batch-size 8 --seq-len 128 --threads 2 --gemm-share
   python3 benchmarks/compare_peers.py --model tiny --ranks 2 --layout tp=2 --threads 2 ...   (tessera on 2 ranks)
   python3 benchmarks/compare_peers.py --model gpt2 --batch-size 64 --seq-len 1024 --llmc ~/llm.c/train_gpt2cu
 
@@ -218,6 +220,45 @@ def llmc_peer(a, work, init, data, val_data, precision):
             "peak_memory_bytes": peak, "devices": 1, "setup": f"{a.llmc} ({dtype}, -r 0)"}
 
 
+def measure_cpu_peak(a):
+    """The measured single-precision peak of --threads cores (tessera-cpu-peak), in FLOP/s."""
+    threads = a.threads or os.cpu_count() or 1
+    out = subprocess.run([os.path.join(a.build, "tessera-cpu-peak"), "--threads", str(threads)],
+                         capture_output=True, text=True, check=True).stdout
+    print(out.rstrip(), flush=True)
+    match = re.search(r"^peak:\s+([\d.]+) TFLOP/s", out, re.M)
+    if not match:
+        raise Failure(f"tessera-cpu-peak printed no peak:\n{out}")
+    return float(match.group(1)) * 1e12, threads
+
+
+def gemm_share(a, device, precision, peak):
+    """GEMM GFLOP/s per rank of tessera's configuration and its share of the peak, from a short
+    tessera-bench-training --profile-ops run; None (with the reason printed) where it does not apply."""
+    _, layout = layout_flags(a.layout)
+    if a.init or layout["pp"] > 1:
+        print("[gemm share] skipped: needs --model (not --init) and a layout without pipeline stages", flush=True)
+        return None
+    dp = layout["dp"] or a.ranks // layout["tp"]
+    threads = max(1, a.threads // a.ranks) if a.threads else 0
+    spec = a.layout or "tp=1"
+    cmd = [os.path.join(a.build, "tessera-bench-training"), "--model", a.model,
+           "--batch-size", str(a.batch_size // (dp * layout["mb"])), "--seq-len", str(a.seq_len),
+           "--steps", str(a.steps), "--warmup", str(a.warmup_steps), "--layouts", spec, "--device", device,
+           "--precision", precision, "--threads", str(threads), "--profile-ops",
+           "--peak-tflops", str(peak / 1e12 / a.ranks)]
+    if a.ranks > 1:
+        cmd = [a.mpirun, "--oversubscribe", "--bind-to", "none", "-np", str(a.ranks)] + cmd
+    log = os.path.join(a.work, "gemm_share.log")
+    run_measured("gemm share", cmd, log, device == "cuda")
+    text = open(log).read()
+    match = re.search(r"GEMMs \(matmul_\*\): ([\d.]+) GFLOP/s per rank(?: = ([\d.]+)% of)?", text)
+    if not match:
+        raise Failure(f"tessera-bench-training --profile-ops printed no GEMM line; see {log}")
+    return {"gflops_per_rank": float(match.group(1)),
+            "share_of_peak": float(match.group(2)) / 100 if match.group(2) else None, "log": log}
+
+
 # ---------------------------------------------------------------------------------------------
 # Set-up: device, data, initialisation.
 
@@ -374,6 +415,11 @@ def parse_args(argv):
                    help="run every peer this many times in turn (ratios: the median of the per-round ratios)")
     p.add_argument("--peak-tflops", type=float, default=0.0,
                    help="peak TFLOP/s of one device for MFU (CPU: of all the cores used; GPU default: the card's dense bf16)")
+    p.add_argument("--cpu-peak", action="store_true",
+                   help="CPU: measure the peak of --threads cores with tessera-cpu-peak (instead of --peak-tflops)")
+    p.add_argument("--gemm-share", action="store_true",
+                   help="CPU: also print the share of the peak tessera's GEMMs reach (implies --cpu-peak "
+                        "without --peak-tflops)")
     p.add_argument("--mpirun", default="mpirun")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--min-lr", type=float, default=1e-4)
@@ -416,6 +462,10 @@ def run(a):
     init = export_init(a, a.work, data)
     config, n_params, flops_palm, flops_llmc = model_flops(init, a.seq_len)
     peak = a.peak_tflops * 1e12 if a.peak_tflops > 0 else (gpu_peak(gpus[0]) if device == "cuda" else 0.0)
+    peak_source = "--peak-tflops" if a.peak_tflops > 0 else "the card's dense bf16 peak"
+    if device == "cpu" and not a.peak_tflops > 0 and (a.cpu_peak or a.gemm_share):
+        peak, threads = measure_cpu_peak(a)
+        peak_source = f"measured by tessera-cpu-peak on {threads} threads"
     load_before = os.getloadavg()
 
     # Each round runs every peer once, in turn; with several rounds a peer's speed relative to
@@ -435,6 +485,7 @@ def run(a):
         rounds.append({p: summarize(PEER_NAMES[p], results[p], a, peak, flops_palm, flops_llmc) for p in a.peers})
     rows = [combine([round_[p] for round_ in rounds], [round_.get("tessera") for round_ in rounds], a, flops_palm,
                     flops_llmc) for p in a.peers]
+    gemm = gemm_share(a, device, precision, peak) if a.gemm_share and device == "cpu" else None
     load_after = os.getloadavg()
 
     header = [
@@ -443,12 +494,16 @@ def run(a):
         f"batch: {a.batch_size} x {a.seq_len} tokens per step; {a.steps} timed steps (median) after {a.warmup_steps}"
         f"{f', {a.rounds} rounds (ratios: median of the rounds)' if a.rounds > 1 else ''}; "
         f"{device}, {precision}; data {data}",
-        f"MFU peak: {peak / 1e12:g} TFLOP/s per device" if peak > 0 else
-        "MFU peak: unknown (CPU: pass --peak-tflops), MFU n/a",
+        f"MFU peak: {peak / 1e12:g} TFLOP/s per device ({peak_source})" if peak > 0 else
+        "MFU peak: unknown (CPU: pass --peak-tflops or --cpu-peak), MFU n/a",
         f"FLOPs per token: {flops_palm:.4g} (6N'+12LCT, PaLM) and {flops_llmc:.4g} (6N+6LCT, llm.c)",
         f"commit {git_commit()}; machine {machine_description(device, gpus)}; "
         f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after",
     ]
+    if gemm:
+        share = f" = {100 * gemm['share_of_peak']:.1f}% of the peak" if gemm["share_of_peak"] is not None else ""
+        header.append(f"tessera's GEMMs: {gemm['gflops_per_rank']:.1f} GFLOP/s per rank{share} "
+                      f"(tessera-bench-training --profile-ops, same model, batch and layout; {gemm['log']})")
     print()
     for line in header:
         print(line)
@@ -459,7 +514,7 @@ def run(a):
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"header": header, "device": device, "precision": precision, "batch_size": a.batch_size,
-                       "seq_len": a.seq_len, "rows": rows}, f, indent=1)
+                       "seq_len": a.seq_len, "rows": rows, "peak_flops": peak, "gemm": gemm}, f, indent=1)
 
     tessera = next((r for r in rows if r["peer"] == "tessera"), None)
     if a.check_loss > 0 and tessera:

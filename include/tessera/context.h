@@ -3,12 +3,14 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdlib>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "tessera/dtype.h"
+#include "tessera/op_profile.h"
 
 namespace tessera {
 
@@ -29,6 +31,8 @@ struct ContextOptions {
   // CUDA attention: use cuDNN's fused flash attention where it applies (bf16, head size
   // a multiple of 8 up to 128); false forces the plain CUDA kernels.
   bool use_cudnn_attention = true;
+  // Time every kernel call (ops::) into op_profile(): the per-op breakdown of a step.
+  bool profile_ops = false;
   // Print the fast-path counts (below) to stderr when the context is destroyed, if it ran on a
   // GPU. The environment variable TESSERA_REPORT_FAST_PATHS=1 turns this on too.
   bool report_fast_paths = false;
@@ -83,6 +87,9 @@ class Context {
   // This rank's share of the host's available memory (0 when unknown).
   uint64_t available_host_memory() const;
 
+  // The per-op wall times since the last clear(); null unless ContextOptions::profile_ops.
+  OpProfile* op_profile() const { return op_profile_.get(); }
+
   // Waits for all work queued on this context's streams.
   void synchronize() const;
 
@@ -92,6 +99,10 @@ class Context {
 
   // CUDA-side resources; null on the CPU backend. Used by src/ only.
   detail::CudaResources* cuda() const { return cuda_.get(); }
+  // Host scratch memory for the CPU kernels: at least `bytes` bytes, 64-byte aligned, valid until
+  // the next call. It grows to the largest request and stays, so steps do not allocate.
+  // Used by src/ only.
+  void* host_scratch(size_t bytes);
 
  private:
   ContextOptions options_;
@@ -104,6 +115,9 @@ class Context {
   bool report_fast_paths_ = false;
   FastPathCounts fast_paths_;
   std::unique_ptr<detail::CudaResources, void (*)(detail::CudaResources*)> cuda_;
+  std::unique_ptr<OpProfile> op_profile_;
+  std::unique_ptr<void, void (*)(void*)> host_scratch_;
+  size_t host_scratch_bytes_ = 0;
 };
 
 }  // namespace tessera

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <new>
 #include <cstring>
 #include <thread>
 
@@ -15,12 +16,16 @@ extern "C" void openblas_set_num_threads(int num_threads);
 
 namespace tessera {
 
-Context::Context(const ContextOptions& options) : options_(options), cuda_(nullptr, &detail::close_cuda) {
+Context::Context(const ContextOptions& options)
+    : options_(options), cuda_(nullptr, &detail::close_cuda), host_scratch_(nullptr, &std::free) {
   int hw = int(std::thread::hardware_concurrency());
   const int cores = hw > 0 ? hw : 1;
   cpu_threads_ = options.cpu_threads > 0 ? options.cpu_threads : std::max(1, cores / std::max(1, options.local_size));
+  // One thread pool: the CPU kernels call the BLAS from inside their own OpenMP team, one tile of
+  // the output per thread (src/kernels/cpu/gemm.h says why), so the BLAS itself runs on one thread.
+  // First: OpenBLAS built for OpenMP sets the OpenMP default to its own count here.
+  openblas_set_num_threads(1);
   omp_set_num_threads(cpu_threads_);
-  openblas_set_num_threads(cpu_threads_);
 
   if (options.device != DevicePreference::cpu) {
     detail::CudaProbe probe = detail::open_cuda(options);
@@ -37,6 +42,7 @@ Context::Context(const ContextOptions& options) : options_(options), cuda_(nullp
       fallback_reason_ = probe.failure;
     }
   }
+  if (options.profile_ops) op_profile_ = std::make_unique<OpProfile>();
   if (device_ == Device::cpu) {
     description_ = "CPU (" + std::to_string(cpu_threads_) + " threads)";
   }
@@ -87,6 +93,18 @@ std::vector<std::string> FastPathCounts::fallbacks() const {
       out.push_back(std::string(p.name) + ": " + std::to_string(p.count->fell_back) + " of " +
                     std::to_string(p.count->ran + p.count->fell_back) + " calls fell back");
   return out;
+}
+
+void* Context::host_scratch(size_t bytes) {
+  if (bytes > host_scratch_bytes_) {
+    constexpr size_t kAlign = 64;
+    const size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
+    host_scratch_bytes_ = 0;
+    host_scratch_.reset(std::aligned_alloc(kAlign, rounded));
+    if (!host_scratch_) throw std::bad_alloc();
+    host_scratch_bytes_ = rounded;
+  }
+  return host_scratch_.get();
 }
 
 void Context::synchronize() const {

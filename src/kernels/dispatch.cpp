@@ -1,6 +1,9 @@
 // The one place that chooses a backend, and the one place shapes and dtypes are checked.
+#include <chrono>
 #include <string>
+#include <type_traits>
 
+#include "kernels/cpu/flash_attention.h"
 #include "kernels/ops.h"
 #include "tessera/error.h"
 
@@ -58,9 +61,44 @@ void expect_same_dtype(const char* op, const Tensor& a, const char* an, const Te
 }  // namespace
 
 #if TESSERA_WITH_CUDA
-#define TESSERA_DISPATCH(ctx, op, ...) ((ctx).on_gpu() ? cuda::op(ctx, __VA_ARGS__) : cpu::op(ctx, __VA_ARGS__))
+#define TESSERA_BACKEND_CALL(ctx, op, ...) ((ctx).on_gpu() ? cuda::op(ctx, __VA_ARGS__) : cpu::op(ctx, __VA_ARGS__))
 #else
-#define TESSERA_DISPATCH(ctx, op, ...) cpu::op(ctx, __VA_ARGS__)
+#define TESSERA_BACKEND_CALL(ctx, op, ...) cpu::op(ctx, __VA_ARGS__)
+#endif
+
+namespace {
+
+// Runs one kernel call, timed into the context's op profile when there is one.
+template <class Call>
+auto profiled(Context& ctx, const char* op, Call&& call) {
+  OpProfile* profile = ctx.op_profile();
+  if (!profile) return call();
+  ctx.synchronize();
+  const auto start = std::chrono::steady_clock::now();
+  auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+  if constexpr (std::is_void_v<decltype(call())>) {
+    call();
+    ctx.synchronize();
+    profile->add(op, seconds());
+  } else {
+    auto result = call();
+    ctx.synchronize();
+    profile->add(op, seconds());
+    return result;
+  }
+}
+
+}  // namespace
+
+#define TESSERA_DISPATCH(ctx, op, ...) profiled(ctx, #op, [&] { return TESSERA_BACKEND_CALL(ctx, op, __VA_ARGS__); })
+
+// Ops whose CPU backend is a faster twin of the plain cpu:: reference (same contract; the reference
+// stays what the twin and the CUDA kernels are checked against).
+#if TESSERA_WITH_CUDA
+#define TESSERA_DISPATCH_FAST(ctx, op, cpu_fast, ...) \
+  profiled(ctx, #op, [&] { return (ctx).on_gpu() ? cuda::op(ctx, __VA_ARGS__) : cpu::cpu_fast(ctx, __VA_ARGS__); })
+#else
+#define TESSERA_DISPATCH_FAST(ctx, op, cpu_fast, ...) profiled(ctx, #op, [&] { return cpu::cpu_fast(ctx, __VA_ARGS__); })
 #endif
 
 namespace ops {
@@ -348,7 +386,7 @@ static void check_attention_shapes(const Context& ctx, const char* op, const Ten
 
 void attention_forward(Context& ctx, Tensor out, Tensor stats, Tensor qkv, int n_head, int n_kv_head) {
   check_attention_shapes(ctx, "attention_forward", out, stats, qkv, n_head, n_kv_head);
-  TESSERA_DISPATCH(ctx, attention_forward, out, stats, qkv, n_head, n_kv_head);
+  TESSERA_DISPATCH_FAST(ctx, attention_forward, flash_attention_forward, out, stats, qkv, n_head, n_kv_head);
 }
 
 void attention_backward(Context& ctx, Tensor dqkv, Tensor dout, Tensor qkv, Tensor out, Tensor stats, int n_head,
@@ -361,7 +399,8 @@ void attention_backward(Context& ctx, Tensor dqkv, Tensor dout, Tensor qkv, Tens
   expect_shape(op, "dout", dout, {out.size(0), out.size(1), out.size(2)});
   expect_same_dtype(op, dqkv, "dqkv", qkv, "qkv");
   expect_same_dtype(op, dout, "dout", qkv, "qkv");
-  TESSERA_DISPATCH(ctx, attention_backward, dqkv, dout, qkv, out, stats, n_head, n_kv_head);
+  TESSERA_DISPATCH_FAST(ctx, attention_backward, flash_attention_backward, dqkv, dout, qkv, out, stats, n_head,
+                        n_kv_head);
 }
 
 void crossentropy_forward_backward(Context& ctx, Tensor losses, Tensor dlogits, Tensor logits, Tensor targets,

@@ -119,11 +119,13 @@ struct OpEntry {
   bool same_bits_any_threads = true;
   Gradient gradient;  // empty loss: not a backward op
   // Another backend against the CPU reference, per element of each output:
-  // |got - ref| / max(|ref|, floor * max|ref| of that output), and exact where ref is exactly 0.
+  // |got - ref| / max(|ref|, floor * max|ref| of that output), and exact where ref is exactly 0
+  // unless zeros_exact is false (then a zero is judged against the floor like any small value).
   double f32_tolerance = 1e-5;
   double bf16_tolerance = 1e-2;
   double floor = 0.1;
   double bf16_floor = 0.1;
+  bool zeros_exact = true;
 };
 
 // The names of an entry's dims ("B T NH" -> {"B", "T", "NH"}): make() takes exactly as many.

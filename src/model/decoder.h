@@ -204,6 +204,7 @@ class Decoder final : public Model {
   int M_ = 0, B_ = 0, T_ = 0, S_ = 0;  // the plan: microbatches, batch, sequence, slots per chunk
   int64_t N_ = 0, Nr_ = 0;
   RecomputedBlock recomputed_;  // what scratch_.recompute holds
+  std::vector<float> host_losses_;  // (N) the head's losses read back each forward, allocated once
 };
 
 }  // namespace tessera::model

@@ -140,9 +140,10 @@ void Decoder::head_forward(Microbatch& m, HeadActs& h, const Tensor& x) {
   // Losses only: the gradient scale is known at backward, which computes dlogits then.
   parallel::vocab_parallel_cross_entropy_forward(c, tp_, vocab_, config_.vocab_size, h.losses, h.logits,
                                                  m.targets.reshape({N_}), h.ce_stats);
-  std::vector<float> losses = download_floats(c, h.losses);
+  host_losses_.resize(size_t(N_));  // no allocation after the first step
+  copy_tensor(c, Tensor(host_losses_.data(), {N_}, DType::f32, Device::cpu), h.losses);
   double sum = 0.0;
-  for (int64_t i = 0; i < N_; ++i) sum += losses[size_t(i)];
+  for (int64_t i = 0; i < N_; ++i) sum += host_losses_[size_t(i)];
   m.loss = float(sum / double(N_));
   m.backward_ready = true;
 }

@@ -57,11 +57,16 @@ endif()
 # --- Ctrl-C twice on one process: it exits at once, leaving no temporary checkpoint directory.
 set(ckpt2 ${WORK_DIR}/ckpt2)
 set(ENV{TESSERA_FAILURE_DIR} ${WORK_DIR}/fail2)
-# Longer steps (B = 16 x T = 128), and the second signal 0.2 s after the first: two signals close
-# together can merge into one while the process waits for a loaded CPU, and the first must still be
-# finishing its step when the second comes.
-run(twice ${INJECT} ${WORK_DIR}/fail2 0 0 10 signal:INT:INT:0.2 -- ${TRAIN} ${MODEL} --batch-size 16 --seq-len 128
-    --checkpoint-dir ${ckpt2} --checkpoint-every 1)
+# The first signal comes as the log records step 10, so at the start of step 11 (INJECT_LOG: not a
+# heartbeat, which comes once a second, at any point of a step), and the second 0.2 s later: two
+# signals close together can merge into one while the process waits for a loaded CPU. The step is
+# long (B = 20 x T = 256: about a second even with the fast CPU kernels), so the first is still
+# finishing its step when the second comes, however fast or loaded the machine.
+file(REMOVE ${WORK_DIR}/twice.jsonl)
+set(ENV{INJECT_LOG} ${WORK_DIR}/twice.jsonl)
+run(twice ${INJECT} ${WORK_DIR}/fail2 0 0 10 signal:INT:INT:0.2 -- ${TRAIN} ${MODEL} --batch-size 20 --seq-len 256
+    --checkpoint-dir ${ckpt2} --checkpoint-every 1 --log ${WORK_DIR}/twice.jsonl)
+unset(ENV{INJECT_LOG})
 expect_rc(twice 130 "two SIGINTs")
 expect_match(twice "SIGINT: finishing the step in progress" "the first SIGINT")
 expect_match(twice "second signal \\(SIGINT\\): exiting now without saving" "the second SIGINT")

@@ -1,8 +1,10 @@
-// Fused softmax + cross-entropy on the CPU. One row per OpenMP iteration; each row is read once
-// into an online (max, sum) reduction before any element of it is written, so dlogits may alias
-// logits.
+// Fused softmax + cross-entropy on the CPU. One row per OpenMP iteration: the row's max, then its
+// sum of exponentials (softmax_rows.h, vectorised), then the gradient, which reads each element
+// just before writing it (the target's logit is read first), so dlogits may alias logits.
 #include <cmath>
 
+#include "kernels/cpu/cpu_math.h"
+#include "kernels/cpu/softmax_rows.h"
 #include "kernels/ops.h"
 
 namespace tessera::cpu {
@@ -15,30 +17,19 @@ void crossentropy_forward_backward(Context& ctx, Tensor losses, Tensor dlogits, 
   float* losses_p = losses.ptr<float>();  // (N)
   float* dlogits_p = dlogits.empty() ? nullptr : dlogits.ptr<float>();  // (N,Vp)
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(ctx.cpu_threads())
   for (int64_t n = 0; n < N; n++) {
     const float* x = logits_p + n * Vp;
-    // Online softmax: rescale the running sum whenever the running max grows. The sum runs over
-    // up to ~50k terms in sequence, so it is kept in double (float would lose ~1e-5 relative).
-    float maxval = -INFINITY;
-    double sum = 0.0;
-    for (int64_t i = 0; i < V; i++) {
-      if (x[i] > maxval) {
-        sum = sum * std::exp(double(maxval) - double(x[i])) + 1.0;
-        maxval = x[i];
-      } else {
-        sum += double(std::exp(x[i] - maxval));
-      }
-    }
+    const float maxval = softmax_row_max(x, V);
+    const double sum = softmax_row_sum_exp(x, V, maxval);
     const int64_t target = targets_p[n];
+    const float target_logit = x[target];
     const float lse = float(double(maxval) + std::log(sum));
-    losses_p[n] = lse - x[target];
+    losses_p[n] = lse - target_logit;
     if (!dlogits_p) continue;
     float* dx = dlogits_p + n * Vp;
-    for (int64_t i = 0; i < V; i++) {
-      const float p = std::exp(x[i] - lse);
-      dx[i] = (p - (i == target ? 1.0f : 0.0f)) * dloss;
-    }
+    softmax_row_scaled(dx, x, V, lse, dloss);
+    dx[target] = (exp_approx(target_logit - lse) - 1.0f) * dloss;
     for (int64_t i = V; i < Vp; i++) dx[i] = 0.0f;
   }
 }

@@ -1,9 +1,11 @@
 // Vocabulary-parallel cross-entropy on the CPU: the per-rank steps between which the model
 // all-reduces (max, then sums). One row per OpenMP iteration and one thread per row, so results do
-// not depend on the thread count. The backward reads each element just before writing it, so
-// dlogits may alias logits.
+// not depend on the thread count; the row loops are softmax_rows.h's vectorised ones. The backward
+// reads each element just before writing it (the target's logit first), so dlogits may alias logits.
 #include <cmath>
 
+#include "kernels/cpu/cpu_math.h"
+#include "kernels/cpu/softmax_rows.h"
 #include "kernels/ops.h"
 
 namespace tessera::cpu {
@@ -25,10 +27,7 @@ void crossentropy_vp_max(Context& ctx, Tensor row_max, Tensor logits, int valid)
 
 #pragma omp parallel for schedule(static) num_threads(ctx.cpu_threads())
   for (int64_t n = 0; n < N; n++) {
-    const float* x = logits_p + n * Vl;
-    float maxval = -INFINITY;
-    for (int64_t i = 0; i < valid; i++) maxval = std::fmax(maxval, x[i]);
-    row_max_p[n] = maxval;
+    row_max_p[n] = softmax_row_max(logits_p + n * Vl, valid);
   }
 }
 
@@ -45,10 +44,7 @@ void crossentropy_vp_sums(Context& ctx, Tensor sum_exp, Tensor target_logit, Ten
   for (int64_t n = 0; n < N; n++) {
     const float* x = logits_p + n * Vl;
     const float maxval = row_max_p[n];
-    // Up to ~25k terms in sequence: summed in double, as the fused kernel does.
-    double sum = 0.0;
-    for (int64_t i = 0; i < valid; i++) sum += double(std::exp(x[i] - maxval));
-    sum_exp_p[n] = float(sum);
+    sum_exp_p[n] = float(softmax_row_sum_exp(x, valid, maxval));
     int64_t t;
     target_logit_p[n] = local_target(targets_p[n], vocab_start, valid, &t) ? x[t] : 0.0f;
   }
@@ -83,11 +79,10 @@ void crossentropy_vp_backward(Context& ctx, Tensor dlogits, Tensor logits, Tenso
     // rank reproduces crossentropy_forward_backward closely.
     const float lse = float(double(row_max_p[n]) + std::log(double(sum_exp_p[n])));
     int64_t target;
-    if (!local_target(targets_p[n], vocab_start, valid, &target)) target = -1;
-    for (int64_t i = 0; i < valid; i++) {
-      const float p = std::exp(x[i] - lse);
-      dx[i] = (p - (i == target ? 1.0f : 0.0f)) * dloss;
-    }
+    const bool here = local_target(targets_p[n], vocab_start, valid, &target);
+    const float target_logit = here ? x[target] : 0.0f;
+    softmax_row_scaled(dx, x, valid, lse, dloss);
+    if (here) dx[target] = (exp_approx(target_logit - lse) - 1.0f) * dloss;
     for (int64_t i = valid; i < Vl; i++) dx[i] = 0.0f;
   }
 }

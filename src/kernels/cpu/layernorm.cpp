@@ -1,14 +1,71 @@
 // LayerNorm over the last dimension (llm.c's layernorm), float32 on the CPU. eps = 1e-5.
+// One row per work item for the forward and the input gradient; the row sums run in 8 lanes
+// (element c in lane c % 8) added in a fixed order, so they vectorise and do not depend on the
+// thread count. The weight and bias gradients sum over rows: each thread owns a block of
+// channels and adds the rows in order.
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cpu/cpu_math.h"
 #include "kernels/ops.h"
 
 namespace tessera::cpu {
 
 namespace {
+
 constexpr float kEps = 1e-5f;
 constexpr int64_t kChannelBlock = 64;
+constexpr int kLanes = 8;
+
+// (l0 + l1) + (l2 + l3) + ...: the same tree whatever the instruction set.
+inline float combine(const float (&lane)[kLanes]) {
+  return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
+// sum over c of f(c), in lanes.
+template <class F>
+inline float lane_sum(int64_t C, F f) {
+  float lane[kLanes] = {};
+  const int64_t full = C / kLanes * kLanes;
+  for (int64_t c = 0; c < full; c += kLanes)
+    for (int i = 0; i < kLanes; ++i) lane[i] += f(c + i);
+  for (int64_t c = full; c < C; ++c) lane[c - full] += f(c);
+  return combine(lane);
+}
+
+TESSERA_CPU_CLONES void normalize_row(float* o, float* mean, float* rstd, const float* x, const float* w,
+                                      const float* b, int64_t C) {
+  const float m = lane_sum(C, [&](int64_t c) { return x[c]; }) / float(C);
+  const float var = lane_sum(C, [&](int64_t c) {
+                      const float shift = x[c] - m;
+                      return shift * shift;
+                    }) / float(C);
+  const float s = 1.0f / std::sqrt(var + kEps);
+  for (int64_t c = 0; c < C; ++c) o[c] = (s * (x[c] - m)) * w[c] + b[c];
+  *mean = m;
+  *rstd = s;
+}
+
+TESSERA_CPU_CLONES void input_gradient_row(float* dx, const float* x, const float* d, const float* w, float m,
+                                           float s, int64_t C) {
+  const float dnorm_mean = lane_sum(C, [&](int64_t c) { return w[c] * d[c]; }) / float(C);
+  const float dnorm_norm_mean = lane_sum(C, [&](int64_t c) { return w[c] * d[c] * ((x[c] - m) * s); }) / float(C);
+  for (int64_t c = 0; c < C; ++c) {
+    const float norm = (x[c] - m) * s;
+    const float dnorm = w[c] * d[c];
+    dx[c] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s;
+  }
+}
+
+// dw[c] += norm * d, db[c] += d over channels [0, n) of one row.
+TESSERA_CPU_CLONES void parameter_gradient_row(float* dw, float* db, const float* x, const float* d, float m,
+                                               float s, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) {
+    db[c] += d[c];
+    dw[c] += (x[c] - m) * s * d[c];
+  }
+}
+
 }  // namespace
 
 void layernorm_forward(Context& ctx, Tensor out, Tensor mean, Tensor rstd, Tensor inp, Tensor weight,
@@ -21,23 +78,7 @@ void layernorm_forward(Context& ctx, Tensor out, Tensor mean, Tensor rstd, Tenso
   float* mu = mean.ptr<float>();
   float* rs = rstd.ptr<float>();
 #pragma omp parallel for schedule(static) num_threads(ctx.cpu_threads())
-  for (int64_t n = 0; n < N; ++n) {
-    const float* x_n = x + n * C;  // (C)
-    float m = 0.0f;
-    for (int64_t c = 0; c < C; ++c) m += x_n[c];
-    m /= float(C);
-    float var = 0.0f;
-    for (int64_t c = 0; c < C; ++c) {
-      float shift = x_n[c] - m;
-      var += shift * shift;
-    }
-    var /= float(C);
-    const float s = 1.0f / std::sqrt(var + kEps);
-    float* o_n = o + n * C;
-    for (int64_t c = 0; c < C; ++c) o_n[c] = (s * (x_n[c] - m)) * w[c] + b[c];
-    mu[n] = m;
-    rs[n] = s;
-  }
+  for (int64_t n = 0; n < N; ++n) normalize_row(o + n * C, mu + n, rs + n, x + n * C, w, b, C);
 }
 
 void layernorm_backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp,
@@ -51,44 +92,16 @@ void layernorm_backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dbias,
   float* dx = dinp.ptr<float>();
   float* dw = dweight.ptr<float>();
   float* db = dbias.ptr<float>();
-
-  // dinp: rows are independent.
-#pragma omp parallel for schedule(static) num_threads(ctx.cpu_threads())
-  for (int64_t n = 0; n < N; ++n) {
-    const float* x_n = x + n * C;
-    const float* d_n = d + n * C;
-    float* dx_n = dx + n * C;
-    const float m = mu[n], s = rs[n];
-    float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
-    for (int64_t c = 0; c < C; ++c) {
-      const float norm = (x_n[c] - m) * s;
-      const float dnorm = w[c] * d_n[c];
-      dnorm_mean += dnorm;
-      dnorm_norm_mean += dnorm * norm;
-    }
-    dnorm_mean /= float(C);
-    dnorm_norm_mean /= float(C);
-    for (int64_t c = 0; c < C; ++c) {
-      const float norm = (x_n[c] - m) * s;
-      const float dnorm = w[c] * d_n[c];
-      dx_n[c] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s;
-    }
-  }
-
-  // dweight, dbias: a reduction over rows, so each channel is owned by one thread that adds the
-  // rows in order (the same order whatever the thread count).
   const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
-#pragma omp parallel for schedule(static) num_threads(ctx.cpu_threads())
-  for (int64_t blk = 0; blk < blocks; ++blk) {
-    const int64_t c0 = blk * kChannelBlock, c1 = std::min(C, c0 + kChannelBlock);
-    for (int64_t n = 0; n < N; ++n) {
-      const float* x_n = x + n * C;
-      const float* d_n = d + n * C;
-      const float m = mu[n], s = rs[n];
-      for (int64_t c = c0; c < c1; ++c) {
-        db[c] += d_n[c];
-        dw[c] += (x_n[c] - m) * s * d_n[c];
-      }
+#pragma omp parallel num_threads(ctx.cpu_threads())
+  {
+#pragma omp for schedule(static) nowait
+    for (int64_t n = 0; n < N; ++n) input_gradient_row(dx + n * C, x + n * C, d + n * C, w, mu[n], rs[n], C);
+#pragma omp for schedule(static)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t c0 = blk * kChannelBlock, c1 = std::min(C, c0 + kChannelBlock);
+      for (int64_t n = 0; n < N; ++n)
+        parameter_gradient_row(dw + c0, db + c0, x + n * C + c0, d + n * C + c0, mu[n], rs[n], c1 - c0);
     }
   }
 }
