@@ -7,6 +7,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "common/flags.h"
+#include "common/output_checks.h"
 #include "tessera/tessera.h"
 #include "tessera/communicator.h"
 
@@ -30,8 +32,10 @@ int64_t parse_size(const std::string& s) {
   if (unit == 'G' || unit == 'g') mult = int64_t(1) << 30;
   if (mult != 1) digits.pop_back();
   char* end = nullptr;
+  errno = 0;
   long long v = std::strtoll(digits.c_str(), &end, 10);
-  if (*end != '\0' || v <= 0) throw config_error("size '" + s + "' is not a positive number of bytes (K, M, G allowed)");
+  if (digits.empty() || *end != '\0' || errno == ERANGE || v <= 0 || v > (int64_t(1) << 50) / mult)
+    throw config_error("size '" + s + "' is not a number of bytes from 1 to 1024T (K, M, G allowed)");
   return v * mult;
 }
 
@@ -152,15 +156,19 @@ int bench(int argc, char** argv) {
   FlagParser p("tessera-bench-collectives", "mpirun -np N tessera-bench-collectives [flags]");
   p.add("b", &min_bytes, "smallest size in bytes (K, M, G suffixes)");
   p.add("e", &max_bytes, "largest size in bytes");
-  p.add("f", &factor, "size multiplication factor between rows");
-  p.add("n", &iters, "timed iterations per size");
-  p.add("w", &warmup, "warm-up iterations per size");
-  p.add("op", &op, "all_reduce, all_gather, reduce_scatter, sendrecv or all");
-  p.add("backend", &backend, "auto (NCCL when every rank has its own GPU), mpi or nccl");
-  p.add("device", &device, "auto, cpu or cuda (where the buffers live)");
+  p.add("f", &factor, "size multiplication factor between rows").at_least(2);
+  p.add("n", &iters, "timed iterations per size").at_least(1);
+  p.add("w", &warmup, "warm-up iterations per size").at_least(0);
+  p.add("op", &op, "collective").one_of({"all_reduce", "all_gather", "reduce_scatter", "sendrecv", "all"});
+  p.add("backend", &backend, "auto: NCCL when every rank has its own GPU").one_of({"auto", "mpi", "nccl"});
+  p.add("device", &device, "where the buffers live").one_of({"auto", "cpu", "cuda"});
   p.add("json", &json, "also write the rows as JSON lines to this file (rank 0)");
   if (!p.parse(argc, argv)) return 0;
-  if (factor < 2 || iters < 1 || warmup < 0) throw config_error("-f must be >= 2, -n >= 1, -w >= 0");
+  if (!p.positional().empty()) throw config_error("unexpected argument '" + p.positional()[0] + "'", "see --help");
+  const int64_t min_size = parse_size(min_bytes), max_size = parse_size(max_bytes);
+  if (min_size > max_size)
+    throw config_error("-b " + min_bytes + " is larger than -e " + max_bytes, "the sizes run from -b up to -e");
+  if (mpi.rank() == 0 && !json.empty()) check_output_file("--json", json);
 
   LaunchInfo launch = detect_launch();
   ContextOptions options;
@@ -192,7 +200,7 @@ int bench(int argc, char** argv) {
       std::printf("# %12s %12s %6s %6s   %10s %8s %8s %7s\n", "size", "count", "type", "redop", "time(us)",
                   "algbw", "busbw", "#wrong");
     }
-    for (int64_t bytes = parse_size(min_bytes); bytes <= parse_size(max_bytes); bytes *= factor) {
+    for (int64_t bytes = min_size; bytes <= max_size; bytes = bytes > max_size / factor ? max_size + 1 : bytes * factor) {
       Row r = b.run(o, bytes);
       all_right = all_right && r.wrong == 0;
       if (mpi.rank() == 0) {

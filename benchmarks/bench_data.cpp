@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/flags.h"
+#include "common/output_checks.h"
 #include "tessera/data.h"
 #include "tessera/error.h"
 
@@ -95,17 +96,17 @@ int bench(int argc, char** argv) {
   int files = 4, repeat = 3, vocab_size = 0;
   std::string format = "u16", dir = "/tmp", data_pattern, threads_text;
   FlagParser p("tessera-bench-data", "tessera-bench-data [flags]");
-  p.add("gb", &gb, "synthetic dataset: GB of token data");
-  p.add("files", &files, "synthetic dataset: files");
-  p.add("format", &format, "synthetic dataset: u16 (llm.c GPT-2) or u32 (llm.c LLaMA-3)");
+  p.add("gb", &gb, "synthetic dataset: GB of token data").above(0);
+  p.add("files", &files, "synthetic dataset: files").at_least(1);
+  p.add("format", &format, "synthetic dataset: u16 (llm.c GPT-2) or u32 (llm.c LLaMA-3)").one_of({"u16", "u32"});
   p.add("dir", &dir, "synthetic dataset: where to write it (removed afterwards)");
   p.add("data", &data_pattern, "an existing dataset instead (a path, list or glob, as tessera-train's --data)");
-  p.add("vocab-size", &vocab_size, "vocabulary to check against (default 50257 for u16, 128256 for u32)");
+  p.add("vocab-size", &vocab_size, "vocabulary to check against (default 50257 for u16, 128256 for u32)").at_least(1);
   p.add("threads", &threads_text, "comma-separated thread counts (default: 1 and all cores)");
-  p.add("repeat", &repeat, "timed passes from the page cache per thread count (the best is reported)");
+  p.add("repeat", &repeat, "timed passes from the page cache per thread count (the best is reported)").at_least(1);
   if (!p.parse(argc, argv)) return 0;
-  if (format != "u16" && format != "u32") throw config_error("--format '" + format + "' is not u16 or u32");
-  if (files < 1 || repeat < 1 || !(gb > 0)) throw config_error("--gb, --files and --repeat must be positive");
+  if (!p.positional().empty()) throw config_error("unexpected argument '" + p.positional()[0] + "'", "see --help");
+  if (data_pattern.empty()) check_output_dir("--dir", dir);  // before gigabytes are generated
   const bool u32 = format == "u32";
   if (vocab_size == 0) vocab_size = u32 ? 128256 : 50257;
   std::vector<int> threads = threads_text.empty() ? std::vector<int>{1} : parse_list(threads_text);

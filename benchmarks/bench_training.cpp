@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/flags.h"
+#include "common/output_checks.h"
 #include "tessera/tessera.h"
 
 namespace tessera::program {
@@ -87,20 +88,21 @@ int bench(int argc, char** argv) {
   bool profile_ops = false;
   FlagParser p("tessera-bench-training", "mpirun -np N tessera-bench-training [flags]");
   p.add("model", &model, "model preset");
-  p.add("batch-size", &batch_size, "sequences per microbatch per data-parallel rank");
-  p.add("seq-len", &seq_len, "tokens per sequence");
+  p.add("batch-size", &batch_size, "sequences per microbatch per data-parallel rank").at_least(1);
+  p.add("seq-len", &seq_len, "tokens per sequence").at_least(1);
   p.add("layouts", &layouts_text, "space-separated layouts, e.g. \"tp=2 pp=2,mb=4 tp=2,sp zero\" (default: every tp x pp)");
-  p.add("warmup", &warmup, "untimed steps per layout");
-  p.add("steps", &steps, "timed steps per layout");
-  p.add("peak-tflops", &peak_tflops, "peak TFLOP/s per rank for MFU (default: the GPU's dense bf16 peak)");
-  p.add("device", &device, "auto, cpu or cuda");
-  p.add("precision", &precision, "auto, f32 or bf16");
-  p.add("threads", &threads, "CPU threads per rank (0: cores / ranks per node)");
+  p.add("warmup", &warmup, "untimed steps per layout").at_least(0);
+  p.add("steps", &steps, "timed steps per layout").at_least(1);
+  p.add("peak-tflops", &peak_tflops, "peak TFLOP/s per rank for MFU (default: the GPU's dense bf16 peak)").above(0);
+  p.add("device", &device, "backend").one_of({"auto", "cpu", "cuda"});
+  p.add("precision", &precision, "auto: bf16 on GPU, f32 on CPU").one_of({"auto", "f32", "bf16"});
+  p.add("threads", &threads, "CPU threads per rank (0: cores / ranks per node)").at_least(0);
   p.add("profile-ops", &profile_ops, "print each kernel's share of a step (rank 0; GPU ops are synchronized)");
   p.add("json", &json, "write one JSON line per layout to this file (rank 0)");
   if (!p.parse(argc, argv)) return 0;
-  if (steps < 1 || warmup < 0) throw config_error("--steps must be >= 1 and --warmup >= 0");
+  if (!p.positional().empty()) throw config_error("unexpected argument '" + p.positional()[0] + "'", "see --help");
   const bool lead = mpi.rank() == 0;
+  if (lead && !json.empty()) check_output_file("--json", json);
 
   LaunchInfo launch = detect_launch();
   ContextOptions options;
@@ -113,8 +115,10 @@ int bench(int argc, char** argv) {
   options.profile_ops = profile_ops;
   Context ctx(options);
   std::unique_ptr<Communicator> world = make_communicator(ctx);
-  const ModelConfig config = ModelConfig::preset(model);
-  if (seq_len > config.max_seq_len) throw config_error("--seq-len exceeds the model's context");
+  const ModelConfig config = parse_flag_value("model", model, ModelConfig::preset);
+  if (seq_len > config.max_seq_len)
+    throw config_error("--seq-len " + std::to_string(seq_len) + " exceeds the model's context of " +
+                       std::to_string(config.max_seq_len) + " tokens");
 
   std::vector<ParallelLayout> layouts;
   if (layouts_text.empty()) {
@@ -122,7 +126,15 @@ int bench(int argc, char** argv) {
   } else {
     std::stringstream specs(layouts_text);
     std::string spec;
-    while (specs >> spec) layouts.push_back(parse_layout_spec(spec));
+    while (specs >> spec) {
+      // Every layout checked before the first one runs.
+      layouts.push_back(parse_flag_value("layouts", spec, [&](const std::string& text) {
+        ParallelLayout l = parse_layout_spec(text);
+        l.resolved(world->size());
+        return l;
+      }));
+    }
+    if (layouts.empty()) throw config_error("--layouts '" + layouts_text + "' names no layout", "see --help");
   }
   const double peak = (peak_tflops > 0 ? peak_tflops * 1e12 : ctx.peak_flops()) * world->size();
   MetricsLog log = (lead && !json.empty()) ? MetricsLog(json) : MetricsLog();

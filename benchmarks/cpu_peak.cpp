@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "common/flags.h"
+#include "common/output_checks.h"
 #include "tessera/error.h"
 
 #if defined(__x86_64__)
@@ -143,12 +144,13 @@ int cpu_peak(int argc, char** argv) {
   int runs = 5;
   std::string json;
   FlagParser p("tessera-cpu-peak", "tessera-cpu-peak [flags]");
-  p.add("threads", &threads, "threads (cores) to measure at once");
-  p.add("seconds", &seconds, "length of one run");
-  p.add("runs", &runs, "runs; the best counts");
+  p.add("threads", &threads, "threads (cores) to measure at once").at_least(1);
+  p.add("seconds", &seconds, "length of one run").above(0);
+  p.add("runs", &runs, "runs; the best counts").at_least(1);
   p.add("json", &json, "also write the result as one JSON object here");
   if (!p.parse(argc, argv)) return 0;
-  if (threads < 1 || seconds <= 0 || runs < 1) throw config_error("--threads, --seconds and --runs must be positive");
+  if (!p.positional().empty()) throw config_error("unexpected argument '" + p.positional()[0] + "'", "see --help");
+  if (!json.empty()) check_output_file("--json", json);  // before the measurement
 
   const Isa isa = detect_isa();
   double mhz = 0.0;

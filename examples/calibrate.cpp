@@ -12,6 +12,7 @@
 #include <fstream>
 
 #include "common/flags.h"
+#include "common/output_checks.h"
 #include "tessera/calibration.h"
 #include "tessera/card_calibration.h"
 #include "tessera/tessera.h"
@@ -64,21 +65,23 @@ int body(int argc, char** argv) {
   int batch_size = 8, seq_len = 128, threads = 0, reps = 7;
   FlagParser p("tessera-calibrate", "mpirun -np N tessera-calibrate --model tiny --batch-size 8 --seq-len 128 --out FILE");
   p.add("model", &model, "GPT-2 preset whose kernel shapes are measured");
-  p.add("batch-size", &batch_size, "sequences per microbatch (as tessera-bench-training / tessera-train)");
-  p.add("seq-len", &seq_len, "tokens per sequence");
-  p.add("threads", &threads, "CPU threads per rank (0: cores / ranks per node, as the trainer)");
-  p.add("reps", &reps, "timed repetitions per sample (the median counts)");
+  p.add("batch-size", &batch_size, "sequences per microbatch (as tessera-bench-training / tessera-train)").at_least(1);
+  p.add("seq-len", &seq_len, "tokens per sequence").at_least(1);
+  p.add("threads", &threads, "CPU threads per rank (0: cores / ranks per node, as the trainer)").at_least(0);
+  p.add("reps", &reps, "timed repetitions per sample (the median counts)").at_least(1);
   p.add("out", &out, "calibration file to write (rank 0; card.json with --card)");
   p.section("card (the device's own rates, for tessera-plan --card-calibration)");
   p.add("card", &card_mode, "measure the device: GEMMs, copy bandwidth, attention, collectives (with several ranks)");
   p.add("device", &device, "with --card: auto (a GPU if there is one), cpu or cuda");
   p.add("quick", &quick, "with --card: small shapes (a smoke run, not the device's sustained rates)");
   if (!p.parse(argc, argv)) return 0;
-  if (reps < 1 || batch_size < 1 || seq_len < 1) throw config_error("--reps, --batch-size and --seq-len must be positive");
+  if (!p.positional().empty()) throw config_error("unexpected argument '" + p.positional()[0] + "'", "see --help");
+  if (!card_mode && (p.given("device") || quick)) throw config_error("--device and --quick go with --card", "add --card");
+  if (card_mode && !p.given("out")) out = "card.json";
+  if (mpi.rank() == 0) check_output_file("--out", out);  // before minutes of measuring
 
   LaunchInfo launch = detect_launch();
-  if (card_mode) return card(mpi, launch, device, quick, reps, p.given("out") ? out : "card.json");
-  if (p.given("device") || quick) throw config_error("--device and --quick go with --card", "add --card");
+  if (card_mode) return card(mpi, launch, device, quick, reps, out);
   ContextOptions options;
   options.device = DevicePreference::cpu;
   options.local_rank = launch.local_rank;
@@ -87,8 +90,10 @@ int body(int argc, char** argv) {
   options.announce = mpi.rank() == 0;
   Context ctx(options);
   std::unique_ptr<Communicator> world = make_communicator(ctx);
-  const ModelConfig config = ModelConfig::preset(model);
-  if (seq_len > config.max_seq_len) throw config_error("--seq-len exceeds the model's context");
+  const ModelConfig config = parse_flag_value("model", model, ModelConfig::preset);
+  if (seq_len > config.max_seq_len)
+    throw config_error("--seq-len " + std::to_string(seq_len) + " exceeds the model's context of " +
+                       std::to_string(config.max_seq_len) + " tokens");
 
   plan::CalibrateOptions o;
   o.reps = reps;

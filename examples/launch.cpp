@@ -54,6 +54,7 @@
 
 #include "common/attempt_watch.h"
 #include "common/flags.h"
+#include "common/output_checks.h"
 #include "tessera/error.h"
 #include "tessera/failure_report.h"
 #include "tessera/heartbeat.h"
@@ -359,6 +360,9 @@ int hostfile_index(const std::vector<std::string>& command, bool* joined) {
 
 // Copies a hostfile without the excluded hosts; returns how many host lines remain.
 int rewrite_hostfile(const std::string& from, const std::string& to, const std::set<std::string>& excluded) {
+  std::error_code ec;
+  if (!fs::is_regular_file(from, ec))  // a FIFO would block the read
+    throw config_error("the hostfile is not a regular file", "give mpirun --hostfile a file", from);
   std::ifstream in(from);
   if (!in) throw config_error("cannot read the hostfile", "", from);
   std::ostringstream out;
@@ -505,13 +509,21 @@ std::string choose_failure_dir(const LaunchOptions& o, std::string* temporary) {
 int launch(const LaunchOptions& o, const std::vector<std::string>& command) {
   const std::set<int> final_codes = parse_code_list(o.no_restart);
   MetricsLog log;
-  if (!o.log_path.empty()) log = MetricsLog(o.log_path, /*append=*/true);
+  if (!o.log_path.empty()) {
+    program::check_log_file("--log", o.log_path);
+    log = MetricsLog(o.log_path, /*append=*/true);
+  }
+  if (!o.checkpoint_dir.empty()) {
+    std::error_code ec;
+    if (fs::exists(o.checkpoint_dir, ec) && !fs::is_directory(o.checkpoint_dir, ec))
+      throw config_error("--checkpoint-dir " + o.checkpoint_dir + ": exists and is not a directory",
+                         "give the job's checkpoint directory", o.checkpoint_dir);
+  }
   std::string temporary_dir;
   const std::string failure_dir = choose_failure_dir(o, &temporary_dir);
   if (!failure_dir.empty()) {
-    std::error_code ec;
-    fs::create_directories(failure_dir, ec);
-    if (ec) throw config_error("cannot create --failure-dir: " + ec.message(), "", failure_dir);
+    program::check_output_dir(o.failure_dir.empty() ? "the failure directory (<checkpoint-dir>/failures)" : "--failure-dir",
+                              failure_dir);
     ::setenv("TESSERA_FAILURE_DIR", failure_dir.c_str(), 1);
     archive_reports(failure_dir, "earlier");
   }
@@ -633,20 +645,20 @@ int main(int argc, char** argv) {
         "Exit 0 ends it; exit codes 1 (bad arguments or config), 2 (bad data or checkpoint) and 4 (non-finite loss)\n"
         "are not restarted because they would fail again; 5 (preempted, state saved) is passed on for a requeue.\n"
         "The job sees TESSERA_RESTART_COUNT, TESSERA_FAILURE_DIR and TESSERA_EXCLUDED_HOSTS.");
-    flags.add("max-restarts", &o.max_restarts, "how many times to relaunch the job after a failure");
+    flags.add("max-restarts", &o.max_restarts, "how many times to relaunch the job after a failure").at_least(0);
     flags.add("failure-dir", &o.failure_dir,
               "directory of the ranks' failure reports and heartbeats (exported as TESSERA_FAILURE_DIR; default "
               "<checkpoint-dir>/failures, else a temporary directory); names the failed rank and host");
     flags.add("checkpoint-dir", &o.checkpoint_dir, "the job's checkpoint directory: time lost counts from its last checkpoint");
     flags.add("no-restart-codes", &o.no_restart, "exit codes that end the job without a restart (comma-separated)");
-    flags.add("restart-delay", &o.restart_delay, "seconds to wait before a relaunch");
+    flags.add("restart-delay", &o.restart_delay, "seconds to wait before a relaunch").at_least(0);
     flags.add("exclude-failed-hosts", &o.exclude_failed_hosts,
               "leave the failed rank's host out of later launches (mpirun --hostfile rewritten, srun --exclude)");
     flags.add("heartbeat-timeout", &o.limits.heartbeat_timeout_s,
-              "end an attempt as hung when a rank that sent heartbeats has been silent this long (0: off)");
+              "end an attempt as hung when a rank that sent heartbeats has been silent this long (0: off)").at_least(0);
     flags.add("stall-timeout", &o.limits.stall_timeout_s,
-              "end an attempt as hung when ranks beat but no step has finished for this long (0: off)");
-    flags.add("attempt-timeout", &o.limits.attempt_timeout_s, "end an attempt as hung after this many seconds (0: no limit)");
+              "end an attempt as hung when ranks beat but no step has finished for this long (0: off)").at_least(0);
+    flags.add("attempt-timeout", &o.limits.attempt_timeout_s, "end an attempt as hung after this many seconds (0: no limit)").at_least(0);
     flags.add("requeue-command", &o.requeue_command,
               "shell command run when the job was preempted with its state saved (exit 5), e.g. 'scontrol requeue $SLURM_JOB_ID'");
     flags.add("log", &o.log_path, "append one JSON line per restart and one at the end to this file");
@@ -655,10 +667,6 @@ int main(int argc, char** argv) {
       throw config_error("unexpected argument '" + flags.positional().front() + "' before --",
                          "write the command to run after --: tessera-launch [flags] -- mpirun ...");
     if (command.empty()) throw config_error("no command to run", "write it after --: tessera-launch [flags] -- mpirun ...");
-    if (o.max_restarts < 0) throw config_error("--max-restarts must be 0 or more");
-    if (o.restart_delay < 0) throw config_error("--restart-delay must be 0 or more");
-    for (double limit : {o.limits.heartbeat_timeout_s, o.limits.stall_timeout_s, o.limits.attempt_timeout_s})
-      if (!(limit >= 0)) throw config_error("--heartbeat-timeout, --stall-timeout and --attempt-timeout must be 0 (off) or seconds");
     return launch(o, command);
   });
 }

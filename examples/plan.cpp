@@ -6,7 +6,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <vector>
 
@@ -45,6 +47,10 @@ struct Args {
 };
 
 std::string read_file(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))  // a FIFO would block the read
+    throw config_error("the cluster file '" + path + "' is " + (std::filesystem::exists(path, ec) ? "not a regular file" : "missing"),
+                       "check --cluster-json");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw config_error("cannot read the cluster file '" + path + "'", "check --cluster-json");
   std::stringstream ss;
@@ -105,6 +111,10 @@ int calibrated(const Args& a) {
     for (const std::string& spec : split_list(a.predict_layouts, ' ')) rows.push_back({spec, a.ranks, 0});
   }
   if (rows.empty()) throw config_error("nothing to predict", "give --predict-layouts or --measured");
+  for (const Row& r : rows)
+    if (d.slow_rank >= r.ranks)
+      throw config_error("--slow-rank " + std::to_string(d.slow_rank) + " is not one of the " + std::to_string(r.ranks) +
+                         " ranks of layout '" + r.spec + "'", "give a rank from 0 to " + std::to_string(r.ranks - 1));
   if (!a.json) std::printf("# calibrated prediction of the real Trainer: %s\n", config.describe().c_str());
   if (!a.json) std::printf("# %-5s %-34s %10s %10s %8s %8s %8s %8s\n", "ranks", "layout", "predicted", "measured", "error", "bubble",
               "tp comm", "sync+opt");
@@ -215,6 +225,45 @@ int strong_scaling(const Args& a, const plan::ModelShape& m, plan::ClusterSpec c
   return any ? 0 : int(ExitCode::bad_config);
 }
 
+// The values each flag accepts (0, and -1 for the latencies, stand for "the preset's" only as defaults).
+void set_limits(FlagParser& p) {
+  for (const char* size : {"layers", "hidden", "heads", "kv-heads", "ffn", "vocab", "seq-len", "gpus-per-node",
+                           "global-batch", "batch-size"})
+    p.limits(size).at_least(0);
+  for (const char* rate : {"peak-tflops", "memory-gb", "hbm-gbps", "intra-gbps", "inter-gbps", "intra-latency-us",
+                           "inter-latency-us", "checkpoint-blocking-s", "checkpoint-total-s", "restart-s", "straggler",
+                           "jitter", "slow-rank"})
+    p.limits(rate).at_least(0);
+  for (const char* count : {"gpus", "top", "ranks"}) p.limits(count).at_least(1);
+  p.limits("gpu-hours-per-failure").above(0);
+  p.limits("tolerance").above(0);
+}
+
+// A flag of the calibrated mode given to a cluster plan, or the other way round, would be ignored:
+// refused instead, as is a flag whose companion is missing.
+void refuse_other_mode_flags(const FlagParser& p, const Args& a) {
+  const std::set<std::string> calibrated_only = {"predict-layouts", "ranks", "batch-size", "measured", "tolerance",
+                                                 "slow-rank"};
+  const std::set<std::string> both = {"model", "seq-len", "json", "straggler", "jitter", "calibration"};
+  const bool calibrated = !a.calibration.empty();
+  for (const std::string& f : p.given_flags()) {
+    if (both.count(f)) continue;
+    if (!calibrated && calibrated_only.count(f))
+      throw config_error("--" + f + " is read only with --calibration", "give --calibration FILE or leave --" + f + " out");
+    if (calibrated && !calibrated_only.count(f))
+      throw config_error("--" + f + " is not read with --calibration (a prediction of this machine's Trainer)",
+                         "leave --" + f + " out, or --calibration for a cluster plan");
+  }
+  if (p.given("slow-rank") && a.straggler_pct <= 0)
+    throw config_error("--slow-rank needs --straggler PERCENT", "give the straggler's slowdown, e.g. --straggler 10");
+  if (p.given("tolerance") && a.measured.empty())
+    throw config_error("--tolerance is read only with --measured", "give --measured FILE or leave --tolerance out");
+  for (const char* f : {"predict-layouts", "ranks"})
+    if (p.given(f) && !a.measured.empty())
+      throw config_error(std::string("--") + f + " is not read with --measured (the measured files name the layouts and ranks)",
+                         std::string("leave --") + f + " out, or --measured to predict layouts of your own");
+}
+
 int body(int argc, char** argv) {
   Args a;
   FlagParser p("tessera-plan", "tessera-plan --model gpt2-xl --gpus 1024 --cluster h100 [--global-batch N] [--json]");
@@ -242,9 +291,9 @@ int body(int argc, char** argv) {
   p.add("memory-gb", &a.memory_gb, "override: memory per GPU in GB (0: preset)");
   p.add("hbm-gbps", &a.hbm_gbps, "override: HBM GB/s (0: preset)");
   p.add("intra-gbps", &a.intra_gbps, "override: intra-node link GB/s per GPU (0: preset)");
-  p.add("intra-latency-us", &a.intra_latency_us, "override: intra-node latency in us (-1: preset)");
+  p.add("intra-latency-us", &a.intra_latency_us, "override: intra-node latency in us (-1, the default: the preset's)");
   p.add("inter-gbps", &a.inter_gbps, "override: inter-node GB/s per GPU (0: preset)");
-  p.add("inter-latency-us", &a.inter_latency_us, "override: inter-node latency in us (-1: preset)");
+  p.add("inter-latency-us", &a.inter_latency_us, "override: inter-node latency in us (-1, the default: the preset's)");
   p.section("training");
   p.add("global-batch", &a.global_batch, "sequences per optimizer step (0: ~16M tokens, at least gpus/8)");
   p.add("software", &a.software,
@@ -282,7 +331,9 @@ int body(int argc, char** argv) {
   p.add("jitter", &a.jitter,
         "per-step, per-rank relative spread of computation time: the expected step-time loss (cluster plans: at "
         "--gpus and 1,024, 4,096, 16,384 GPUs)");
+  set_limits(p);
   if (!p.parse(argc, argv)) return 0;
+  refuse_other_mode_flags(p, a);
   if (!a.calibration.empty()) return calibrated(a);
 
   if (a.strong_scaling && !p.given("model")) a.model = "mcore-177b";

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/flags.h"
+#include "common/output_checks.h"
 #include "tessera/error.h"
 #include "tessera/tokenizer.h"
 
@@ -23,12 +24,15 @@ int main(int argc, char** argv) {
         "PREFIX_train.bin and PREFIX_val.bin. Lines consisting of exactly <|endoftext|> separate documents;\n"
         "the last documents (or, for a single document, its last lines) go to validation.\n");
     flags.add("out", &out, "output prefix: writes PREFIX_train.bin and PREFIX_val.bin");
-    flags.add("val-fraction", &val_fraction, "fraction of the text held out for validation, in (0, 1)");
+    flags.add("val-fraction", &val_fraction, "fraction of the text held out for validation").above(0).below(1);
     if (!flags.parse(argc, argv)) return 0;
     if (out.empty())
       throw tessera::config_error("--out PREFIX is required", "run tessera-prepare-data --help");
     if (flags.positional().empty())
       throw tessera::config_error("no input text files given", "run tessera-prepare-data --help");
+    // Both outputs checked before the text is read and tokenized.
+    tessera::program::check_output_file("--out", out + "_train.bin");
+    tessera::program::check_output_file("--out", out + "_val.bin");
 
     tessera::DatasetSplit split = tessera::prepare_text_dataset(flags.positional(), out, val_fraction);
     std::printf("documents: %lld\n", static_cast<long long>(split.documents));

@@ -9,18 +9,22 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "common/checkpointing.h"
+#include "common/every_rank.h"
 #include "common/data_check.h"
 #include "common/failure_monitor.h"
 #include "common/flags.h"
 #include "common/job_clock.h"
+#include "common/output_checks.h"
 #include "common/sample_digest.h"
 #include "common/sampling.h"
 #include "common/stop_signals.h"
@@ -93,6 +97,8 @@ struct TrainArgs {
   int straggler_window = 10;
   double straggler_slowdown = 1.5;
   std::string fault;
+
+  std::set<std::string> given;  // the flags given on the command line
 };
 
 FlagParser make_parser(TrainArgs& a) {
@@ -102,15 +108,18 @@ FlagParser make_parser(TrainArgs& a) {
         "preset: tiny, gpt2, gpt2-medium, gpt2-large, gpt2-xl (GPT-2); llama-tiny, llama3.2-1b, llama3.1-8b, "
         "llama3.1-70b, llama3.1-405b (LLaMA); or custom (with the sizes below)");
   p.add("family", &a.family, "custom model: gpt2 or llama (the pieces, parameter names and Hugging Face format)");
-  p.add("n-layer", &a.n_layer, "custom model: transformer blocks");
-  p.add("n-head", &a.n_head, "custom model: attention (query) heads");
-  p.add("n-kv-head", &a.n_kv_head, "custom model: key/value heads, dividing --n-head (0: --n-head, multi-head attention)");
-  p.add("n-embd", &a.n_embd, "custom model: channels");
-  p.add("ffn-dim", &a.ffn_dim, "custom model: MLP width (0: the family's: 4 x n-embd for gpt2, 8/3 x n-embd rounded up to 256 for llama)");
-  p.add("vocab-size", &a.vocab_size, "custom model: vocabulary (257 for the byte tokenizer)");
-  p.add("max-seq-len", &a.max_seq_len, "custom model: context length");
+  p.add("n-layer", &a.n_layer, "custom model: transformer blocks").at_least(1);
+  p.add("n-head", &a.n_head, "custom model: attention (query) heads").at_least(1);
+  p.add("n-kv-head", &a.n_kv_head, "custom model: key/value heads, dividing --n-head (0: --n-head, multi-head attention)")
+      .at_least(0);
+  p.add("n-embd", &a.n_embd, "custom model: channels").at_least(1);
+  p.add("ffn-dim", &a.ffn_dim, "custom model: MLP width (0: the family's: 4 x n-embd for gpt2, 8/3 x n-embd rounded up to 256 for llama)")
+      .at_least(0);
+  p.add("vocab-size", &a.vocab_size, "custom model: vocabulary (257 for the byte tokenizer)").at_least(1);
+  p.add("max-seq-len", &a.max_seq_len, "custom model: context length").at_least(1);
   p.add("norm", &a.norm, "custom model: layernorm or rmsnorm (default: the family's)");
-  p.add("rope-theta", &a.rope_theta, "custom model with rotary positions (llama): base of the frequencies (0: 500000)");
+  p.add("rope-theta", &a.rope_theta, "custom model with rotary positions (llama): base of the frequencies (0: 500000)")
+      .at_least(0);
   p.add("tie-embeddings", &a.tie_embeddings,
         "custom model: the output layer is the token embedding (default: the family's, gpt2 tied, llama not)");
   p.add("init-from", &a.init_from,
@@ -119,59 +128,66 @@ FlagParser make_parser(TrainArgs& a) {
   p.section("Data");
   p.add("data", &a.data, "training shards: a path, a comma-separated list or a glob");
   p.add("val-data", &a.val_data, "validation shards (default: the training path with _train -> _val, if it exists)");
-  p.add("batch-size", &a.batch_size, "sequences per microbatch per data-parallel rank");
-  p.add("seq-len", &a.seq_len, "tokens per sequence");
+  p.add("batch-size", &a.batch_size, "sequences per microbatch per data-parallel rank").at_least(1);
+  p.add("seq-len", &a.seq_len, "tokens per sequence").at_least(1);
   p.add("no-shuffle", &a.no_shuffle, "read the sequences in file order every epoch (default: a new order each epoch, from --seed)");
   p.section("Parallel layout (global batch = batch-size x dp x microbatches sequences)");
-  p.add("tp", &a.tp, "tensor-parallel ranks (heads, MLP and vocabulary split; adjacent ranks)");
-  p.add("pp", &a.pp, "pipeline stages");
-  p.add("dp", &a.dp, "data-parallel replicas (0: world size / (tp x pp))");
+  p.add("tp", &a.tp, "tensor-parallel ranks (heads, MLP and vocabulary split; adjacent ranks)").at_least(1);
+  p.add("pp", &a.pp, "pipeline stages").at_least(1);
+  p.add("dp", &a.dp, "data-parallel replicas (0: world size / (tp x pp))").at_least(0);
   p.add("sp", &a.sp, "sequence parallelism inside tensor-parallel groups");
-  p.add("zero", &a.zero, "1: ZeRO-1, optimizer state sharded over data-parallel ranks");
-  p.add("microbatches", &a.microbatches, "microbatches per step (pipeline microbatches; gradient accumulation)");
-  p.add("schedule", &a.schedule, "pipeline schedule: gpipe, 1f1b or interleaved");
-  p.add("virtual-stages", &a.virtual_stages, "model chunks per pipeline rank (interleaved schedule)");
+  p.add("zero", &a.zero, "1: ZeRO-1, optimizer state sharded over data-parallel ranks").at_least(0).at_most(1);
+  p.add("microbatches", &a.microbatches, "microbatches per step (pipeline microbatches; gradient accumulation)").at_least(1);
+  p.add("schedule", &a.schedule, "pipeline schedule").one_of({"gpipe", "1f1b", "interleaved"});
+  p.add("virtual-stages", &a.virtual_stages, "model chunks per pipeline rank (interleaved schedule)").at_least(1);
   p.section("Optimisation");
-  p.add("steps", &a.steps, "optimizer steps");
-  p.add("lr", &a.lr, "peak learning rate");
-  p.add("min-lr", &a.min_lr, "learning-rate floor reached by the cosine decay at the last step");
-  p.add("warmup", &a.warmup, "linear warm-up steps");
-  p.add("weight-decay", &a.weight_decay, "AdamW weight decay (not applied to biases and norms)");
-  p.add("grad-clip", &a.grad_clip, "clip the global gradient norm to this (0: off)");
-  p.add("beta1", &a.beta1, "AdamW beta1");
-  p.add("beta2", &a.beta2, "AdamW beta2");
-  p.add("seed", &a.seed, "seed for initialisation and sampling (runs are deterministic given it)");
+  p.add("steps", &a.steps, "optimizer steps").at_least(0);
+  p.add("lr", &a.lr, "peak learning rate").above(0);
+  p.add("min-lr", &a.min_lr, "learning-rate floor reached by the cosine decay at the last step").at_least(0);
+  p.add("warmup", &a.warmup, "linear warm-up steps").at_least(0);
+  p.add("weight-decay", &a.weight_decay, "AdamW weight decay (not applied to biases and norms)").at_least(0);
+  p.add("grad-clip", &a.grad_clip, "clip the global gradient norm to this (0: off)").at_least(0);
+  p.add("beta1", &a.beta1, "AdamW beta1").at_least(0).below(1);
+  p.add("beta2", &a.beta2, "AdamW beta2").at_least(0).below(1);
+  p.add("seed", &a.seed, "seed for initialisation and sampling (runs are deterministic given it)").at_least(0);
   p.section("Evaluation, sampling and logs");
-  p.add("eval-every", &a.eval_every, "evaluate on the validation split every N steps (0: only at the end)");
-  p.add("eval-batches", &a.eval_batches, "validation batches per evaluation");
-  p.add("sample-tokens", &a.sample_tokens, "tokens of text to sample at the end (0: none)");
-  p.add("top-k", &a.top_k, "sample from the k most likely tokens");
-  p.add("temperature", &a.temperature, "sampling temperature");
+  p.add("eval-every", &a.eval_every, "evaluate on the validation split every N steps (0: only at the end)").at_least(0);
+  p.add("eval-batches", &a.eval_batches, "validation batches per evaluation").at_least(1);
+  p.add("sample-tokens", &a.sample_tokens, "tokens of text to sample at the end (0: none)").at_least(0);
+  p.add("top-k", &a.top_k, "sample from the k most likely tokens (0: all; at most the vocabulary)").at_least(0);
+  p.add("temperature", &a.temperature, "sampling temperature").above(0);
   p.add("log", &a.log, "write one JSON object per step/eval/event to this file");
   p.section("Execution");
-  p.add("device", &a.device, "auto, cpu or cuda");
-  p.add("precision", &a.precision, "auto (bf16 on GPU, f32 on CPU), f32 or bf16");
-  p.add("recompute", &a.recompute, "activation recomputation: none or full (per layer)");
-  p.add("threads", &a.threads, "CPU threads (0: all cores)");
+  p.add("device", &a.device, "backend").one_of({"auto", "cpu", "cuda", "gpu"});
+  p.add("precision", &a.precision, "auto: bf16 on GPU, f32 on CPU").one_of({"auto", "f32", "bf16"});
+  p.add("recompute", &a.recompute, "activation recomputation (full: per layer)").one_of({"none", "full"});
+  p.add("threads", &a.threads, "CPU threads per rank (0: cores / ranks per node)").at_least(0);
   p.section("Checkpoints and failures (README.md: Checkpoints and failures)");
   p.add("checkpoint-dir", &a.checkpoint_dir, "save checkpoints here (one file per rank, written in the background)");
-  p.add("checkpoint-every", &a.checkpoint_every, "save every N steps (0: only at the end)");
-  p.add("keep", &a.keep, "committed checkpoints to keep (0: all)");
-  p.add("resume", &a.resume, "auto: continue from the newest valid checkpoint in --checkpoint-dir, if any; never: start afresh");
+  p.add("checkpoint-every", &a.checkpoint_every, "save every N steps (0: only at the end)").at_least(0);
+  p.add("keep", &a.keep, "committed checkpoints to keep (0: all)").at_least(0);
+  p.add("resume", &a.resume, "auto: continue from the newest valid checkpoint in --checkpoint-dir, if any; never: start afresh")
+      .one_of({"auto", "never"});
   p.add("timeout", &a.timeout,
         "seconds any step, collective, evaluation or checkpoint may take before the watchdog reports a hang and exits "
-        "with code 3 (0: off); not given: each section's deadline is learned from its own durations, this until then");
-  p.add("timeout-floor", &a.timeout_floor, "the shortest learned deadline, in seconds");
+        "with code 3 (0: off); not given: each section's deadline is learned from its own durations, this until then")
+      .at_least(0);
+  p.add("timeout-floor", &a.timeout_floor, "the shortest learned deadline, in seconds").above(0);
   p.add("heartbeat-interval", &a.heartbeat_interval,
-        "seconds between heartbeats in the failure directory; a peer silent for 10 of them is dead (0: off)");
+        "seconds between heartbeats in the failure directory; a peer silent for 10 of them is dead (0: off)")
+      .at_least(0);
   p.add("local-checkpoint-dir", &a.local_checkpoint_dir,
         "node-local directory (e.g. /dev/shm/ckpt) for frequent saves replicated to a rank of another node");
-  p.add("local-checkpoint-every", &a.local_checkpoint_every, "save to the local tier every N steps (0: off)");
+  p.add("local-checkpoint-every", &a.local_checkpoint_every, "save to the local tier every N steps (0: off)").at_least(0);
   p.add("on-save-error", &a.on_save_error,
-        "a checkpoint that cannot be written (disk full, I/O error): continue (a later save retries) or stop (exit code 2)");
-  p.add("straggler-window", &a.straggler_window, "steps per straggler measurement; ranks compare compute times after each (0: off)");
-  p.add("straggler-slowdown", &a.straggler_slowdown, "a rank this many times slower than its peers for two windows is named");
-  p.add("on-nan", &a.on_nan, "non-finite loss: stop (exit code 4), skip (no update) or rollback (to the latest checkpoint)");
+        "a checkpoint that cannot be written (disk full, I/O error): continue (a later save retries) or stop (exit code 2)")
+      .one_of({"continue", "stop"});
+  p.add("straggler-window", &a.straggler_window, "steps per straggler measurement; ranks compare compute times after each (0: off)")
+      .at_least(0);
+  p.add("straggler-slowdown", &a.straggler_slowdown, "a rank this many times slower than its peers for two windows is named")
+      .above(1);
+  p.add("on-nan", &a.on_nan, "non-finite loss: stop (exit code 4), skip (no update) or rollback (to the latest checkpoint)")
+      .one_of({"stop", "skip", "rollback"});
   p.add("fault", &a.fault, "inject failures for tests, e.g. kill:rank=1:step=12 (empty: $TESSERA_FAULT)");
   return p;
 }
@@ -223,51 +239,54 @@ ModelConfig model_config(const TrainArgs& a) {
     return read_hf_config(a.init_from);
   }
   if (a.model == "custom") return custom_config(a);
-  return ModelConfig::preset(a.model);
+  return parse_flag_value("model", a.model, ModelConfig::preset);
+}
+
+// A flag that only means something with another one is refused without it: it would be accepted
+// and ignored. (Each flag's own range is checked as it is parsed.)
+void check_flag_combinations(const TrainArgs& a) {
+  auto given = [&](const std::string& flag) { return a.given.count(flag) != 0; };
+  // (A custom-model flag with a preset is refused by model_config.)
+  if (!a.init_from.empty() && !a.custom_flags_given.empty())
+    throw config_error("--" + a.custom_flags_given.front() + " is read only with --model custom",
+                       "drop it: --init-from takes the model from DIR/config.json");
+  if (given("model") && !a.init_from.empty())
+    throw config_error("--model is not read with --init-from: the model is the one its config.json describes",
+                       "drop --model");
+  if (a.checkpoint_dir.empty())
+    for (const char* flag : {"checkpoint-every", "keep", "resume"})
+      if (given(flag)) throw config_error(std::string("--") + flag + " needs --checkpoint-dir", "give --checkpoint-dir DIR");
+  if (a.sample_tokens == 0)
+    for (const char* flag : {"top-k", "temperature"})
+      if (given(flag))
+        throw config_error(std::string("--") + flag + " is read only when sampling", "give --sample-tokens N, N > 0");
+  if (a.on_nan == "rollback" && a.checkpoint_dir.empty())
+    throw config_error("--on-nan rollback needs --checkpoint-dir", "roll back to checkpoints saved with --checkpoint-every");
+  if (a.local_checkpoint_every > 0 && a.local_checkpoint_dir.empty())
+    throw config_error("--local-checkpoint-every needs --local-checkpoint-dir", "give --local-checkpoint-dir DIR (node-local)");
 }
 
 void validate(const TrainArgs& a, const ModelConfig& config) {
-  if (a.batch_size <= 0) throw config_error("--batch-size must be positive");
-  if (a.seq_len <= 0) throw config_error("--seq-len must be positive");
   if (a.seq_len > config.max_seq_len)
     throw config_error("--seq-len " + std::to_string(a.seq_len) + " is longer than the model's context of " +
                            std::to_string(config.max_seq_len) + " tokens",
                        "use --seq-len " + std::to_string(config.max_seq_len) + " or less");
-  if (a.microbatches <= 0) throw config_error("--microbatches must be positive");
-  if (a.steps < 0) throw config_error("--steps must not be negative");
-  if (a.warmup < 0) throw config_error("--warmup must not be negative");
-  if (!(a.lr > 0) || a.min_lr < 0 || a.min_lr > a.lr)
-    throw config_error("learning rates must satisfy 0 <= --min-lr <= --lr and --lr > 0");
-  if (a.checkpoint_every < 0) throw config_error("--checkpoint-every must not be negative");
-  if (a.keep < 0) throw config_error("--keep must not be negative");
-  if (a.checkpoint_every > 0 && a.checkpoint_dir.empty())
-    throw config_error("--checkpoint-every needs --checkpoint-dir");
-  if (a.resume != "auto" && a.resume != "never") throw config_error("--resume '" + a.resume + "' is not auto or never");
-  if (!(a.timeout >= 0)) throw config_error("--timeout must be 0 (off) or a number of seconds");
-  if (a.on_nan != "stop" && a.on_nan != "skip" && a.on_nan != "rollback")
-    throw config_error("--on-nan '" + a.on_nan + "' is not stop, skip or rollback");
-  if (!(a.timeout_floor > 0)) throw config_error("--timeout-floor must be a positive number of seconds");
-  if (!(a.heartbeat_interval >= 0)) throw config_error("--heartbeat-interval must be 0 (off) or a number of seconds");
-  if (a.on_save_error != "continue" && a.on_save_error != "stop")
-    throw config_error("--on-save-error '" + a.on_save_error + "' is not continue or stop");
-  if (a.local_checkpoint_every < 0) throw config_error("--local-checkpoint-every must not be negative");
-  if (a.local_checkpoint_every > 0 && a.local_checkpoint_dir.empty())
-    throw config_error("--local-checkpoint-every needs --local-checkpoint-dir");
-  if (a.straggler_window < 0) throw config_error("--straggler-window must not be negative");
-  if (!(a.straggler_slowdown > 1.0)) throw config_error("--straggler-slowdown must be more than 1");
-  if (a.on_nan == "rollback" && a.checkpoint_dir.empty())
-    throw config_error("--on-nan rollback needs --checkpoint-dir", "roll back to checkpoints saved with --checkpoint-every");
+  if (a.min_lr > a.lr)
+    throw config_error("--min-lr " + format_number(a.min_lr) + " is above --lr " + format_number(a.lr),
+                       "the cosine decay goes down from --lr to --min-lr");
+  if (a.top_k > config.vocab_size)
+    throw config_error("--top-k " + std::to_string(a.top_k) + " is more than the vocabulary of " +
+                           std::to_string(config.vocab_size) + " tokens",
+                       "use --top-k 0 to sample from every token");
 }
 
 std::string default_val_path(const std::string& train) {
   auto pos = train.rfind("_train");
   if (pos == std::string::npos || train.find_first_of(",*?[") != std::string::npos) return "";
   std::string val = train.substr(0, pos) + "_val" + train.substr(pos + 6);
+  std::error_code ec;  // not opened here: the loader refuses what is not a regular file, with a message
   for (const std::string& file : {val, val + ".idx"})  // a Megatron dataset may be named by its prefix
-    if (FILE* f = std::fopen(file.c_str(), "rb")) {
-      std::fclose(f);
-      return val;
-    }
+    if (std::filesystem::exists(file, ec)) return val;
   return "";
 }
 
@@ -302,22 +321,88 @@ std::string failure_report_dir(const TrainArgs& a) {
 
 // Where the run stands, besides the model and optimizer: what a checkpoint stores for the program.
 struct RunState {
-  int step = 0;          // steps done
+  int step = 0;          // steps done: the last step run (steps are numbered from 1)
   int64_t skipped = 0;   // steps skipped for a non-finite loss
   JobClock clock;
 };
 
-TrainingState training_state(const RunState& run, const DataLoader& loader) {
+// The shape of a run's steps, saved with each checkpoint so that a resume can say what changed.
+struct RunShape {
+  int batch_size = 0, seq_len = 0, microbatches = 0, dp = 0, steps = 0;
+  int64_t tokens_per_step() const { return int64_t(batch_size) * seq_len * microbatches * dp; }
+};
+
+// TrainingState::program_json: one flat object with the clock's fields and the shape's.
+std::string program_json(const JobClock& clock, const RunShape& shape) {
+  std::string json = clock.to_json();
+  char fields[160];
+  std::snprintf(fields, sizeof(fields), ",\"batch_size\":%d,\"seq_len\":%d,\"microbatches\":%d,\"dp\":%d,\"steps\":%d}",
+                shape.batch_size, shape.seq_len, shape.microbatches, shape.dp, shape.steps);
+  return json.substr(0, json.rfind('}')) + fields;
+}
+
+// The shape stored in a checkpoint; nullopt when it holds none (saved by another program).
+std::optional<RunShape> saved_shape(const std::string& program_json) {
+  RunShape s;
+  double v[5];
+  const char* keys[] = {"batch_size", "seq_len", "microbatches", "dp", "steps"};
+  for (int i = 0; i < 5; ++i)
+    if (!json_number_field(program_json, keys[i], &v[i])) return std::nullopt;
+  s.batch_size = int(v[0]), s.seq_len = int(v[1]), s.microbatches = int(v[2]), s.dp = int(v[3]), s.steps = int(v[4]);
+  return s;
+}
+
+TrainingState training_state(const RunState& run, const DataLoader& loader, const RunShape& shape) {
   TrainingState s;
   s.step = run.step;
   s.train_loader = loader.state();
   s.skipped_steps = run.skipped;
-  s.program_json = run.clock.to_json();
+  s.program_json = program_json(run.clock, shape);
   return s;
 }
 
-RunState adopt(const TrainingState& s, DataLoader& loader, const JobClock& fallback) {
-  for (const std::string& note : loader.restore(s.train_loader)) std::printf("data: %s\n", note.c_str());
+// One line on what a resume under other flags means (the step's size, the data position from the
+// loader's notes, the schedule); empty when nothing that matters changed. saved: the shape the
+// checkpoint's run had, when it says.
+std::string resume_notice(const std::optional<RunShape>& saved, const RunShape& now, int step,
+                          const std::vector<std::string>& data_notes) {
+  std::vector<std::string> parts;
+  if (saved && (saved->tokens_per_step() != now.tokens_per_step() || saved->seq_len != now.seq_len)) {
+    std::string changed;
+    auto note = [&](const char* flag, int was, int is) {
+      if (was != is) changed += std::string(changed.empty() ? "" : ", ") + flag + " " + std::to_string(is) + " (was " + std::to_string(was) + ")";
+    };
+    note("--batch-size", saved->batch_size, now.batch_size);
+    note("--seq-len", saved->seq_len, now.seq_len);
+    note("--microbatches", saved->microbatches, now.microbatches);
+    note("--dp", saved->dp, now.dp);
+    parts.push_back(changed + ": steps now read " + std::to_string(now.tokens_per_step()) + " tokens instead of " +
+                    std::to_string(saved->tokens_per_step()));
+  }
+  parts.insert(parts.end(), data_notes.begin(), data_notes.end());
+  if (now.steps < step) {
+    parts.push_back("--steps " + std::to_string(now.steps) + " is below the checkpoint's step " + std::to_string(step) +
+                    ": no step runs (the model is the checkpoint's)");
+  } else if (saved && now.steps != saved->steps) {
+    parts.push_back("--steps " + std::to_string(now.steps) + " (was " + std::to_string(saved->steps) +
+                    "): the learning-rate schedule from step " + std::to_string(step + 1) +
+                    " on is the one of a " + std::to_string(now.steps) + "-step run");
+  }
+  std::string line;
+  for (const std::string& p : parts) line += (line.empty() ? "" : "; ") + p;
+  return line;
+}
+
+// The program's checks of a checkpoint's state before it is loaded (a data error rejects it).
+void check_state(const TrainingState& s, DataLoader& loader) {
+  if (s.step > std::numeric_limits<int>::max())
+    throw data_error("step " + std::to_string(s.step) + " is beyond what tessera-train counts", "checkpoint state");
+  loader.restore(s.train_loader);  // a data position no loader writes is refused
+}
+
+// The run continued from a checkpoint's state; *data_notes: what differs in the data position.
+RunState adopt(const TrainingState& s, DataLoader& loader, const JobClock& fallback, std::vector<std::string>* data_notes) {
+  *data_notes = loader.restore(s.train_loader);
   RunState run;
   run.step = int(s.step);
   run.skipped = s.skipped_steps;
@@ -371,17 +456,20 @@ class TrainingRun {
 
  private:
   StepStats run_step(int step, float lr);
-  // After each step: the straggler measurement, the local tier, and whether to stop.
+  // After each step (steps_done: the step just finished): the straggler measurement, the local
+  // tier, and whether to stop.
   int after_step(int steps_done, double compute_s);
-  // --on-nan for a step whose loss was not finite: training goes on from `step` (a skip or a
-  // rollback moved it), or it stops with an exception.
-  void handle_nonfinite(int& step, const StepStats& stats);
+  // --on-nan for a step whose loss was not finite: training goes on (the step skipped, or the
+  // latest checkpoint reloaded), or it stops with an exception.
+  void handle_nonfinite(int step, const StepStats& stats);
   void report_step(int step, float lr, const StepStats& stats, double seconds, const std::string& samples);
   std::string step_samples_digest();  // collective over dp when logging
   void maybe_evaluate(int step);
   void save_if_due(int steps_done);
   Model* whole_model(std::unique_ptr<Model>& assembled);  // null on ranks other than 0
   void print_sample(Model& whole);
+  void check_faults() const;
+  int checked_eval_batches() const;
 
   const TrainArgs& a_;
   MpiSession& mpi_;
@@ -393,6 +481,7 @@ class TrainingRun {
   FailureMonitor monitor_;
   Context ctx_;
   std::unique_ptr<Communicator> world_;
+  CheckpointDirLock lock_;  // outputs checked and the checkpoint directory locked before anything is loaded or built
   ProcessGrid grid_;
   StragglerDetector stragglers_;
   const ParallelLayout& layout_;
@@ -400,6 +489,7 @@ class TrainingRun {
   DataLoader train_loader_;
   const std::string val_path_;
   std::unique_ptr<DataLoader> val_loader_;
+  const int eval_batches_;  // validation batches per evaluation
   const std::string data_checked_;  // every token against the vocabulary, before the model is built
   Trainer trainer_;
   Model& model_;
@@ -409,13 +499,14 @@ class TrainingRun {
   Checkpointer checkpoints_;
   LocalCheckpointTier local_;
   const int64_t tokens_per_step_;
+  const RunShape shape_;
 
   RunState run_;
   std::vector<SampleId> poisoned_samples_;  // the samples a nan fault's step consumed
   double train_seconds_ = 0;
   int steps_run_ = 0;
-  int injected_up_to_ = -1;   // faults act once per process, also when a rollback replays their step
-  int rolled_back_for_ = -1;  // the step whose non-finite loss caused the last rollback
+  int injected_up_to_ = 0;    // faults act once per process, also when a rollback replays their step
+  int rolled_back_for_ = 0;   // the step whose non-finite loss caused the last rollback
 };
 
 ModelConfig checked_config(const TrainArgs& a) {
@@ -426,6 +517,11 @@ ModelConfig checked_config(const TrainArgs& a) {
 }
 
 ParallelLayout checked_layout(const TrainArgs& a, int world_size) {
+  for (const auto& [flag, value] : {std::pair<const char*, int>{"tp", a.tp}, {"pp", a.pp}, {"dp", a.dp}})
+    if (value > world_size)
+      throw config_error("--" + std::string(flag) + " " + std::to_string(value) + " is more than the " +
+                             std::to_string(world_size) + " ranks launched",
+                         "launch tp x pp x dp ranks (mpirun -np N, srun --ntasks N)");
   ParallelLayout requested = parse_layout(a);
   requested.resolved(world_size);  // a layout that does not fit fails before any work
   return requested;
@@ -489,6 +585,11 @@ FailureMonitorOptions failure_monitor_options(const TrainArgs& a, int rank, int 
   o.timeout_floor_s = a.timeout_floor;
   o.heartbeat_interval_s = a.heartbeat_interval;
   o.report_dir = failure_report_dir(a);
+  // The heartbeats start before the other outputs are checked (check_outputs): their directory is
+  // checked here, named by the flag or variable that gave it.
+  if (!o.report_dir.empty() && o.heartbeat_interval_s > 0)
+    check_output_dir(o.report_dir == a.checkpoint_dir ? "--checkpoint-dir" : "TESSERA_FAILURE_DIR (failure reports)",
+                     o.report_dir);
   o.rank = rank;
   o.attempt = attempt;
   return o;
@@ -510,6 +611,46 @@ StragglerOptions straggler_options(const TrainArgs& a) {
   return o;
 }
 
+// Bytes of one checkpoint of the whole job: parameters, the fp32 master copy of bf16 ones, AdamW's
+// two moments.
+uint64_t checkpoint_bytes(const TrainArgs& a, const ModelConfig& config, const Context& ctx) {
+  const bool bf16 = a.precision == "bf16" || (a.precision == "auto" && ctx.on_gpu());
+  const long double bytes = (long double)config.parameter_count() * (bf16 ? 2 + 4 + 8 : 4 + 8);
+  return bytes > (long double)UINT64_MAX ? UINT64_MAX : uint64_t(bytes);
+}
+
+// What names this job in the checkpoint directory's lock: the batch system's job id, else the launcher's.
+std::string job_name() {
+  for (const char* var : {"SLURM_JOB_ID", "PMIX_NAMESPACE", "OMPI_MCA_ess_base_jobid", "TORCHELASTIC_RUN_ID"})
+    if (const char* v = std::getenv(var); v && *v) return std::string(var) + "=" + v;
+  return "";
+}
+
+// Every output checked before any work (README: checked at start), the same on every rank, and
+// --checkpoint-dir locked by rank 0 (the rank that commits) for the whole run.
+CheckpointDirLock check_outputs(const TrainArgs& a, const ModelConfig& config, Context& ctx, Communicator& world, bool lead) {
+  CheckpointDirLock lock;
+  check_on_every_rank(ctx, world, [&] {
+    if (lead && !a.log.empty()) check_log_file("--log", a.log);
+    if (lead && !a.export_dir.empty()) check_creatable_dir("--export", a.export_dir);
+    if (!a.checkpoint_dir.empty()) {
+      // Rank 0 needs room for the whole checkpoint (a shared file system); every other rank for its
+      // node's part of it (node-local disks).
+      const uint64_t whole = checkpoint_bytes(a, config, ctx);
+      const uint64_t node_part = uint64_t((long double)whole * ctx.options().local_size / world.size());
+      check_output_dir("--checkpoint-dir", a.checkpoint_dir, lead ? whole : node_part);
+    }
+    if (!a.local_checkpoint_dir.empty()) check_output_dir("--local-checkpoint-dir", a.local_checkpoint_dir);
+    if (const char* env = std::getenv("TESSERA_FAILURE_DIR"); env && *env)
+      check_output_dir("TESSERA_FAILURE_DIR (failure reports)", env);
+    if (lead && !a.checkpoint_dir.empty()) {
+      lock = CheckpointDirLock::acquire(a.checkpoint_dir, job_name());
+      if (!lock.warning().empty()) std::fprintf(stderr, "tessera: warning: %s\n", lock.warning().c_str());
+    }
+  });
+  return lock;
+}
+
 TrainingRun::TrainingRun(const TrainArgs& args, MpiSession& mpi)
     : a_(args),
       mpi_(mpi),
@@ -521,6 +662,7 @@ TrainingRun::TrainingRun(const TrainArgs& args, MpiSession& mpi)
       monitor_(failure_monitor_options(args, mpi.rank(), faults_.attempt())),
       ctx_(context_options(args, lead_)),
       world_(monitor_.watch(ctx_, make_communicator(ctx_))),
+      lock_(check_outputs(args, config_, ctx_, *world_, lead_)),
       grid_(*world_, requested_),
       stragglers_(ctx_, *world_, straggler_groups(grid_), straggler_options(args)),
       layout_(grid_.layout()),
@@ -531,6 +673,7 @@ TrainingRun::TrainingRun(const TrainArgs& args, MpiSession& mpi)
       val_loader_(val_path_.empty() ? nullptr
                                     : std::make_unique<DataLoader>(val_path_, B_, T_, config_.vocab_size,
                                                                    grid_.dp_rank(), layout_.dp, loader_options(args))),
+      eval_batches_(checked_eval_batches()),
       data_checked_(check_data_tokens(ctx_, *world_, {&train_loader_, val_loader_.get()}, config_.vocab_size)),
       trainer_(ctx_, config_, trainer_options(args), model_options(args, grid_)),
       model_(trainer_.model()),
@@ -541,10 +684,52 @@ TrainingRun::TrainingRun(const TrainArgs& args, MpiSession& mpi)
                    faults_, log_, lead_),
       local_(ctx_, trainer_, *world_,
              LocalCheckpointOptions{args.local_checkpoint_dir, args.local_checkpoint_every, 2}),
-      tokens_per_step_(int64_t(B_) * T_ * layout_.microbatches * layout_.dp) {
+      tokens_per_step_(int64_t(B_) * T_ * layout_.microbatches * layout_.dp),
+      shape_{B_, T_, layout_.microbatches, layout_.dp, args.steps} {
+  check_faults();
   if (!a_.init_from.empty()) import_hf(model_, a_.init_from);
   stop_signals_.set_checkpoint_root(a_.checkpoint_dir);
   if (local_.enabled()) faults_.set_node_local_dir(local_.host_dir());
+}
+
+// A fault that could never act is refused: a test that injects it would pass without it.
+void TrainingRun::check_faults() const {
+  for (const Fault& f : faults_.faults()) {
+    const std::string what = "--fault " + describe(f) + ": ";
+    if (f.rank >= grid_.world_size())
+      throw config_error(what + "rank " + std::to_string(f.rank) + " is not one of the " +
+                         std::to_string(grid_.world_size()) + " ranks launched (0.." + std::to_string(grid_.world_size() - 1) + ")");
+    if (f.kind == FaultKind::corrupt || f.kind == FaultKind::truncate) {
+      if (!checkpoints_.due(f.step, a_.steps))
+        throw config_error(what + "no checkpoint is saved at step " + std::to_string(f.step),
+                           "name a step a checkpoint is saved at: a multiple of --checkpoint-every, or --steps " +
+                               std::to_string(a_.steps));
+    } else if (f.step < 1 || f.step > a_.steps) {
+      throw config_error(what + "step " + std::to_string(f.step) + " is not one of the steps 1.." + std::to_string(a_.steps),
+                         "steps are numbered from 1");
+    }
+  }
+}
+
+// Evaluations every N steps need validation data, and an evaluation reads each of its batches
+// once: more batches than the data holds would count some twice. The default (8) shrinks to what
+// the data holds; a number given beyond it is refused.
+int TrainingRun::checked_eval_batches() const {
+  if (!val_loader_) {
+    // Evaluations asked for that could not happen; --eval-every 0 and --eval-batches only limit them.
+    if (a_.given.count("eval-every") && a_.eval_every > 0)
+      throw config_error("--eval-every " + std::to_string(a_.eval_every) + " needs validation data, and there is none",
+                         "give --val-data, or a --data path with _train in its name beside a _val file");
+    return 0;
+  }
+  const int64_t available = val_loader_->batches_per_epoch();
+  if (!a_.given.count("eval-batches")) return int(std::min<int64_t>(a_.eval_batches, available));
+  if (a_.eval_batches > available)
+    throw config_error("--eval-batches " + std::to_string(a_.eval_batches) + ": the validation data " + val_path_ +
+                           " holds " + std::to_string(available) + " batches of " + std::to_string(layout_.dp) + " x " +
+                           std::to_string(B_) + " x " + std::to_string(T_) + " tokens",
+                       "use --eval-batches " + std::to_string(available) + " or less, or a smaller --batch-size");
+  return a_.eval_batches;
 }
 
 void TrainingRun::print_setup() {
@@ -554,7 +739,8 @@ void TrainingRun::print_setup() {
   if (layout_.pp > 1) std::printf("pipeline: %s\n", describe(trainer_.schedule()).c_str());
   std::printf("data: %s (%lld tokens, %s, %s), validation: %s\n", a_.data.c_str(),
               static_cast<long long>(train_loader_.total_tokens()), train_loader_.dataset().formats().c_str(),
-              a_.no_shuffle ? "file order" : "shuffled every epoch", val_loader_ ? val_path_.c_str() : "none");
+              a_.no_shuffle ? "file order" : "shuffled every epoch",
+              val_loader_ ? (val_path_ + " (" + std::to_string(eval_batches_) + " batches per evaluation)").c_str() : "none");
   std::printf("data: %s\n", data_checked_.c_str());
   std::printf("batch: %d x %d tokens x %d microbatches x %d replicas = %lld tokens per step\n", B_, T_,
               layout_.microbatches, layout_.dp, static_cast<long long>(tokens_per_step_));
@@ -590,6 +776,7 @@ void TrainingRun::resume() {
   std::optional<TrainingState> resumed;
   std::string dir, tier = "durable";
   std::vector<int> from_peers;
+  const auto check = [this](const TrainingState& s) { check_state(s, train_loader_); };
   if (a_.resume == "auto") {
     // The local tier when it holds a complete step at least as new as the durable one.
     std::string why_not;
@@ -597,32 +784,54 @@ void TrainingRun::resume() {
       const int64_t durable = newest_durable_step(ctx_, *world_, a_.checkpoint_dir, lead_);
       Watchdog::Scope scope = watchdog_.scope("local checkpoint load", -1);
       if (std::optional<LocalRestore> local = local_.restore(durable, &why_not)) {
-        resumed = local->state;
-        dir = "the local tier: " + local->message;
-        tier = "local";
-        from_peers = local->from_peers;
-      } else if (!why_not.empty()) {
-        std::printf("local checkpoints not used: %s\n", why_not.c_str());
+        // The same checks as a durable checkpoint's, agreed by every rank: one rank's unusable
+        // state sends every rank to the durable tier.
+        std::string rejected;
+        try {
+          check(local->state);
+        } catch (const Error& e) {
+          rejected = e.what();
+        }
+        int32_t bad = rejected.empty() ? 0 : 1;
+        std::vector<int32_t> all(size_t(world_->size()), 0);
+        host_all_gather(ctx_, *world_, &bad, sizeof(bad), all.data());
+        if (*std::max_element(all.begin(), all.end()) == 0) {
+          resumed = local->state;
+          dir = "the local tier: " + local->message;
+          tier = "local";
+          from_peers = local->from_peers;
+        } else {
+          why_not = rejected.empty() ? "another rank's state is unusable" : rejected;
+        }
       }
+      if (!resumed && !why_not.empty()) std::printf("local checkpoints not used: %s\n", why_not.c_str());
     }
     if (!resumed) {
-      resumed = checkpoints_.load_latest();
+      resumed = checkpoints_.load_latest(check);
       dir = checkpoints_.loaded_dir();
     }
   }
   if (lead_ && !a_.log.empty()) log_ = MetricsLog(a_.log, /*append=*/resumed.has_value());  // a resumed job's log goes on
   if (resumed) {
-    run_ = adopt(*resumed, train_loader_, JobClock::starting_now());
+    std::vector<std::string> data_notes;
+    run_ = adopt(*resumed, train_loader_, JobClock::starting_now(), &data_notes);
     std::printf("resumed from %s at step %d\n", dir.c_str(), run_.step);
     std::string peers;
     for (int r : from_peers) peers += (peers.empty() ? "" : ",") + std::to_string(r);
-    log_.write(MetricsRecord("resume").add("step", run_.step).add("dir", dir).add("tier", tier)
-                   .add("from_peers", peers).add("unix", unix_seconds()).add("attempt", faults_.attempt()));
+    MetricsRecord record("resume");
+    record.add("step", run_.step).add("dir", dir).add("tier", tier).add("from_peers", peers).add("unix", unix_seconds())
+        .add("attempt", faults_.attempt());
+    const std::string notice = resume_notice(saved_shape(resumed->program_json), shape_, run_.step, data_notes);
+    if (!notice.empty()) {
+      std::printf("resume notice: %s\n", notice.c_str());
+      record.add("notice", notice);
+    }
+    log_.write(record);
   } else {
     run_.clock = JobClock::starting_now();  // a fresh job starts its clock when training starts
   }
   std::fflush(stdout);
-  injected_up_to_ = run_.step - 1;
+  injected_up_to_ = run_.step;
 }
 
 StepStats TrainingRun::run_step(int step, float lr) {
@@ -640,9 +849,9 @@ StepStats TrainingRun::run_step(int step, float lr) {
   return stats;
 }
 
-void TrainingRun::handle_nonfinite(int& step, const StepStats& stats) {
+void TrainingRun::handle_nonfinite(int step, const StepStats& stats) {
   // Loss and gradient norm are the same on every rank, so every rank takes the same branch.
-  std::printf("step %5d/%d | loss %f, grad norm %f: non-finite (--on-nan %s)\n", step + 1, a_.steps, stats.loss,
+  std::printf("step %5d/%d | loss %f, grad norm %f: non-finite (--on-nan %s)\n", step, a_.steps, stats.loss,
               stats.grad_norm, a_.on_nan.c_str());
   std::fflush(stdout);
   if (a_.on_nan == "skip") {
@@ -650,20 +859,22 @@ void TrainingRun::handle_nonfinite(int& step, const StepStats& stats) {
     const std::string samples = step_samples_digest();
     log_.write(MetricsRecord("skipped_step").add("step", step).add("loss", double(stats.loss))
                    .add("skipped_steps", run_.skipped).add("samples", samples));
-    run_.step = ++step;
+    run_.step = step;
     save_if_due(step);
     return;
   }
   if (a_.on_nan == "rollback" && rolled_back_for_ != step) {
-    if (std::optional<TrainingState> back = checkpoints_.load_latest()) {
+    if (std::optional<TrainingState> back =
+            checkpoints_.load_latest([this](const TrainingState& s) { check_state(s, train_loader_); })) {
       rolled_back_for_ = step;
-      run_ = adopt(*back, train_loader_, run_.clock);
+      std::vector<std::string> data_notes;
+      run_ = adopt(*back, train_loader_, run_.clock, &data_notes);
+      for (const std::string& note : data_notes) std::printf("data: %s\n", note.c_str());
       const std::string dir = checkpoints_.loaded_dir();
       std::printf("rolled back from step %d to %s at step %d\n", step, dir.c_str(), run_.step);
       std::fflush(stdout);
       log_.write(MetricsRecord("rollback").add("from_step", step).add("step", run_.step).add("dir", dir)
                      .add("loss", double(stats.loss)));
-      step = run_.step;
       return;
     }
   }
@@ -692,7 +903,7 @@ void TrainingRun::report_step(int step, float lr, const StepStats& stats, double
   if (steps_run_ == 1)
     std::printf("optimizer state: %.2f MB on rank 0%s\n", double(trainer_.optimizer()->state_bytes()) / 1e6,
                 layout_.zero_stage == 1 ? " (ZeRO-1: sharded over the data-parallel ranks)" : "");
-  std::printf("step %5d/%d | loss %.4f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s", step + 1, a_.steps, stats.loss, lr,
+  std::printf("step %5d/%d | loss %.4f | lr %.2e | norm %.4f | %.1f ms | %.0f tok/s", step, a_.steps, stats.loss, lr,
               stats.grad_norm, seconds * 1e3, tokens_per_s);
   if (mfu > 0) std::printf(" | MFU %.1f%%", 100.0 * mfu);
   std::printf("\n");
@@ -705,20 +916,23 @@ void TrainingRun::report_step(int step, float lr, const StepStats& stats, double
 }
 
 void TrainingRun::maybe_evaluate(int step) {
-  const bool last = step + 1 == a_.steps;
-  if (!val_loader_ || !((a_.eval_every > 0 && (step + 1) % a_.eval_every == 0) || last)) return;
+  const bool last = step == a_.steps;
+  if (!val_loader_ || !((a_.eval_every > 0 && step % a_.eval_every == 0) || last)) return;
   Watchdog::Scope scope = watchdog_.scope("evaluation", step);
   val_loader_->reset();  // every evaluation sees the same batches
-  float val_loss = trainer_.evaluate(*val_loader_, a_.eval_batches);
-  std::printf("eval  %5d | val loss %.4f\n", step + 1, val_loss);
+  float val_loss = trainer_.evaluate(*val_loader_, eval_batches_);
+  std::printf("eval  %5d | val loss %.4f\n", step, val_loss);
   std::fflush(stdout);
   log_.write(MetricsRecord("eval").add("step", step).add("loss", double(val_loss)));
 }
 
 void TrainingRun::save_if_due(int steps_done) {
-  if (checkpoints_.due(steps_done, a_.steps)) checkpoints_.save(training_state(run_, train_loader_));
+  if (!checkpoints_.due(steps_done, a_.steps)) return;
+  checkpoints_.save(training_state(run_, train_loader_, shape_));
 }
 
+// After each step (steps_done: the step just finished, numbered from 1): the straggler measurement,
+// the local tier, and whether to stop.
 int TrainingRun::after_step(int steps_done, double compute_s) {
   for (const StragglerEvent& e : stragglers_.record(steps_done - 1, compute_s)) {
     if (e.recovered)
@@ -729,12 +943,12 @@ int TrainingRun::after_step(int steps_done, double compute_s) {
                   e.host.c_str(), e.slowdown, static_cast<long long>(e.since_step + 1), static_cast<long long>(e.step + 1));
     std::fflush(stdout);
     log_.write(MetricsRecord(e.recovered ? "straggler_recovered" : "straggler")
-                   .add("rank", e.rank).add("host", e.host).add("slowdown", e.slowdown).add("step", e.step)
-                   .add("since_step", e.since_step).add("unix", unix_seconds()));
+                   .add("rank", e.rank).add("host", e.host).add("slowdown", e.slowdown).add("step", e.step + 1)
+                   .add("since_step", e.since_step + 1).add("unix", unix_seconds()));
   }
   if (local_.due(steps_done)) {
     Watchdog::Scope scope = watchdog_.scope("local checkpoint save", steps_done);
-    const LocalSaveStats s = local_.save(training_state(run_, train_loader_));
+    const LocalSaveStats s = local_.save(training_state(run_, train_loader_, shape_));
     log_.write(MetricsRecord("local_checkpoint").add("step", s.step).add("blocked_ms", s.blocked_ms)
                    .add("copy_ms", s.copy_ms).add("exchange_ms", s.exchange_ms).add("bytes", s.bytes)
                    .add("replica_bytes", s.replica_bytes).add("partner", s.partner));
@@ -743,10 +957,11 @@ int TrainingRun::after_step(int steps_done, double compute_s) {
 }
 
 int TrainingRun::train() {
-  for (int step = run_.step; step < a_.steps;) {
+  while (run_.step < a_.steps) {
+    const int step = run_.step + 1;  // steps are numbered from 1 everywhere (README: step numbers)
     auto t0 = std::chrono::steady_clock::now();
     const double waited0 = monitor_.waited_s();
-    float lr = schedule_.at(step);
+    float lr = schedule_.at(step - 1);
     StepStats stats = run_step(step, lr);
     double seconds = seconds_since(t0);
     const double compute_s = seconds - (monitor_.waited_s() - waited0);
@@ -762,7 +977,7 @@ int TrainingRun::train() {
     run_.clock.useful_s += seconds;  // a step that advanced training (repeats after a resume count once)
     report_step(step, lr, stats, seconds, step_samples_digest());
     maybe_evaluate(step);
-    run_.step = ++step;
+    run_.step = step;
     save_if_due(step);
     monitor_.step_finished();
     if (int signal = after_step(step, compute_s)) return step < a_.steps ? signal : 0;
@@ -780,7 +995,7 @@ int TrainingRun::stop(int signal) {
   }
   {
     Watchdog::Scope scope = watchdog_.scope("checkpoint save", run_.step);
-    if (checkpoints_.last_saved_step() != run_.step) checkpoints_.save(training_state(run_, train_loader_));
+    if (checkpoints_.last_saved_step() != run_.step) checkpoints_.save(training_state(run_, train_loader_, shape_));
     checkpoints_.finish();
   }
   local_.finish();
@@ -797,6 +1012,7 @@ int TrainingRun::stop(int signal) {
 void TrainingRun::summarize() {
   checkpoints_.finish(/*last_of_run=*/true);
   local_.finish();
+  if (!lead_) return;  // one summary per job (other ranks' stdout is closed too, but that is not relied on)
   if (steps_run_ > 0)
     std::printf("trained %d steps in %.1f s (%.0f tokens/s)\n", steps_run_, train_seconds_,
                 double(tokens_per_step_) * steps_run_ / train_seconds_);
@@ -872,6 +1088,8 @@ int train(int argc, char** argv) {
   for (const char* flag : {"family", "n-layer", "n-head", "n-kv-head", "n-embd", "ffn-dim", "vocab-size", "max-seq-len",
                            "norm", "rope-theta", "tie-embeddings"})
     if (parser.given(flag)) a.custom_flags_given.push_back(flag);
+  a.given = parser.given_flags();
+  check_flag_combinations(a);
   TrainingRun run(a, mpi);
   run.print_setup();
   run.resume();

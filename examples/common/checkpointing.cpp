@@ -9,6 +9,16 @@ namespace tessera::program {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+std::string crc_hex(uint32_t crc) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "%08x", crc);
+  return buf;
+}
+
+}  // namespace
+
 Checkpointer::Checkpointer(Trainer& trainer, Watchdog& watchdog, CheckpointPolicy policy, const FaultInjector& faults,
                            MetricsLog& log, bool lead)
     : trainer_(trainer), watchdog_(watchdog), policy_(std::move(policy)), faults_(faults), log_(log), lead_(lead) {}
@@ -78,11 +88,11 @@ void Checkpointer::finish(bool last_of_run) {
   completing([&] { return trainer_.finish_checkpoint(); }, last_of_run);
 }
 
-std::optional<TrainingState> Checkpointer::load_latest() {
+std::optional<TrainingState> Checkpointer::load_latest(const std::function<void(const TrainingState&)>& check_state) {
   if (!enabled()) return std::nullopt;
   finish();
   Watchdog::Scope scope = watchdog_.scope("checkpoint load", -1);
-  return trainer_.load_latest_checkpoint(policy_.root);
+  return trainer_.load_latest_checkpoint(policy_.root, check_state);
 }
 
 void Checkpointer::report(const CheckpointStats& done) {
@@ -102,7 +112,8 @@ void Checkpointer::report(const CheckpointStats& done) {
                  .add("write_ms", done.write_ms)
                  .add("commit_ms", done.commit_ms)
                  .add("bytes", done.bytes)
-                 .add("dir", done.dir));
+                 .add("dir", done.dir)
+                 .add("manifest_crc32c", crc_hex(done.manifest_crc32c)));
   // Test faults that damage a committed checkpoint act once it is committed.
   faults_.after_checkpoint(done.step, done.dir);
 }

@@ -5,13 +5,14 @@
 // background and is committed as soon as every rank's write has ended (poll(), once a step), else by
 // the next save (or finish()). A save is reported when it is committed: "checkpoint step N: blocked
 // X ms, written in Y ms" on the terminal and
-// {"kind":"checkpoint","step","blocked_ms","write_ms","commit_ms","bytes","dir"} in the log. A save
-// that fails (a full disk, an I/O error) is never committed: it is reported with the file and the
+// {"kind":"checkpoint","step","blocked_ms","write_ms","commit_ms","bytes","dir","manifest_crc32c"} in the log. A
+// save that fails (a full disk, an I/O error) is never committed: it is reported with the file and the
 // free space, {"kind":"checkpoint_failed","step","error","action"} is logged, and training goes on
 // (the next save retries) or stops with exit code 2, as --on-save-error says.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -51,8 +52,9 @@ class Checkpointer {
   void finish(bool last_of_run = false);
   int64_t last_saved_step() const { return last_saved_step_; }   // of the last save started (-1: none)
   const std::string& last_committed_dir() const { return last_committed_dir_; }
-  // Collective. The newest valid checkpoint, loaded into the trainer; nullopt when there is none.
-  std::optional<TrainingState> load_latest();
+  // Collective. The newest checkpoint that verifies and loads (check_state: the program's own checks
+  // of its state, a data error to reject it), loaded into the trainer; nullopt when there is none.
+  std::optional<TrainingState> load_latest(const std::function<void(const TrainingState&)>& check_state = {});
   // The directory the last load_latest() loaded ("" for none).
   const std::string& loaded_dir() const { return trainer_.last_checkpoint_load().dir; }
 

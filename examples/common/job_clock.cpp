@@ -6,10 +6,8 @@
 
 namespace tessera::program {
 
-namespace {
-
-// The number after "key": in a flat JSON object written by to_json (the only writer of these fields).
-bool find_number(const std::string& json, const std::string& key, double* out) {
+// The number after "key": in a flat JSON object of numbers, as to_json writes one.
+bool json_number_field(const std::string& json, const std::string& key, double* out) {
   const std::string quoted = "\"" + key + "\"";
   size_t at = json.find(quoted);
   if (at == std::string::npos) return false;
@@ -22,8 +20,6 @@ bool find_number(const std::string& json, const std::string& key, double* out) {
   *out = v;
   return true;
 }
-
-}  // namespace
 
 double unix_seconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -50,8 +46,8 @@ std::string JobClock::to_json() const {
 
 JobClock JobClock::from_json(const std::string& program_json, const JobClock& fallback) {
   JobClock c = fallback;
-  find_number(program_json, "start_unix", &c.start_unix);
-  find_number(program_json, "useful_s", &c.useful_s);
+  json_number_field(program_json, "start_unix", &c.start_unix);
+  json_number_field(program_json, "useful_s", &c.useful_s);
   return c;
 }
 

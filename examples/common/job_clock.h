@@ -14,6 +14,9 @@ namespace tessera::program {
 
 double unix_seconds();
 
+// A number field of a flat JSON object such as program_json (false when it is absent).
+bool json_number_field(const std::string& json, const std::string& key, double* out);
+
 struct JobClock {
   double start_unix = 0;  // when the job's first launch started training
   double useful_s = 0;    // summed time of the steps that led to the current state

@@ -2,6 +2,7 @@
 //
 // A checkpoint root holds:
 //   step-00000030/manifest.json    every file with its size and CRC32C, every piece, the metadata
+//   step-00000030/commit.json      the commit record: the manifest's size and CRC32C
 //   step-00000030/rank-00000.bin   rank 0's pieces, each at the byte offset the manifest gives
 //   latest                         the name of the newest committed directory ("step-00000030")
 //   .tmp-step-00000040/            a checkpoint being written, or left by a crash (removed by the next commit)
@@ -11,7 +12,9 @@
 // save. Once every rank's wait() succeeded (the trainer combines the results over its
 // communicator), one rank calls commit_checkpoint. A directory gets its manifest before it is
 // renamed into place and only then does `latest` move, so a crash at any moment leaves the previous
-// checkpoint intact and `latest` naming a complete one.
+// checkpoint intact and `latest` naming a complete one. Every byte that decides what is loaded where
+// is checksummed: the data files by the manifest, the manifest by the commit record; a reader checks
+// the commit record before it uses the manifest.
 //
 // A piece is a rectangle of a global tensor, described by (name, dtype, global shape, offset, shape).
 // A reader assembles any rectangle of a tensor from whatever pieces overlap it, so a checkpoint
@@ -129,6 +132,7 @@ class AsyncCheckpointWriter {
 struct CheckpointCommitResult {
   std::string dir;                   // the committed directory
   int64_t step = 0;
+  uint32_t manifest_crc32c = 0;      // as its commit record holds it
   std::vector<std::string> removed;  // directories pruned or cleaned up
   double seconds = 0;
 };
@@ -170,18 +174,49 @@ struct CheckpointInfo {
 std::vector<CheckpointProblem> verify_checkpoint(const std::string& dir,
                                                  CheckpointVerify verify = CheckpointVerify::checksums);
 
-// The newest committed checkpoint under root that verifies (newest by commit order); each rejected
-// newer one's problems are appended to *rejected. nullopt when there is none (or no root).
+// Whether a checkpoint that verifies can be used: empty to take it, else why not (the caller's own
+// checks: its metadata, its pieces against the model, its data position against the data).
+using CheckpointAcceptor = std::function<std::string(const CheckpointInfo&)>;
+
+// The newest committed checkpoint under root that verifies (newest by commit order) and that
+// `accept` (when given) takes; each rejected newer one's problems are appended to *rejected, and
+// the next older one is tried. nullopt when there is none (or no root).
 // In a job, one rank verifies (checksums) and tells the others which directory to open.
 std::optional<CheckpointInfo> find_latest_valid_checkpoint(const std::string& root,
                                                            std::vector<CheckpointProblem>* rejected = nullptr,
-                                                           CheckpointVerify verify = CheckpointVerify::checksums);
+                                                           CheckpointVerify verify = CheckpointVerify::checksums,
+                                                           const CheckpointAcceptor& accept = {});
 
 // A given committed directory; data error listing its problems when it does not verify.
 CheckpointInfo open_checkpoint(const std::string& dir, CheckpointVerify verify = CheckpointVerify::checksums);
 
 // The path of a rank's data file in a committed directory (fault injection and tests damage it).
 std::string checkpoint_rank_file(const std::string& dir, int rank);
+
+// One writer per checkpoint root: an exclusive flock on <root>/lock, a file that names the holder
+// (host, pid, job, since when). Released when the object is destroyed or the process ends, however
+// it ends, so a killed job leaves no stale lock. Two runs writing one root would commit over each
+// other; the second is refused instead.
+class CheckpointDirLock {
+ public:
+  CheckpointDirLock() = default;  // holds nothing
+  // Creates root if missing and takes its lock. Config error naming the holder when another process
+  // holds it. On a file system without locks (Lustre mounted without -o flock), holds nothing and
+  // warning() says so.
+  static CheckpointDirLock acquire(const std::string& root, const std::string& job);
+  ~CheckpointDirLock();
+  CheckpointDirLock(CheckpointDirLock&& other) noexcept;
+  CheckpointDirLock& operator=(CheckpointDirLock&& other) noexcept;
+  CheckpointDirLock(const CheckpointDirLock&) = delete;
+  CheckpointDirLock& operator=(const CheckpointDirLock&) = delete;
+
+  bool held() const { return fd_ >= 0; }
+  const std::string& warning() const { return warning_; }
+
+ private:
+  int fd_ = -1;
+  std::string warning_;
+};
 
 // Reads tensors out of a committed checkpoint under any layout. Not thread-safe.
 class CheckpointReader {

@@ -81,6 +81,11 @@ class Context {
   double peak_flops() const { return peak_flops_; }
   // The CUDA device ordinal in use, or -1 on the CPU backend.
   int gpu_ordinal() const { return gpu_ordinal_; }
+  // Bytes this rank can still allocate on its device: the GPU's free memory, or on the CPU its share
+  // of the host's available memory (MemAvailable / ranks on this node). 0 when unknown.
+  uint64_t available_memory() const;
+  // This rank's share of the host's available memory (0 when unknown).
+  uint64_t available_host_memory() const;
 
   // The per-op wall times since the last clear(); null unless ContextOptions::profile_ops.
   OpProfile* op_profile() const { return op_profile_.get(); }

@@ -2,7 +2,8 @@
 // damage a checkpoint file, at a chosen step.
 //
 // Specification (the trainer's --fault flag, or the TESSERA_FAULT environment variable): faults
-// separated by ',' or ';', each a kind followed by ':key=value' settings:
+// separated by ',' or ';', each a kind followed by ':key=value' settings (steps are numbered from 1,
+// as the trainer's progress line numbers them; a checkpoint of step N holds the state after step N):
 //   kill:rank=1:step=12       SIGKILL rank 1 at the start of step 12
 //   hang:rank=0:step=5        rank 0 stops at step 5 and never returns (the watchdog catches it)
 //   nan:step=7                the loss of step 7 becomes NaN (the trainer applies it)

@@ -25,6 +25,10 @@ struct SafetensorsEntry {
 // Bytes per element of a safetensors dtype, or 0 if the name is unknown.
 size_t safetensors_dtype_size(const std::string& dtype);
 
+// The index of the first NaN or infinity of a floating-point tensor (F64, F32, F16, BF16), or -1
+// when every element is finite (and for other dtypes).
+int64_t safetensors_first_non_finite(const SafetensorsEntry& entry);
+
 // Writes the tensors in the order given (bytes must equal the element count times the dtype size;
 // names unique), the header padded with spaces to a multiple of 8 bytes. Writes path.tmp, then renames.
 void write_safetensors(const std::string& path, const std::vector<SafetensorsEntry>& tensors,

@@ -53,6 +53,7 @@ struct CheckpointStats {
   double commit_ms = 0;   // the completed save: manifest, rename, `latest`, pruning
   int64_t bytes = 0;      // the completed save: bytes written over all ranks
   std::string dir;        // the completed save's committed directory
+  uint32_t manifest_crc32c = 0;  // the completed save's manifest checksum, as its commit record holds it
   int64_t step = -1;      // the completed save's step (-1: none completed)
 };
 
@@ -128,8 +129,14 @@ class Trainer {
   // dtype; from the saved fp32 master when the saved parameters have another dtype) and optimizer
   // state (fp32 master, m, v, step count; ZeRO-1 slices or whole buffers) into THIS layout's shards,
   // whatever layout saved it, and returns its state; std::nullopt when root has no checkpoint at all.
-  // data_error when checkpoints exist but none verifies, or when the saved model config does not match.
-  std::optional<TrainingState> load_latest_checkpoint(const std::string& root);
+  // A checkpoint that cannot be loaded for any reason on any rank (its files, its metadata, a saved
+  // model config that does not match, a missing piece, a state that check_state throws a data error
+  // for on some rank: a data position outside the data) is rejected like a corrupt one, and the
+  // next older one is tried (each load overwrites the whole state, so a checkpoint that failed
+  // half-way leaves nothing behind once an older one loaded). data_error when checkpoints exist but
+  // none can be loaded; the trainer's state is then partly overwritten.
+  std::optional<TrainingState> load_latest_checkpoint(
+      const std::string& root, const std::function<void(const TrainingState&)>& check_state = {});
   const CheckpointLoadReport& last_checkpoint_load() const { return load_report_; }
   // The local tier's copy of this rank's state (device to host: the only blocking part of a local save).
   LocalTrainerState local_state();
@@ -181,6 +188,9 @@ class Trainer {
   };
   CheckpointSnapshot checkpoint_snapshot();
   std::string checkpoint_metadata(const TrainingState& state) const;
+  // Loads one checkpoint on this rank; empty when it loaded, else why not.
+  std::string try_load_checkpoint(const std::string& dir, const std::function<void(const TrainingState&)>& check_state,
+                                  TrainingState* state);
   void load_parameters(const CheckpointReader& reader);
   void load_optimizer_state(const CheckpointReader& reader);
   PendingCheckpoint pending_;

@@ -111,4 +111,19 @@ void Context::synchronize() const {
   if (cuda_) detail::cuda_synchronize(cuda_.get());
 }
 
+uint64_t Context::available_host_memory() const {
+  std::FILE* f = std::fopen("/proc/meminfo", "r");
+  if (!f) return 0;
+  char line[256];
+  unsigned long long kib = 0;
+  while (std::fgets(line, sizeof(line), f))
+    if (std::sscanf(line, "MemAvailable: %llu kB", &kib) == 1) break;
+  std::fclose(f);
+  return uint64_t(kib) * 1024 / uint64_t(std::max(1, options_.local_size));
+}
+
+uint64_t Context::available_memory() const {
+  return cuda_ ? uint64_t(detail::cuda_free_memory(cuda_.get())) : available_host_memory();
+}
+
 }  // namespace tessera

@@ -116,6 +116,15 @@ void cuda_synchronize(CudaResources* resources) {
   TESSERA_CUDA_CHECK(cudaStreamSynchronize(resources->stream));
 }
 
+size_t cuda_free_memory(CudaResources* resources) {
+  size_t free_bytes = 0, total_bytes = 0;
+  if (cudaSetDevice(resources->device) != cudaSuccess || cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {
+    cudaGetLastError();  // not knowing is not an error: the allocation will tell
+    return 0;
+  }
+  return free_bytes;
+}
+
 void* cuda_malloc(size_t bytes) {
   void* p = nullptr;
   TESSERA_CUDA_CHECK(cudaMalloc(&p, bytes ? bytes : 1));

@@ -22,6 +22,8 @@ struct CudaProbe {
 CudaProbe open_cuda(const ContextOptions& options);
 void close_cuda(CudaResources* resources);
 void cuda_synchronize(CudaResources* resources);
+// Free memory of the resources' GPU, in bytes (0 when it cannot be told).
+size_t cuda_free_memory(CudaResources* resources);
 
 void* cuda_malloc(size_t bytes);
 void cuda_free(void* ptr);

@@ -13,6 +13,7 @@ CudaProbe open_cuda(const ContextOptions&) {
 }
 void close_cuda(CudaResources*) {}
 void cuda_synchronize(CudaResources*) {}
+size_t cuda_free_memory(CudaResources*) { return 0; }
 
 [[noreturn]] static void no_cuda() {
   throw internal_error("CUDA memory requested in a build without CUDA", TESSERA_HERE);

@@ -5,7 +5,6 @@
 namespace tessera {
 
 int ParamTable::add(ParamSpec spec) {
-  TESSERA_CHECK(find(spec.name) < 0, "duplicate parameter name " + spec.name);
   TESSERA_CHECK(!spec.shape.empty(), "parameter " + spec.name + " has no shape");
   if (!spec.parts.empty()) {
     TESSERA_CHECK(spec.split_dim >= 0 && spec.split_dim < int(spec.shape.size()),
@@ -16,18 +15,19 @@ int ParamTable::add(ParamSpec spec) {
   }
   TESSERA_CHECK(spec.part_names.empty() || spec.part_names.size() == split_parts(spec).size(),
                 "parameter " + spec.name + " names some of its parts but not all");
+  const int index = int(specs_.size());
+  TESSERA_CHECK(index_.emplace(spec.name, index).second, "duplicate parameter name " + spec.name);
   int64_t n = 1;
   for (int64_t d : spec.shape) n *= d;
   offsets_.push_back(flat_numel_);
   flat_numel_ += (n + kAlignElements - 1) / kAlignElements * kAlignElements;
   specs_.push_back(std::move(spec));
-  return int(specs_.size()) - 1;
+  return index;
 }
 
 int ParamTable::find(const std::string& name) const {
-  for (size_t i = 0; i < specs_.size(); ++i)
-    if (specs_[i].name == name) return int(i);
-  return -1;
+  auto it = index_.find(name);
+  return it == index_.end() ? -1 : it->second;
 }
 
 int ParamTable::index_of(const std::string& name) const {

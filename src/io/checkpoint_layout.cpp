@@ -205,6 +205,7 @@ Manifest manifest_from_json(const json::Value& v, const std::string& where) {
                            std::to_string(kVersion) + ")",
                        where);
     m.step = v.at("step").as_int64();
+    if (m.step < 0) throw data_error("step " + std::to_string(m.step) + " is negative", where);
     m.sequence = v.at("sequence").as_int64();
     int64_t world = v.at("world_size").as_int64();
     if (world < 1 || world > INT32_MAX) throw data_error("world size " + std::to_string(world) + " out of range", where);
@@ -228,9 +229,37 @@ Manifest manifest_from_json(const json::Value& v, const std::string& where) {
   return m;
 }
 
+std::string commit_record(const std::string& manifest_text) {
+  json::Value v = json::Value::object();
+  v.set("manifest", kManifestName);
+  v.set("bytes", uint64_t(manifest_text.size()));
+  v.set("crc32c", crc32c_hex(crc32c(manifest_text.data(), manifest_text.size())));
+  return v.dump() + "\n";
+}
+
 Manifest read_manifest(const std::string& dir) {
-  std::string path = join(dir, kManifestName);
-  return manifest_from_json(json::parse(read_file(path, "checkpoint manifest"), path), path);
+  const std::string path = join(dir, kManifestName), record_path = join(dir, kCommitRecordName);
+  const char* hint = "the checkpoint is damaged; an older one can be used";
+  uint64_t bytes = 0;
+  uint32_t crc = 0;
+  try {
+    const json::Value record = json::parse(read_file(record_path, "checkpoint commit record"), record_path);
+    const int64_t n = record.at("bytes").as_int64();
+    if (n < 0 || !parse_crc32c_hex(record.at("crc32c").as_string(), &crc))
+      throw data_error("the commit record's size or CRC32C is malformed", record_path, hint);
+    bytes = uint64_t(n);
+  } catch (const Error& e) {
+    if (e.where() == record_path) throw;
+    throw data_error(e.what_happened(), record_path, hint);
+  }
+  const std::string text = read_file(path, "checkpoint manifest");
+  const uint32_t actual = crc32c(text.data(), text.size());
+  if (text.size() != bytes || actual != crc)
+    throw data_error("the manifest (" + std::to_string(text.size()) + " bytes, CRC32C " + crc32c_hex(actual) +
+                         ") does not match its commit record (" + std::to_string(bytes) + " bytes, CRC32C " +
+                         crc32c_hex(crc) + ")",
+                     path, hint);
+  return manifest_from_json(json::parse(text, path), path);
 }
 
 int64_t shape_numel(const std::vector<int64_t>& shape) {
@@ -303,8 +332,8 @@ void sync_directory(const std::string& dir) {
 }
 
 uint32_t file_crc32c(const std::string& path, uint64_t* bytes) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw data_error("cannot open checkpoint file: " + std::string(std::strerror(errno)), path);
+  struct stat st;
+  int fd = open_for_reading(path, "checkpoint file", &st);
   std::vector<char> buf(size_t(8) << 20);
   uint32_t crc = 0;
   uint64_t total = 0;
@@ -386,14 +415,20 @@ Manifest collect_rank_files(const std::string& root, int64_t step, int world_siz
   return m;
 }
 
-std::string publish(const std::string& root, const Manifest& manifest) {
+std::string publish(const std::string& root, const Manifest& manifest, uint32_t* manifest_crc32c) {
   const std::string tmp = join(root, tmp_dir_name(manifest.step));
+  const std::string text = to_json(manifest).dump() + "\n";
   {
     AtomicFileWriter w(join(tmp, kManifestName), "checkpoint manifest");
-    w.write(to_json(manifest).dump());
-    w.write("\n");
+    w.write(text);
     w.commit();
   }
+  {
+    AtomicFileWriter w(join(tmp, kCommitRecordName), "checkpoint commit record");
+    w.write(commit_record(text));
+    w.commit();
+  }
+  if (manifest_crc32c) *manifest_crc32c = crc32c(text.data(), text.size());
   for (int r = 0; r < manifest.world_size; ++r) std::remove(join(tmp, rank_info_name(r)).c_str());
   sync_directory(tmp);
 

@@ -13,6 +13,7 @@
 namespace tessera::io::ckpt {
 
 constexpr const char* kManifestName = "manifest.json";
+constexpr const char* kCommitRecordName = "commit.json";
 constexpr const char* kLatestName = "latest";
 constexpr const char* kFormat = "tessera-checkpoint";
 constexpr int kVersion = 1;
@@ -58,7 +59,11 @@ json::Value to_json(const FileRecord& f);
 FileRecord file_record_from_json(const json::Value& v, const std::string& where);
 json::Value to_json(const Manifest& m);
 Manifest manifest_from_json(const json::Value& v, const std::string& where);
-Manifest read_manifest(const std::string& dir);  // data error naming the manifest
+// The manifest, after its bytes were checked against the commit record (data error naming the
+// file that is missing, damaged or does not match).
+Manifest read_manifest(const std::string& dir);
+// The commit record of a manifest's exact bytes: {"manifest":"manifest.json","bytes":N,"crc32c":"..."}.
+std::string commit_record(const std::string& manifest_text);
 
 DType parse_piece_dtype(const std::string& s, const std::string& where);
 
@@ -88,8 +93,9 @@ uint32_t file_crc32c(const std::string& path, uint64_t* bytes);
 // 1. The ranks' descriptions from the temporary directory, with the job's metadata; the sequence
 //    follows the newest committed one. Removes files of the temporary directory that no rank listed.
 Manifest collect_rank_files(const std::string& root, int64_t step, int world_size, const std::string& metadata_json);
-// 2. Writes the manifest into the temporary directory and renames it into place; returns its name.
-std::string publish(const std::string& root, const Manifest& manifest);
+// 2. Writes the manifest and its commit record into the temporary directory and renames it into
+//    place; returns its name. *manifest_crc32c (when given): the manifest's CRC32C.
+std::string publish(const std::string& root, const Manifest& manifest, uint32_t* manifest_crc32c = nullptr);
 // 3. Points `latest` at a published directory (write + rename).
 void point_latest(const std::string& root, const std::string& name);
 // 4. Removes other temporary directories, directories of step >= the new one's other than it

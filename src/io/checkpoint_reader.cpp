@@ -121,7 +121,7 @@ std::vector<CheckpointProblem> verify_checkpoint(const std::string& dir, Checkpo
 }
 
 std::optional<CheckpointInfo> find_latest_valid_checkpoint(const std::string& root, std::vector<CheckpointProblem>* rejected,
-                                                           CheckpointVerify verify) {
+                                                           CheckpointVerify verify, const CheckpointAcceptor& accept) {
   struct Candidate {
     io::ckpt::CommittedDir dir;
     io::ckpt::Manifest manifest;
@@ -158,8 +158,13 @@ std::optional<CheckpointInfo> find_latest_valid_checkpoint(const std::string& ro
     std::string dir = join(root, c.dir.name);
     auto p = verify_checkpoint(dir, verify);
     if (p.empty()) {
-      found = info_of(dir, c.manifest);
-      break;
+      CheckpointInfo info = info_of(dir, c.manifest);
+      std::string why = accept ? accept(info) : std::string();
+      if (why.empty()) {
+        found = std::move(info);
+        break;
+      }
+      p.push_back({dir, "", -1, why});
     }
     problems.insert(problems.end(), p.begin(), p.end());
   }

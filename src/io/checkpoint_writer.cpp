@@ -288,7 +288,7 @@ CheckpointCommitResult commit_checkpoint(const std::string& root, int64_t step, 
   auto t0 = std::chrono::steady_clock::now();
   io::ckpt::Manifest manifest = io::ckpt::collect_rank_files(root, step, world_size, metadata_json);
   CheckpointCommitResult result;
-  std::string name = io::ckpt::publish(root, manifest);
+  std::string name = io::ckpt::publish(root, manifest, &result.manifest_crc32c);
   io::ckpt::point_latest(root, name);
   result.removed = io::ckpt::clean_up(root, name, step, keep);
   result.dir = join(root, name);

@@ -24,8 +24,34 @@ struct FdCloser {
   }
 };
 
-int open_regular_file(const std::string& path, const std::string& what, struct stat* st) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+std::string file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "not a regular file";
+}
+
+[[noreturn]] void not_regular(const std::string& path, const std::string& what, mode_t mode) {
+  throw data_error(what + " is " + file_kind(mode) + ", not a regular file", path,
+                   "give the path of a regular file (reading a pipe, socket or device could block forever)");
+}
+
+}  // namespace
+
+int open_for_reading(const std::string& path, const std::string& what, struct stat* st) {
+  // Checked before the open: opening a FIFO for reading blocks until a writer comes, and opening
+  // some devices has effects of its own.
+  if (::stat(path.c_str(), st) != 0) {
+    int err = errno;
+    throw data_error("cannot open " + what + ": " + std::strerror(err), path,
+                     err == ENOENT ? "check the path (the file does not exist)" : "check the path and its permissions");
+  }
+  if (!S_ISREG(st->st_mode)) not_regular(path, what, st->st_mode);
+  // O_NONBLOCK: should the path be swapped for a FIFO between the stat and the open, the open
+  // still returns (and the fstat below refuses it). It changes nothing for a regular file.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) {
     int err = errno;
     throw data_error("cannot open " + what + ": " + std::strerror(err), path,
@@ -38,9 +64,15 @@ int open_regular_file(const std::string& path, const std::string& what, struct s
   }
   if (!S_ISREG(st->st_mode)) {
     ::close(fd);
-    throw data_error(what + " is not a regular file", path, "give the path of a file");
+    not_regular(path, what, st->st_mode);
   }
   return fd;
+}
+
+namespace {
+
+int open_regular_file(const std::string& path, const std::string& what, struct stat* st) {
+  return open_for_reading(path, what, st);
 }
 
 }  // namespace

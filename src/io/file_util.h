@@ -1,10 +1,17 @@
 // File helpers shared by the io formats (private): read-only mappings, whole-file reads, and
 // writers that go through path.tmp + rename so a reader never sees a half-written file.
+//
+// Every reader of an input file (token shards, safetensors, configs and other JSON, text for
+// tessera-prepare-data, checkpoints) opens it through open_for_reading: anything that is not a
+// regular file (a FIFO, a socket, a device, a directory) is refused before it is opened, so a
+// wrong path is an error and never a read that blocks forever.
 #pragma once
 
 #include <cstddef>
 #include <cstdio>
 #include <string>
+
+#include <sys/stat.h>
 
 namespace tessera::io {
 
@@ -28,6 +35,10 @@ class ReadOnlyMapping {
   void* data = nullptr;  // nullptr for an empty file
   size_t size = 0;
 };
+
+// A descriptor of `path` open for reading, and its stat. Data error naming the file (and `what`,
+// the kind of file: "token shard") when it is missing, unreadable or not a regular file.
+int open_for_reading(const std::string& path, const std::string& what, struct stat* st);
 
 // Maps `path`; `what` names the kind of file in errors ("token shard"). A missing or unreadable
 // file, or one that is not a regular file, is a data error.

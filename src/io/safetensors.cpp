@@ -57,6 +57,25 @@ size_t safetensors_dtype_size(const std::string& dtype) {
   return 0;
 }
 
+int64_t safetensors_first_non_finite(const SafetensorsEntry& e) {
+  const char* raw = static_cast<const char*>(e.data);
+  // A float is not finite exactly when its exponent bits are all ones.
+  auto scan = [&](size_t elem, uint64_t exponent_mask) -> int64_t {
+    const size_t n = e.bytes / elem;
+    for (size_t i = 0; i < n; ++i) {
+      uint64_t bits = 0;
+      std::memcpy(&bits, raw + i * elem, elem);  // little-endian, as safetensors stores it
+      if ((bits & exponent_mask) == exponent_mask) return int64_t(i);
+    }
+    return -1;
+  };
+  if (e.dtype == "F64") return scan(8, 0x7ff0000000000000ull);
+  if (e.dtype == "F32") return scan(4, 0x7f800000u);
+  if (e.dtype == "BF16") return scan(2, 0x7f80u);
+  if (e.dtype == "F16") return scan(2, 0x7c00u);
+  return -1;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Writing
 

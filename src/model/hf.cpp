@@ -274,6 +274,10 @@ void import_hf(Model& model, const std::string& dir) {
                                      shape_string(expected)),
                          files.path(name), "the files do not hold a " + family.display_name + " model of this configuration");
       used.insert(name);
+      // Every tensor on every rank, so all ranks refuse the same files with the same message.
+      if (const int64_t bad = safetensors_first_non_finite(e); bad >= 0)
+        throw data_error(fmt::format("tensor {} holds a non-finite value (NaN or infinity) at element {}", name, bad),
+                         files.path(name), "the weights are damaged: re-export or re-download them");
       if (local_of[i] < 0) continue;
       std::vector<float> part = entry_floats(e, files.path(name));
       if (s.transposed && s.shape.size() == 2) part = transposed(part, expected[0], expected[1]);

@@ -112,13 +112,24 @@ void ModelConfig::validate() const {
 }
 
 int64_t ModelConfig::parameter_count() const {
-  const ParamTable table = model::decoder_param_table(*this);
-  int64_t n = 0;
-  for (size_t i = 0; i < table.size(); ++i) {
-    const ParamSpec& s = table[i];
-    n += s.real_rows > 0 ? table.numel(i) / s.shape[0] * s.real_rows : table.numel(i);
-  }
-  return n;
+  // Every block adds the same parameters, so the tables of one and of two blocks give the count of
+  // any depth without building its table (a million layers would take seconds and gigabytes), in
+  // long double: sizes that no machine could hold must not overflow (they saturate).
+  auto real_parameters = [&](int layers) {
+    ModelConfig c = *this;
+    c.n_layer = layers;
+    const ParamTable table = model::decoder_param_table(c);
+    long double n = 0;
+    for (const ParamSpec& s : table.specs()) {
+      long double numel = s.real_rows > 0 ? (long double)s.real_rows : 1;
+      for (size_t d = s.real_rows > 0 ? 1 : 0; d < s.shape.size(); ++d) numel *= (long double)s.shape[d];
+      n += numel;
+    }
+    return n;
+  };
+  const long double one = real_parameters(1), per_block = real_parameters(2) - one;
+  const long double n = (one - per_block) + (long double)n_layer * per_block;
+  return n >= (long double)INT64_MAX ? INT64_MAX : int64_t(n);
 }
 
 double ModelConfig::flops_per_token(int T) const {

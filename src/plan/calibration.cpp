@@ -1,9 +1,9 @@
 // Calibration files: parsing, writing, and the fits the calibrated planner looks times up in.
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <sstream>
 
+#include "io/file_util.h"
 #include "io/json.h"
 #include "tessera/calibration.h"
 #include "tessera/error.h"
@@ -70,12 +70,22 @@ Calibration Calibration::parse(const std::string& json_text, const std::string& 
   return c;
 }
 
+namespace {
+
+// The text of an input named by a flag. Anything but a regular file is refused before it is opened
+// (a FIFO would block the read forever); any failure is a config error pointing at the flag.
+std::string read_flag_file(const std::string& path, const std::string& what, const std::string& flag) {
+  try {
+    return io::read_file(path, what);
+  } catch (const Error& e) {
+    throw config_error(e.what_happened(), "check " + flag, path);
+  }
+}
+
+}  // namespace
+
 Calibration Calibration::load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw config_error("cannot read the calibration file '" + path + "'", "check --calibration");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse(ss.str(), path);
+  return parse(read_flag_file(path, "calibration file", "--calibration"), path);
 }
 
 std::string Calibration::to_json() const {
@@ -148,8 +158,7 @@ double Calibration::collective_time(const std::string& op, int group, double byt
 }
 
 std::vector<MeasuredStep> read_throughput_log(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw config_error("cannot read '" + path + "'", "check --measured");
+  std::istringstream in(read_flag_file(path, "throughput log", "--measured"));
   std::vector<MeasuredStep> out;
   std::string line;
   while (std::getline(in, line)) {

@@ -7,6 +7,7 @@
 #include <limits>
 #include <vector>
 
+#include "train/memory_bound.h"
 #include "tessera/buffer.h"
 #include "tessera/error.h"
 #include "tessera/parallel.h"
@@ -73,7 +74,12 @@ Trainer::Trainer(Context& ctx, const ModelConfig& config, const TrainerOptions& 
     throw config_error(fmt::format("Trainer: {} microbatches requested, but the grid's layout has {}", microbatches_,
                                    layout.microbatches),
                        "leave TrainerOptions::microbatches at 0 to use the layout's");
-  // Every check before any work: the layout against the model, the schedule, the batch shape.
+  // Every check before any work: the memory the model needs, the layout against the model, the
+  // schedule, the batch shape.
+  config.validate();
+  const bool bf16 = model_options.precision == Precision::bf16 ||
+                    (model_options.precision == Precision::automatic && ctx.on_gpu());
+  train::check_fits_in_memory(ctx, config, layout, bf16 ? DType::bf16 : DType::f32);
   ModelOptions mo = model_options;
   mo.grid = grid_;
   model_ = make_model(ctx, config, mo);

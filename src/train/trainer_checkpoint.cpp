@@ -72,18 +72,6 @@ std::string broadcast_string(Context& ctx, Communicator& comm, const std::string
   return std::string(reinterpret_cast<const char*>(words.data()), size_t(length));
 }
 
-// Whether every rank succeeded; throws the same data error on every rank if one did not (this
-// rank's own message where it failed, else the first failed rank's number).
-void agree(Context& ctx, Communicator* world, const std::string& error, const std::string& what, const std::string& where) {
-  std::vector<int64_t> failed = {error.empty() ? 0 : 1};
-  if (world && world->size() > 1) failed = gather_int64(ctx, *world, failed);
-  for (size_t r = 0; r < failed.size(); ++r) {
-    if (!failed[r]) continue;
-    if (!error.empty()) throw data_error(what + ": " + error, where);
-    throw data_error(fmt::format("{}: rank {} failed (its own message says why)", what, r), where);
-  }
-}
-
 // The contiguous run [begin, begin + count) of one local entry (shard coordinates, row-major over
 // the shard's shape), data pointing at its first element, as pieces of the global tensor.
 void add_run(CheckpointSnapshot& snapshot, const std::string& name, const ParamSpec& global, const std::vector<int64_t>& local_shape,
@@ -266,6 +254,7 @@ CheckpointStats Trainer::finish_checkpoint() {
       const CheckpointCommitResult c = commit_checkpoint(job.root, job.step, world_size, job.metadata_json, job.keep);
       v["dir"] = c.dir;
       v["ms"] = c.seconds * 1e3;
+      v["manifest_crc32c"] = int64_t(c.manifest_crc32c);
     } catch (const Error& e) {
       v["error"] = std::string(e.what());
     }
@@ -279,6 +268,7 @@ CheckpointStats Trainer::finish_checkpoint() {
   stats.commit_ms = v.at("ms").as_double();
   stats.bytes = bytes;
   stats.dir = v.at("dir").as_string();
+  stats.manifest_crc32c = uint32_t(v.at("manifest_crc32c").as_int64());
   stats.step = job.step;
   return stats;
 }
@@ -384,46 +374,8 @@ void Trainer::load_optimizer_state(const CheckpointReader& reader) {
   }
 }
 
-std::optional<TrainingState> Trainer::load_latest_checkpoint(const std::string& root) {
-  finish_checkpoint();
-  Communicator* world = grid_->world_size() > 1 ? &grid_->world() : nullptr;
-  const int rank = grid_->world_rank();
-
-  // Rank 0 verifies (every file's CRC32C) and tells the others which directory to open.
-  std::string choice;
-  if (rank == 0) {
-    json::Value v = json::Value::object();
-    json::Value rejected = json::Value::array();
-    try {
-      std::vector<CheckpointProblem> problems;
-      const std::optional<CheckpointInfo> found = find_latest_valid_checkpoint(root, &problems);
-      for (const CheckpointProblem& p : problems) {
-        rejected.push_back(p.message());
-        std::fprintf(stderr, "tessera: checkpoint rejected: %s\n", p.message().c_str());
-      }
-      v["dir"] = found ? found->dir : std::string();
-    } catch (const Error& e) {
-      v["error"] = std::string(e.what());
-    }
-    v["rejected"] = rejected;
-    choice = v.dump();
-  }
-  if (world) choice = broadcast_string(*ctx_, *world, choice, 0);
-  const json::Value chosen = json::parse(choice, "checkpoint choice");
-  if (const json::Value* error = chosen.find("error"))
-    throw data_error("cannot look for checkpoints: " + error->as_string(), root);
-  load_report_ = CheckpointLoadReport{};
-  for (const json::Value& r : chosen.at("rejected").items()) load_report_.rejected.push_back(r.as_string());
-  const std::string dir = chosen.at("dir").as_string();
-  if (dir.empty()) {
-    if (load_report_.rejected.empty()) return std::nullopt;
-    throw data_error(fmt::format("no checkpoint under {} verifies: {}", root, fmt::join(load_report_.rejected, "; ")), root,
-                     "restore the checkpoint files, or start afresh with another --checkpoint-dir");
-  }
-
-  TrainingState state;
-  int64_t optimizer_step = 0;
-  std::string error;
+std::string Trainer::try_load_checkpoint(const std::string& dir, const std::function<void(const TrainingState&)>& check_state,
+                                         TrainingState* state) {
   try {
     CheckpointReader reader(dir, /*verify_on_read=*/false);  // rank 0 has just checked every file
     const json::Value meta = json::parse(reader.metadata_json(), dir + " metadata");
@@ -448,20 +400,93 @@ std::optional<TrainingState> Trainer::load_latest_checkpoint(const std::string& 
       throw data_error("the checkpoint was saved for another model: " + fmt::format("{}", fmt::join(differences, ", ")), dir,
                        "resume with the model configuration the checkpoint was saved with");
     const json::Value& s = meta.at("state");
-    state.step = s.at("step").as_int64();
-    state.train_loader = io::loader_state_from_json(s.at("train_loader"));
-    state.skipped_steps = s.at("skipped_steps").as_int64();
-    state.program_json = s.at("program").dump();
-    optimizer_step = meta.at("optimizer_step").as_int64();
+    state->step = s.at("step").as_int64();
+    state->train_loader = io::loader_state_from_json(s.at("train_loader"));
+    state->skipped_steps = s.at("skipped_steps").as_int64();
+    state->program_json = s.at("program").dump();
+    const int64_t optimizer_step = meta.at("optimizer_step").as_int64();
+    if (state->step < 0 || state->skipped_steps < 0 || optimizer_step < 0)
+      throw data_error(fmt::format("negative counts in its state: step {}, skipped steps {}, optimizer step {}", state->step,
+                                   state->skipped_steps, optimizer_step),
+                       dir);
+    if (check_state) check_state(*state);
 
     if (!optimizer_) make_optimizer();
     load_parameters(reader);
     load_optimizer_state(reader);
     optimizer_->state_loaded(optimizer_step);
+    return "";
   } catch (const Error& e) {
-    error = e.what();
+    return e.what();
   }
-  agree(*ctx_, world, error, "cannot load the checkpoint", dir);
+}
+
+std::optional<TrainingState> Trainer::load_latest_checkpoint(const std::string& root,
+                                                              const std::function<void(const TrainingState&)>& check_state) {
+  finish_checkpoint();
+  Communicator* world = grid_->world_size() > 1 ? &grid_->world() : nullptr;
+  const int rank = grid_->world_rank();
+  TrainingState state;
+
+  // Every rank tries the directory rank 0 names; all learn whether every rank loaded it.
+  auto try_everywhere = [&](const std::string& dir) -> std::string {
+    const std::string error = try_load_checkpoint(dir, check_state, &state);
+    if (!error.empty() && rank != 0)  // rank 0's reason is in its list of rejected checkpoints
+      std::fprintf(stderr, "tessera: rank %d cannot load %s: %s\n", rank, dir.c_str(), error.c_str());
+    std::vector<int64_t> failed = {error.empty() ? 0 : 1};
+    if (world) failed = gather_int64(*ctx_, *world, failed);
+    if (!error.empty()) return "cannot be loaded: " + error;
+    for (size_t r = 0; r < failed.size(); ++r)
+      if (failed[r]) return fmt::format("cannot be loaded on rank {} (its own message says why)", r);
+    return "";
+  };
+
+  // Rank 0 verifies (every file's CRC32C), newest first, and names each candidate to the others
+  // ({"try": dir}) until all ranks loaded one; then the outcome ({"dir": ..., "rejected": [...]}).
+  std::string outcome;
+  if (rank == 0) {
+    json::Value v = json::Value::object();
+    json::Value rejected = json::Value::array();
+    try {
+      std::vector<CheckpointProblem> problems;
+      const std::optional<CheckpointInfo> found =
+          find_latest_valid_checkpoint(root, &problems, CheckpointVerify::checksums, [&](const CheckpointInfo& info) {
+            json::Value attempt = json::Value::object();
+            attempt["try"] = info.dir;
+            if (world) broadcast_string(*ctx_, *world, attempt.dump(), 0);
+            return try_everywhere(info.dir);
+          });
+      for (const CheckpointProblem& p : problems) {
+        rejected.push_back(p.message());
+        std::fprintf(stderr, "tessera: checkpoint rejected: %s\n", p.message().c_str());
+      }
+      v["dir"] = found ? found->dir : std::string();
+    } catch (const Error& e) {
+      v["error"] = std::string(e.what());
+    }
+    v["rejected"] = rejected;
+    outcome = v.dump();
+    if (world) broadcast_string(*ctx_, *world, outcome, 0);
+  } else {
+    for (;;) {
+      outcome = broadcast_string(*ctx_, *world, "", 0);
+      const json::Value message = json::parse(outcome, "checkpoint choice");
+      const json::Value* dir = message.find("try");
+      if (!dir) break;
+      try_everywhere(dir->as_string());
+    }
+  }
+  const json::Value chosen = json::parse(outcome, "checkpoint choice");
+  if (const json::Value* error = chosen.find("error"))
+    throw data_error("cannot look for checkpoints: " + error->as_string(), root);
+  load_report_ = CheckpointLoadReport{};
+  for (const json::Value& r : chosen.at("rejected").items()) load_report_.rejected.push_back(r.as_string());
+  const std::string dir = chosen.at("dir").as_string();
+  if (dir.empty()) {
+    if (load_report_.rejected.empty()) return std::nullopt;
+    throw data_error(fmt::format("no checkpoint under {} verifies and loads: {}", root, fmt::join(load_report_.rejected, "; ")),
+                     root, "restore the checkpoint files, or start afresh with another --checkpoint-dir");
+  }
   load_report_.dir = dir;
   load_report_.step = state.step;
   return state;

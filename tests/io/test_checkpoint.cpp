@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
@@ -433,6 +434,42 @@ TEST_CASE("checkpoint: a corrupt or truncated newest checkpoint falls back to th
     CHECK(rejected[0].file == "manifest.json");
     CHECK(rejected[0].rank == -1);
   }
+  SECTION("a manifest edited after its commit (a piece's file offset moved)") {
+    std::string text = test::read_bytes(newest + "/manifest.json");
+    const size_t at = text.find("\"file_offset\":0");
+    REQUIRE(at != std::string::npos);
+    text.replace(at, 15, "\"file_offset\":4");
+    test::write_bytes(newest + "/manifest.json", text);
+    auto info = find_latest_valid_checkpoint(root, &rejected);
+    REQUIRE(info);
+    CHECK(info->step == 10);
+    REQUIRE(rejected.size() == 1);
+    CHECK(rejected[0].file == "manifest.json");
+    CHECK_THAT(rejected[0].what, Catch::Contains("does not match its commit record"));
+    CHECK_THAT(error_message([&] { CheckpointReader reader(newest); }), Catch::Contains("commit record"));
+  }
+  SECTION("a missing or damaged commit record") {
+    SECTION("missing") { fs::remove(newest + "/commit.json"); }
+    SECTION("damaged") { test::write_bytes(newest + "/commit.json", "{\"bytes\": 12, \"crc32c\": \"zz\"}"); }
+    auto info = find_latest_valid_checkpoint(root, &rejected);
+    REQUIRE(info);
+    CHECK(info->step == 10);
+    REQUIRE(rejected.size() == 1);
+    CHECK(rejected[0].file == "manifest.json");
+    CHECK_THAT(rejected[0].message(), Catch::Contains("commit"));
+  }
+  SECTION("a checkpoint the caller cannot use") {
+    std::vector<int64_t> asked;
+    auto info = find_latest_valid_checkpoint(root, &rejected, CheckpointVerify::checksums, [&](const CheckpointInfo& c) {
+      asked.push_back(c.step);
+      return c.step == 20 ? std::string("the data position lies beyond the data") : std::string();
+    });
+    REQUIRE(info);
+    CHECK(info->step == 10);
+    CHECK(asked == std::vector<int64_t>{20, 10});
+    REQUIRE(rejected.size() == 1);
+    CHECK_THAT(rejected[0].message(), Catch::Contains("step-00000020") && Catch::Contains("beyond the data"));
+  }
   SECTION("latest naming a directory that is gone") {
     fs::remove_all(newest);
     auto info = find_latest_valid_checkpoint(root, &rejected);
@@ -559,4 +596,33 @@ TEST_CASE("checkpoint: pieces that do not fit or that partly overlap are refused
     write_rank(root, 3, r, std::move(t));
   }
   CHECK_THAT(error_message([&] { commit_checkpoint(root, 3, 2, "{}", 0); }), Catch::Contains("global shape"));
+}
+
+TEST_CASE("checkpoint: the commit record holds the manifest's checksum", "[io][checkpoint]") {
+  TempDir dir;
+  const std::string root = dir.file("ckpt");
+  save_simple(root, 10, 0);
+  const std::string text = test::read_bytes(root + "/step-00000010/manifest.json");
+  CHECK(test::read_bytes(root + "/step-00000010/commit.json") == io::ckpt::commit_record(text));
+  CHECK_THAT(io::ckpt::commit_record(text), Catch::Contains("\"bytes\":" + std::to_string(text.size())));
+}
+
+TEST_CASE("checkpoint: one writer per directory: a second lock is refused, naming the first", "[io][checkpoint]") {
+  TempDir dir;
+  const std::string root = dir.file("ckpt");
+  CheckpointDirLock first = CheckpointDirLock::acquire(root, "SLURM_JOB_ID=4242");
+  REQUIRE(first.held());
+  CHECK_THAT(test::read_bytes(root + "/lock"),
+             Catch::Contains("pid " + std::to_string(::getpid())) && Catch::Contains("job SLURM_JOB_ID=4242"));
+  // flock locks belong to the open file: a second open in the same process conflicts like another process would.
+  const std::string message = error_message([&] { CheckpointDirLock::acquire(root, "other"); }, ExitCode::bad_config);
+  CHECK_THAT(message, Catch::Contains("another run") && Catch::Contains("job SLURM_JOB_ID=4242") &&
+                          Catch::Contains("pid " + std::to_string(::getpid())));
+  first = CheckpointDirLock();  // released
+  CheckpointDirLock second = CheckpointDirLock::acquire(root, "other");
+  CHECK(second.held());
+  CHECK_THAT(test::read_bytes(root + "/lock"), Catch::Contains("job other"));
+  // The lock file is no checkpoint: finding checkpoints ignores it.
+  save_simple(root, 10, 0);
+  CHECK(find_latest_valid_checkpoint(root)->step == 10);
 }

@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -137,4 +138,20 @@ TEST_CASE("safetensors: the writer refuses inconsistent tensors", "[io]") {
   error_message([&] { write_safetensors(path, {{"x", "F32", {4}, x, 16}, {"x", "F32", {4}, x, 16}}); },
                 ExitCode::bad_config);
   CHECK_FALSE(std::filesystem::exists(path));
+}
+
+TEST_CASE("safetensors: the first non-finite element of a float tensor", "[io]") {
+  std::vector<float> f32 = {1.0f, -2.0f, 0.0f, 3.0f};
+  SafetensorsEntry e{"w", "F32", {4}, f32.data(), f32.size() * 4};
+  CHECK(safetensors_first_non_finite(e) == -1);
+  f32[2] = std::numeric_limits<float>::quiet_NaN();
+  CHECK(safetensors_first_non_finite(e) == 2);
+  f32[1] = -std::numeric_limits<float>::infinity();
+  CHECK(safetensors_first_non_finite(e) == 1);
+  std::vector<uint16_t> bf16 = {0x3f80, 0x7f7f, 0xff80};  // 1, the largest finite, -inf
+  CHECK(safetensors_first_non_finite({"b", "BF16", {3}, bf16.data(), 6}) == 2);
+  std::vector<uint16_t> f16 = {0x3c00, 0x7bff, 0x7e00};  // 1, the largest finite, NaN
+  CHECK(safetensors_first_non_finite({"h", "F16", {3}, f16.data(), 6}) == 2);
+  std::vector<int32_t> ints = {-1, 0x7f800000};  // integers are always finite
+  CHECK(safetensors_first_non_finite({"i", "I32", {2}, ints.data(), 8}) == -1);
 }

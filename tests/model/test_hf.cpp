@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <vector>
@@ -241,6 +242,21 @@ TEST_CASE("hf: import refuses files that do not match the model, naming the tens
     Error e = expect_error([&] { import_hf(model, dir); });
     CHECK(e.code() == ExitCode::bad_data);
     CHECK_THAT(e.what(), Catch::Contains("transformer.h.0.mlp.c_fc.weight") && Catch::Contains("[32, 8]"));
+  }
+  SECTION("a non-finite weight") {
+    const std::string dir = scratch_dir("nonfinite");
+    export_hf(model, dir);
+    rewrite_weights(dir, [](std::vector<SafetensorsEntry>& entries, std::vector<std::vector<char>>& storage) {
+      for (size_t i = 0; i < entries.size(); ++i)
+        if (entries[i].name == "transformer.h.1.attn.c_proj.weight") {
+          const float inf = std::numeric_limits<float>::infinity();
+          std::memcpy(storage[i].data() + 5 * sizeof(float), &inf, sizeof(float));
+        }
+    });
+    Error e = expect_error([&] { import_hf(model, dir); });
+    CHECK(e.code() == ExitCode::bad_data);
+    CHECK_THAT(e.what(), Catch::Contains("transformer.h.1.attn.c_proj.weight") && Catch::Contains("non-finite") &&
+                             Catch::Contains("element 5"));
   }
   SECTION("an unexpected tensor") {
     const std::string dir = scratch_dir("extra");

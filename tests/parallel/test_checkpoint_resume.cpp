@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "io/checkpoint_layout.h"
+#include "io/io_test_util.h"
 #include "parallel/small_model.h"
 #include "parallel/world.h"
 #include "support/test_support.h"
@@ -491,20 +493,23 @@ TEST_CASE("resume: polling commits a save once every rank's write has ended, and
   CHECK(info->step == 2);
 }
 
+// Six steps with checkpoints after steps 3 and 6; returns the parameters after step 3.
+std::map<std::string, std::vector<float>> save_steps_3_and_6(const Layout& l, const std::string& root) {
+  Session s(l);
+  s.train(0, 3);
+  s.trainer->save_checkpoint(root, s.state(3), 0);
+  std::map<std::string, std::vector<float>> at3 = s.trainer->gather_parameters();
+  s.train(3, 6);
+  s.trainer->save_checkpoint(root, s.state(6), 0);
+  s.trainer->finish_checkpoint();
+  return at3;
+}
+
 TEST_CASE("resume: a damaged newest checkpoint falls back to the previous one", "[resume]") {
   const Layout l = all_ranks_layout();
   INFO(l.describe());
   const std::string root = fresh_dir("corrupt");
-  std::map<std::string, std::vector<float>> at3;
-  {
-    Session s(l);
-    s.train(0, 3);
-    s.trainer->save_checkpoint(root, s.state(3), 0);
-    at3 = s.trainer->gather_parameters();
-    s.train(3, 6);
-    s.trainer->save_checkpoint(root, s.state(6), 0);
-    s.trainer->finish_checkpoint();
-  }
+  const std::map<std::string, std::vector<float>> at3 = save_steps_3_and_6(l, root);
   const int victim = world().size() - 1;
   if (world().rank() == 0) flip_byte(checkpoint_rank_file(root + "/step-00000006", victim));
   world().barrier();
@@ -533,6 +538,101 @@ TEST_CASE("resume: a damaged newest checkpoint falls back to the previous one", 
     CHECK_THAT(e.what(), Catch::Contains("verifies"));
   }
   CHECK_FALSE(s.trainer->load_latest_checkpoint(fresh_dir("empty")).has_value());
+}
+
+// Rewrites a committed checkpoint's manifest through `edit` and signs it again (a new commit
+// record), as a writer with a bug would leave it: it verifies, and is wrong.
+void rewrite_manifest(const std::string& dir, const std::function<void(io::ckpt::Manifest&)>& edit) {
+  if (world().rank() == 0) {
+    io::ckpt::Manifest m = io::ckpt::read_manifest(dir);
+    edit(m);
+    const std::string text = io::ckpt::to_json(m).dump() + "\n";
+    std::ofstream(dir + "/manifest.json", std::ios::binary | std::ios::trunc) << text;
+    std::ofstream(dir + "/commit.json", std::ios::binary | std::ios::trunc) << io::ckpt::commit_record(text);
+  }
+  world().barrier();
+}
+
+TEST_CASE("resume: a newest checkpoint that verifies but cannot be used falls back to the previous one", "[resume]") {
+  const Layout l = all_ranks_layout();
+  INFO(l.describe());
+  const std::string root = fresh_dir("unusable");
+  const std::map<std::string, std::vector<float>> at3 = save_steps_3_and_6(l, root);
+  const std::string newest = root + "/step-00000006", pristine = root + "/pristine";
+  if (world().rank() == 0) fs::copy(newest, pristine);
+  world().barrier();
+
+  Session s(l);
+  // The program's check of the state: the data position must fit these shards.
+  auto loader_fits = [&](const TrainingState& state) { s.loader->restore(state.train_loader); };
+  auto falls_back = [&](const std::string& why, const std::function<void(const TrainingState&)>& check) {
+    INFO(why);
+    std::optional<TrainingState> state = s.trainer->load_latest_checkpoint(root, check);
+    REQUIRE(state);
+    CHECK(state->step == 3);
+    const CheckpointLoadReport& report = s.trainer->last_checkpoint_load();
+    CHECK(report.dir == root + "/step-00000003");
+    REQUIRE(report.rejected.size() == 1);
+    CHECK_THAT(report.rejected[0], Catch::Contains("step-00000006") && Catch::Contains(why));
+    CHECK(s.trainer->gather_parameters() == at3);
+  };
+  // Each case edits the pristine manifest of step 6 and signs it again.
+  const std::vector<std::pair<std::string, std::function<void(io::ckpt::Manifest&)>>> cases = {
+      {"sequence 1000000000000000",
+       [](io::ckpt::Manifest& m) { m.metadata["state"]["train_loader"]["position"] = int64_t(1e15); }},
+      {"sequence -64", [](io::ckpt::Manifest& m) { m.metadata["state"]["train_loader"]["position"] = -64; }},
+      {"negative", [](io::ckpt::Manifest& m) { m.metadata["state"]["step"] = -6; }},
+      {"transformer.wpe.weight",  // a piece missing
+       [](io::ckpt::Manifest& m) {
+         for (auto& f : m.files)
+           f.pieces.erase(std::remove_if(f.pieces.begin(), f.pieces.end(),
+                                         [](const io::ckpt::PieceRecord& r) {
+                                           return r.piece.name == "param/transformer.wpe.weight";
+                                         }),
+                          f.pieces.end());
+       }},
+  };
+  for (const auto& [why, edit] : cases) {
+    if (world().rank() == 0) {
+      fs::remove_all(newest);
+      fs::copy(pristine, newest);
+    }
+    rewrite_manifest(newest, edit);
+    falls_back(why, loader_fits);
+  }
+  // A state that one rank alone refuses: every rank passes over it alike.
+  if (world().rank() == 0) {
+    fs::remove_all(newest);
+    fs::copy(pristine, newest);
+  }
+  world().barrier();
+  const int last = world().size() - 1;
+  falls_back("rank " + std::to_string(last), [&](const TrainingState& st) {
+    if (world().rank() == last && st.step == 6) throw data_error("refused by the test", "rank " + std::to_string(last));
+  });
+}
+
+TEST_CASE("resume: a manifest that does not match its commit record falls back to the previous one", "[resume]") {
+  const Layout l = all_ranks_layout();
+  const std::string root = fresh_dir("manifest");
+  save_steps_3_and_6(l, root);
+  // One piece's file offset moved by 4 bytes: shifted weights, if the manifest were believed.
+  if (world().rank() == 0) {
+    const std::string path = root + "/step-00000006/manifest.json";
+    std::string text = test::read_bytes(path);
+    const size_t at = text.find("\"file_offset\":0");
+    REQUIRE(at != std::string::npos);
+    text.replace(at, 15, "\"file_offset\":4");
+    test::write_bytes(path, text);
+  }
+  world().barrier();
+  Session s(l);
+  std::optional<TrainingState> state = s.trainer->load_latest_checkpoint(root);
+  REQUIRE(state);
+  CHECK(state->step == 3);
+  REQUIRE(s.trainer->last_checkpoint_load().rejected.size() == 1);
+  CHECK_THAT(s.trainer->last_checkpoint_load().rejected[0],
+             Catch::Contains("manifest.json") && Catch::Contains("commit record"));
 }
 
 TEST_CASE("resume: keep-K keeps the newest K checkpoints", "[resume]") {

@@ -23,10 +23,10 @@ expect_match(resumed "resumed from [^\n]*step-00000009 at step 9" "the previous 
 expect_same_last_losses(${WORK_DIR}/corrupt.jsonl ${WORK_DIR}/ref.jsonl 3 "resumed past a corrupted checkpoint vs uninterrupted")
 expect_same_model(${WORK_DIR}/corrupt ${WORK_DIR}/ref "resumed past a corrupted checkpoint vs uninterrupted")
 
-# --- Rank 1 dies at the start of step 6, just after the save of step 6 began writing in the background:
+# --- Rank 1 dies at the start of step 7, just after the save of step 6 began writing in the background:
 # that save never commits; `latest` still names step 3.
 set(ckpt ${WORK_DIR}/crash_ckpt)
-run(crash ${MPI2} ${TRAIN} ${MODEL} --checkpoint-dir ${ckpt} --checkpoint-every 3 --fault kill:rank=1:step=6)
+run(crash ${MPI2} ${TRAIN} ${MODEL} --checkpoint-dir ${ckpt} --checkpoint-every 3 --fault kill:rank=1:step=7)
 if(crash_rc EQUAL 0)
   message(FATAL_ERROR "the job with a killed rank exited 0:\n${crash_out}\n${crash_err}")
 endif()

@@ -41,7 +41,7 @@ endif()
 # Every relaunch resumed from the newest complete step, losing at most one local interval: after the
 # kill and the node loss from the local tier, the replaced node's shards from their partners.
 file(STRINGS ${ckpt}/train.jsonl lines)
-set(last_step -1)
+set(last_step 0)
 set(resumes 0)
 foreach(line IN LISTS lines)
   string(JSON kind GET "${line}" kind)
@@ -52,11 +52,13 @@ foreach(line IN LISTS lines)
     string(JSON step GET "${line}" step)
     string(JSON tier GET "${line}" tier)
     string(JSON from_peers GET "${line}" from_peers)
+    # Steps are numbered from 1: the failure came in the step after the last logged one, and a
+    # resume is to the state after some step done.
     math(EXPR failed_at "${last_step} + 1")
-    math(EXPR oldest_allowed "${failed_at} - 4")
+    math(EXPR oldest_allowed "${last_step} - 4")
     message(STATUS "resume ${resumes}: failed at step ${failed_at}, resumed at ${step} from the ${tier} tier (shards from peers: '${from_peers}')")
     # The newest complete step of either tier: the durable one when it is as new (every 10 steps).
-    if(step LESS oldest_allowed OR step GREATER failed_at OR (resumes LESS 3 AND NOT tier STREQUAL "local"))
+    if(step LESS oldest_allowed OR step GREATER last_step OR (resumes LESS 3 AND NOT tier STREQUAL "local"))
       message(FATAL_ERROR "resume ${resumes} after a failure at step ${failed_at}: ${line}\n(expected the local tier, losing at most 4 steps)")
     endif()
     if(resumes EQUAL 1 AND NOT from_peers STREQUAL "0,1")
@@ -94,5 +96,5 @@ expect_match(diag "time lost [0-9.]+ s: detection [0-9.]+ s, restart [0-9.]+ s, 
 message(STATUS "tessera-diagnose says:\n${diag_out}")
 run(samples ${DIAGNOSE} --samples ${ckpt}/train.jsonl --reference ${WORK_DIR}/ref.jsonl)
 expect_rc(samples 0 "tessera-diagnose --samples")
-expect_match(samples "samples: steps 0-39 each trained once, no sample lost or repeated; every step's samples match"
+expect_match(samples "samples: steps 1-40 each trained once, no sample lost or repeated; every step's samples match"
              "the samples verdict")
