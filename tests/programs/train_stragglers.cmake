@@ -2,8 +2,9 @@
 # 200 ms from step 10 to step 40), is named with its host and slowdown within 40 steps of the
 # slowing, no other rank is named, and its recovery is reported once it runs freely again; a run
 # where no rank is slowed names none. Compute times exclude waiting in collectives and are compared
-# with the median of the other ranks, window by window with hysteresis, so the load other tests put
-# on the shared cores does not name a healthy rank.
+# with the median of the other ranks, window by window with hysteresis. A rank that shares its core
+# with another test's processes is slower, and naming it is right (a noisy neighbour is a straggler),
+# so "none slowed" holds only with the cores to itself: the test runs alone (tests/CMakeLists.txt).
 include(${CMAKE_CURRENT_LIST_DIR}/../support/fault_test_helpers.cmake)
 fault_test_setup()
 set(INJECT sh ${SOURCE_DIR}/tests/support/inject.sh)
