@@ -41,7 +41,10 @@ struct RopeParams {
   int original_max_position_embeddings = 8192;
 };
 // The HS/2 inverse frequencies, computed in float64 and rounded to float32 (the values every
-// backend uses: angle = float(position) * inv_freq[i] in float32, as transformers computes it).
+// backend uses: angle = float(position) * inv_freq[i] in float32, as transformers computes it),
+// written to inv_freq[0, HS/2): the kernels compute them into memory they already hold, so that a
+// training step allocates nothing. The vector form is for tests and tools.
+void rope_inverse_frequencies(float* inv_freq, int head_size, const RopeParams& rope);
 std::vector<float> rope_inverse_frequencies(int head_size, const RopeParams& rope);
 
 #define TESSERA_KERNEL_DECLARATIONS                                                                    \

@@ -2,7 +2,6 @@
 // and k heads of a packed qkv; v is copied. The backward is the same rotation by -angle.
 #include <cmath>
 #include <cstring>
-#include <vector>
 
 #include "kernels/ops.h"
 
@@ -15,7 +14,8 @@ void rotate(Context& ctx, Tensor out, Tensor in, int n_head, int n_kv_head, cons
             float sign) {
   const int64_t B = in.size(0), T = in.size(1), R = in.size(2);
   const int64_t HS = R / (n_head + 2 * n_kv_head), half = HS / 2, rotated = int64_t(n_head + n_kv_head);
-  const std::vector<float> inv_freq = rope_inverse_frequencies(int(HS), rope);
+  float* inv_freq = static_cast<float*>(ctx.host_scratch(sizeof(float) * size_t(half)));
+  rope_inverse_frequencies(inv_freq, int(HS), rope);
   const float* x = in.ptr<float>();  // (B,T,R)
   float* y = out.ptr<float>();       // (B,T,R)
 #pragma omp parallel for collapse(2) schedule(static) num_threads(ctx.cpu_threads())
@@ -25,7 +25,7 @@ void rotate(Context& ctx, Tensor out, Tensor in, int n_head, int n_kv_head, cons
       const float* x_t = x + (b * T + t) * R;
       float* y_t = y + (b * T + t) * R;
       for (int64_t i = 0; i < half; ++i) {
-        const float angle = position * inv_freq[size_t(i)];
+        const float angle = position * inv_freq[i];
         const float c = std::cos(angle), s = sign * std::sin(angle);
         for (int64_t h = 0; h < rotated; ++h) {
           const float lo = x_t[h * HS + i], hi = x_t[h * HS + half + i];
