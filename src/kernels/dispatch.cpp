@@ -2,8 +2,10 @@
 #include <chrono>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "kernels/cpu/flash_attention.h"
+#include "kernels/cpu/fused_norms.h"
 #include "kernels/ops.h"
 #include "tessera/error.h"
 
@@ -161,6 +163,32 @@ void layernorm_forward(Context& ctx, Tensor out, Tensor mean, Tensor rstd, Tenso
   expect_same_dtype(op, weight, "weight", inp, "inp");
   expect_same_dtype(op, bias, "bias", inp, "inp");
   TESSERA_DISPATCH(ctx, layernorm_forward, out, mean, rstd, inp, weight, bias);
+}
+
+void residual_layernorm_forward(Context& ctx, Tensor residual, Tensor out, Tensor mean, Tensor rstd, Tensor a,
+                                Tensor b, Tensor weight, Tensor bias) {
+  const char* op = "residual_layernorm_forward";
+  expect_activation(ctx, op, "a", a);
+  if (a.ndim != 2) shape_error(op, "a must be (N,C), got " + a.shape_str());
+  const int64_t N = a.size(0), C = a.size(1);
+  for (const auto& [name, t] : {std::pair<const char*, const Tensor&>{"b", b}, {"residual", residual}, {"out", out}}) {
+    expect_activation(ctx, op, name, t);
+    expect_shape(op, name, t, {N, C});
+    expect_same_dtype(op, t, name, a, "a");
+  }
+  if (out.data == residual.data && N * C > 0) shape_error(op, "out must not be the residual tensor");
+  expect_dtype(ctx, op, "mean", mean, DType::f32);
+  expect_dtype(ctx, op, "rstd", rstd, DType::f32);
+  expect_shape(op, "mean", mean, {N});
+  expect_shape(op, "rstd", rstd, {N});
+  expect_activation(ctx, op, "weight", weight);
+  expect_activation(ctx, op, "bias", bias);
+  expect_shape(op, "weight", weight, {C});
+  expect_shape(op, "bias", bias, {C});
+  expect_same_dtype(op, weight, "weight", a, "a");
+  expect_same_dtype(op, bias, "bias", a, "a");
+  TESSERA_DISPATCH_FAST(ctx, residual_layernorm_forward, residual_layernorm_forward_one_pass, residual, out, mean, rstd,
+                        a, b, weight, bias);
 }
 
 void layernorm_backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp,

@@ -59,6 +59,12 @@ std::vector<float> rope_inverse_frequencies(int head_size, const RopeParams& rop
   /* out (N,C), mean (N) f32, rstd (N) f32; inp (N,C), weight (C), bias (C); eps 1e-5. */              \
   void layernorm_forward(Context& ctx, Tensor out, Tensor mean, Tensor rstd, Tensor inp,               \
                          Tensor weight, Tensor bias);                                                  \
+  /* The residual add and the LayerNorm after it in one pass over each row (llm.c's fused residual     \
+     forward): residual (N,C) = a + b, then out, mean, rstd = layernorm_forward of residual. Bitwise    \
+     what residual_forward then layernorm_forward give. residual may alias a or b; out may alias a     \
+     or b (not residual). */                                                                           \
+  void residual_layernorm_forward(Context& ctx, Tensor residual, Tensor out, Tensor mean, Tensor rstd, \
+                                  Tensor a, Tensor b, Tensor weight, Tensor bias);                     \
   /* dinp (N,C) +=, dweight (C) += f32, dbias (C) += f32. */                                           \
   void layernorm_backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,        \
                           Tensor inp, Tensor weight, Tensor mean, Tensor rstd);                        \
