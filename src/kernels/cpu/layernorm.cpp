@@ -17,23 +17,6 @@ namespace {
 
 constexpr float kEps = 1e-5f;
 constexpr int64_t kChannelBlock = 64;
-constexpr int kLanes = 8;
-
-// (l0 + l1) + (l2 + l3) + ...: the same tree whatever the instruction set.
-inline float combine(const float (&lane)[kLanes]) {
-  return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
-}
-
-// sum over c of f(c), in lanes.
-template <class F>
-inline float lane_sum(int64_t C, F f) {
-  float lane[kLanes] = {};
-  const int64_t full = C / kLanes * kLanes;
-  for (int64_t c = 0; c < full; c += kLanes)
-    for (int i = 0; i < kLanes; ++i) lane[i] += f(c + i);
-  for (int64_t c = full; c < C; ++c) lane[c - full] += f(c);
-  return combine(lane);
-}
 
 TESSERA_CPU_CLONES void normalize_row(float* o, float* mean, float* rstd, const float* x, const float* w,
                                       const float* b, int64_t C) {
