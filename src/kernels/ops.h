@@ -60,7 +60,7 @@ std::vector<float> rope_inverse_frequencies(int head_size, const RopeParams& rop
   void layernorm_forward(Context& ctx, Tensor out, Tensor mean, Tensor rstd, Tensor inp,               \
                          Tensor weight, Tensor bias);                                                  \
   /* The residual add and the LayerNorm after it in one pass over each row (llm.c's fused residual     \
-     forward): residual (N,C) = a + b, then out, mean, rstd = layernorm_forward of residual. Bitwise    \
+     forward): residual (N,C) = a + b, then out, mean, rstd = layernorm_forward of residual. Bitwise   \
      what residual_forward then layernorm_forward give. residual may alias a or b; out may alias a     \
      or b (not residual). */                                                                           \
   void residual_layernorm_forward(Context& ctx, Tensor residual, Tensor out, Tensor mean, Tensor rstd, \
@@ -71,6 +71,10 @@ std::vector<float> rope_inverse_frequencies(int head_size, const RopeParams& rop
   /* RMSNorm (LLaMA): out (N,C) = inp * rstd * weight, rstd (N) f32 = 1/sqrt(mean(inp^2) + eps);       \
      inp (N,C), weight (C). Statistics in f32 whatever the activations' dtype. */                      \
   void rmsnorm_forward(Context& ctx, Tensor out, Tensor rstd, Tensor inp, Tensor weight, float eps);   \
+  /* residual (N,C) = a + b, then out, rstd = rmsnorm_forward of residual, in one pass over each row;  \
+     bitwise residual_forward then rmsnorm_forward. Aliases as residual_layernorm_forward. */          \
+  void residual_rmsnorm_forward(Context& ctx, Tensor residual, Tensor out, Tensor rstd, Tensor a,      \
+                                Tensor b, Tensor weight, float eps);                                   \
   /* dinp (N,C) +=, dweight (C) += f32; dout (N,C), and the forward's inp, weight and rstd. */         \
   void rmsnorm_backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dout, Tensor inp,            \
                         Tensor weight, Tensor rstd);                                                   \

@@ -154,7 +154,7 @@ class Decoder final : public Model {
   void embedding_backward(Microbatch& m, const Tensor& dres);
   // A norm of residual rows `in` whose output holds every row (gathered under sequence parallelism).
   void norm_forward(NormActs& a, const Tensor& in, const NormParams& w);
-  // residual = x + y, and norm_forward of it, in one pass where the norm has a fused op.
+  // residual = x + y, and norm_forward of it, in one pass (the fused residual + norm ops).
   void residual_norm_forward(NormActs& a, const Tensor& residual, const Tensor& x, const Tensor& y,
                              const NormParams& w);
   // dres += d(norm input), from d(every row of its output) (a partial sum over tp).

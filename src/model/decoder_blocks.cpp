@@ -42,8 +42,7 @@ void Decoder::residual_norm_forward(NormActs& a, const Tensor& residual, const T
       ops::residual_layernorm_forward(*ctx_, residual, rows, a.mean, a.rstd, x, y, w.weight, w.bias);
       break;
     case NormKind::rmsnorm:
-      ops::residual_forward(*ctx_, residual, x, y);
-      ops::rmsnorm_forward(*ctx_, rows, a.rstd, residual, w.weight, config_.norm_eps);
+      ops::residual_rmsnorm_forward(*ctx_, residual, rows, a.rstd, x, y, w.weight, config_.norm_eps);
       break;
   }
   tp_.column_input_forward(rows, a.out);

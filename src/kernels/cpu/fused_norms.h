@@ -10,5 +10,7 @@ namespace tessera::cpu {
 
 void residual_layernorm_forward_one_pass(Context& ctx, Tensor residual, Tensor out, Tensor mean, Tensor rstd, Tensor a,
                                          Tensor b, Tensor weight, Tensor bias);
+void residual_rmsnorm_forward_one_pass(Context& ctx, Tensor residual, Tensor out, Tensor rstd, Tensor a, Tensor b,
+                                       Tensor weight, float eps);
 
 }  // namespace tessera::cpu
