@@ -5,8 +5,8 @@
 // FMA support come from the CPU's flags; the product of FMA pipes and clock is measured: every
 // thread runs 12 independent chains of vector FMAs (enough to cover the FMA latency), all threads
 // at once, best of several runs, each thread timed by its own CPU time (a wall-clock timing of the
-// whole team read 100 GFLOP/s on two cores that run OpenBLAS's SGEMM at 180: the OS had run the
-// two threads in turn on one core). A chain of dependent adds measures the clock the cores
+// whole team read 100 GFLOP/s on two cores that run OpenBLAS's SGEMM at 180, while each thread ran
+// at 100 GFLOP/s of its own CPU time: each had a core only half the time). A chain of dependent adds measures the clock the cores
 // actually run at, from which the FMAs per cycle follow (2 per core on Zen 2 and later and on Intel
 // since Haswell).
 #include <omp.h>
