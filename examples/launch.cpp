@@ -9,9 +9,11 @@
 // non-finite loss with --on-nan stop) are not restarted, since the same command would fail the
 // same way (--no-restart-codes changes the list).
 // Anything else (3: a hang or a peer failure, a rank killed by a signal) is restarted; the job
-// resumes from its latest checkpoint. The job sees TESSERA_RESTART_COUNT (0 on the first launch)
-// and TESSERA_FAILURE_DIR (where ranks write failure reports); with Open MPI across nodes forward
-// them with `-x TESSERA_RESTART_COUNT -x TESSERA_FAILURE_DIR`.
+// resumes from its latest checkpoint. The job sees TESSERA_RESTART_COUNT (0 on the first launch),
+// TESSERA_FAILURE_DIR (where ranks write failure reports) and TESSERA_RUN_ID (one ID for every
+// attempt, which the local checkpoint tier's shards carry: the Slurm job's when there is one, else a
+// new one, unless already set); with Open MPI across nodes forward them with
+// `-x TESSERA_RESTART_COUNT -x TESSERA_FAILURE_DIR -x TESSERA_RUN_ID`.
 //
 // The failed rank comes from mpirun's or srun's messages about a rank that died, or else from the
 // failure reports (a peer whose heartbeat stopped, else the rank that entered its section first);
@@ -39,6 +41,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -506,6 +509,21 @@ std::string choose_failure_dir(const LaunchOptions& o, std::string* temporary) {
   return "";
 }
 
+// One run ID for every attempt: the local checkpoint tier resumes only shards of its own run.
+void export_run_id() {
+  if (const char* v = std::getenv("TESSERA_RUN_ID"); v && *v) return;
+  std::string id;
+  if (const char* job = std::getenv("SLURM_JOB_ID"); job && *job) {
+    id = std::string("slurm-") + job;  // kept when Slurm requeues the job
+  } else {
+    std::random_device entropy;
+    char hex[17];
+    std::snprintf(hex, sizeof(hex), "%08x%08x", unsigned(entropy()), unsigned(entropy()));
+    id = hex;
+  }
+  ::setenv("TESSERA_RUN_ID", id.c_str(), 1);
+}
+
 int launch(const LaunchOptions& o, const std::vector<std::string>& command) {
   const std::set<int> final_codes = parse_code_list(o.no_restart);
   MetricsLog log;
@@ -536,6 +554,7 @@ int launch(const LaunchOptions& o, const std::vector<std::string>& command) {
   } remove_temporary{temporary_dir};
   g_child_is_mpirun = is_mpirun(command[0]) ? 1 : 0;
   install_signal_forwarding();
+  export_run_id();
 
   std::set<std::string> excluded;
   double total_lost = 0;

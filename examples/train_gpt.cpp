@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -626,6 +627,24 @@ std::string job_name() {
   return "";
 }
 
+// The run the local checkpoint tier's shards belong to, the same on every rank (rank 0's): the
+// launcher's TESSERA_RUN_ID (kept for every attempt of a job), else the Slurm job (kept when it is
+// requeued), else a new one, so that a later job never resumes an earlier one's shards.
+std::string job_run_id(Context& ctx, Communicator& world) {
+  std::string mine;
+  if (const char* v = std::getenv("TESSERA_RUN_ID"); v && *v) {
+    mine = v;
+  } else if (const char* job = std::getenv("SLURM_JOB_ID"); job && *job) {
+    mine = std::string("slurm-") + job;
+  } else {
+    std::random_device entropy;
+    char id[17];
+    std::snprintf(id, sizeof(id), "%08x%08x", unsigned(entropy()), unsigned(entropy()));
+    mine = id;
+  }
+  return host_all_gather_strings(ctx, world, mine)[0];
+}
+
 // Every output checked before any work (README: checked at start), the same on every rank, and
 // --checkpoint-dir locked by rank 0 (the rank that commits) for the whole run.
 CheckpointDirLock check_outputs(const TrainArgs& a, const ModelConfig& config, Context& ctx, Communicator& world, bool lead) {
@@ -683,7 +702,8 @@ TrainingRun::TrainingRun(const TrainArgs& args, MpiSession& mpi)
                    CheckpointPolicy{args.checkpoint_dir, args.checkpoint_every, args.keep, args.on_save_error == "stop"},
                    faults_, log_, lead_),
       local_(ctx_, trainer_, *world_,
-             LocalCheckpointOptions{args.local_checkpoint_dir, args.local_checkpoint_every, 2}),
+             LocalCheckpointOptions{args.local_checkpoint_dir, args.local_checkpoint_every, 2,
+                                    args.local_checkpoint_dir.empty() ? "" : job_run_id(ctx_, *world_)}),
       tokens_per_step_(int64_t(B_) * T_ * layout_.microbatches * layout_.dp),
       shape_{B_, T_, layout_.microbatches, layout_.dp, args.steps} {
   check_faults();

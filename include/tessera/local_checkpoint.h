@@ -10,7 +10,8 @@
 // On restart, every rank lists the shards its host holds; the newest step of which every rank's
 // shard is held somewhere (its own copy or its partner's) is loaded, each shard sent to its owner
 // by the rank holding it, provided it is newer than (or as new as) the durable checkpoint and was
-// saved by the same world size and layout. Otherwise the durable tier is used, and the reason is said.
+// saved by the same run, world size and layout. Otherwise the durable tier is used, and the reason
+// is said.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +30,9 @@ struct LocalCheckpointOptions {
   std::string dir;  // node-local root ("" : the tier is off)
   int every = 0;    // save every N steps (0: off)
   int keep = 2;     // steps kept per rank directory
+  // The run the shards belong to: saved in each, and a restore takes no other run's shards, so a
+  // directory left by an earlier job with the same layout is never resumed by mistake.
+  std::string run_id;
 };
 
 struct LocalSaveStats {

@@ -25,6 +25,7 @@ std::string header_json(const LocalShardHeader& h) {
   v.set("world_size", h.world_size);
   v.set("step", h.step);
   v.set("layout", h.layout);
+  v.set("run_id", h.run_id);
   v.set("optimizer_step", h.optimizer_step);
   v.set("state", json::parse(h.state_json, "training state"));
   v.set("payload_bytes", int64_t(h.payload_bytes));
@@ -38,6 +39,7 @@ LocalShardHeader parse_header(const char* data, size_t size, const std::string& 
   h.world_size = int(v.at("world_size").as_int64());
   h.step = v.at("step").as_int64();
   h.layout = v.at("layout").as_string();
+  if (const json::Value* run = v.find("run_id")) h.run_id = run->as_string();  // "" in shards of no run
   h.optimizer_step = v.at("optimizer_step").as_int64();
   h.state_json = v.at("state").dump();
   h.payload_bytes = uint64_t(v.at("payload_bytes").as_int64());

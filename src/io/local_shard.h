@@ -3,8 +3,8 @@
 //
 //   "TSLOCAL1" | u64 header length | header (JSON) | payload | u32 CRC32C of everything before it
 //
-// The header says whose shard it is (rank, world size, layout), of which step, and the training
-// state; the payload is the trainer's state bytes.
+// The header says whose shard it is (rank, world size, layout, run), of which step, and the
+// training state; the payload is the trainer's state bytes.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +18,7 @@ struct LocalShardHeader {
   int world_size = 0;
   int64_t step = -1;
   std::string layout;        // what a restore must match (Trainer::local_state's layout)
+  std::string run_id;        // the run that saved it: a restore takes only its own run's shards
   int64_t optimizer_step = 0;
   std::string state_json;    // the TrainingState, as the tier writes it
   uint64_t payload_bytes = 0;

@@ -110,7 +110,13 @@ struct Held {
   std::string path;
 };
 
-std::vector<Held> scan_host_dir(const std::string& host_dir, int world_size) {
+// Another run's shards this host holds: the newest step and that run's ID.
+struct Foreign {
+  int64_t newest_step = -1;
+  std::string run_id;
+};
+
+std::vector<Held> scan_host_dir(const std::string& host_dir, int world_size, const std::string& run_id, Foreign* foreign) {
   std::vector<Held> held;
   std::error_code ec;
   for (fs::directory_iterator writer(host_dir, ec), end; !ec && writer != end; writer.increment(ec)) {
@@ -126,6 +132,10 @@ std::vector<Held> scan_host_dir(const std::string& host_dir, int world_size) {
           uint64_t bytes = 0;
           const io::LocalShardHeader h = io::peek_local_shard(file->path().string(), &bytes);
           if (h.step != step || h.world_size != world_size || h.rank < 0 || h.rank >= world_size) continue;
+          if (h.run_id != run_id) {
+            if (step > foreign->newest_step) *foreign = Foreign{step, h.run_id};
+            continue;
+          }
           held.push_back(Held{step, h.rank, bytes, layout_hash(h.layout), file->path().string()});
         } catch (const Error&) {
           // Not a shard, or half of one: as if absent.
@@ -186,7 +196,8 @@ std::string LocalCheckpointTier::host_dir() const { return (fs::path(options_.di
 
 std::string LocalCheckpointTier::describe() const {
   if (!enabled()) return "off";
-  std::string s = fmt::format("every {} steps in {} (keep {})", options_.every, host_dir(), options_.keep);
+  std::string s = fmt::format("every {} steps in {} (keep {}), run {}", options_.every, host_dir(), options_.keep,
+                              options_.run_id.empty() ? "(none)" : options_.run_id);
   if (partner_ < 0) return s + ", no replica partner: every rank is on one node, so a lost node loses the tier";
   return s + fmt::format(", replica on rank {} ({})", partner_, hosts_[size_t(partner_)]);
 }
@@ -211,6 +222,7 @@ LocalSaveStats LocalCheckpointTier::save(const TrainingState& state) {
   header.world_size = world_.size();
   header.step = state.step;
   header.layout = mine.layout;
+  header.run_id = options_.run_id;
   header.optimizer_step = mine.optimizer_step;
   header.state_json = state_json(state);
   std::vector<char> blob = io::pack_local_shard(header, mine.bytes);
@@ -277,7 +289,11 @@ std::optional<LocalRestore> LocalCheckpointTier::restore(int64_t durable_step, s
   if (options_.dir.empty()) return std::nullopt;
   finish();
   const int world = world_.size(), me = world_.rank();
-  const std::vector<Held> held = scan_host_dir(host_dir(), world);
+  Foreign foreign;
+  const std::vector<Held> held = scan_host_dir(host_dir(), world, options_.run_id, &foreign);
+  std::vector<int64_t> foreign_steps(static_cast<size_t>(world), -1);
+  host_all_gather(ctx_, world_, &foreign.newest_step, sizeof(int64_t), foreign_steps.data());
+  const int64_t foreign_newest = *std::max_element(foreign_steps.begin(), foreign_steps.end());
 
   // Every rank's inventory (newest first), and what each rank's shard must have been saved as.
   std::vector<int64_t> mine(size_t(1 + 4 * kMaxInventory), 0);
@@ -312,7 +328,15 @@ std::optional<LocalRestore> LocalCheckpointTier::restore(int64_t durable_step, s
     }
   }
   if (holders.empty()) {
-    if (other_layout) *why_not = "the local tier holds only shards saved under another model, layout or world size";
+    if (foreign_newest >= 0) {
+      const std::string seen = foreign.run_id.empty() ? "" : fmt::format(" (this node: run {})", foreign.run_id);
+      *why_not = fmt::format(
+          "the local tier holds only another run's shards, up to step {}{}; this run is {}. A restarted job keeps its "
+          "run ID under tessera-launch; to resume a run by hand, set TESSERA_RUN_ID to its ID",
+          foreign_newest, seen, options_.run_id);
+    } else if (other_layout) {
+      *why_not = "the local tier holds only shards saved under another model, layout or world size";
+    }
     return std::nullopt;
   }
   int64_t chosen = -1;

@@ -103,7 +103,7 @@ TEST_CASE("plan: the test set (never fitted) is reported, and stays within its r
   INFO("test-set cases outside 25% (or without a fitting layout):" << lines(test.misses));
   CHECK(test.misses.empty());
   CHECK(test.within_10 >= 12);
-  CHECK(test.within_15 >= 15);
+  CHECK(test.within_15 >= 16);
 }
 
 TEST_CASE("plan: every published layout fits in memory (each was trained)", "[plan]") {

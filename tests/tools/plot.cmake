@@ -9,15 +9,16 @@ endif()
 file(REMOVE_RECURSE ${WORK_DIR})
 file(MAKE_DIRECTORY ${WORK_DIR})
 
-# A log as tessera-train writes it: 30 steps, an evaluation, a restart at step 20 (steps 20-24 redone),
-# a straggler named at step 12 and recovered at step 18.
+# A log as tessera-train writes it (steps numbered from 1): 30 steps, an evaluation after step 10, a
+# restart from the checkpoint of step 20 (steps 21-25 redone), a straggler named at step 12 and
+# recovered at step 18.
 set(lines "")
-foreach(step RANGE 0 24)
+foreach(step RANGE 1 25)
   math(EXPR loss "5000 - ${step} * 100")
   math(EXPR tps "9000 + ${step} * 10")
   string(APPEND lines "{\"kind\":\"train\",\"step\":${step},\"loss\":${loss}e-3,\"lr\":0.001,\"grad_norm\":1.2,\"ms\":50,\"tokens_per_s\":${tps},\"mfu\":0.31,\"mem_gb\":0.1,\"samples\":\"00000000000000${step}\"}\n")
-  if(step EQUAL 9)
-    string(APPEND lines "{\"kind\":\"eval\",\"step\":9,\"loss\":4.5}\n")
+  if(step EQUAL 10)
+    string(APPEND lines "{\"kind\":\"eval\",\"step\":10,\"loss\":4.5}\n")
   elseif(step EQUAL 12)
     string(APPEND lines "{\"kind\":\"straggler\",\"rank\":2,\"host\":\"node7\",\"slowdown\":1.8,\"step\":12,\"since_step\":5}\n")
   elseif(step EQUAL 18)
@@ -25,7 +26,7 @@ foreach(step RANGE 0 24)
   endif()
 endforeach()
 string(APPEND lines "{\"kind\":\"resume\",\"step\":20,\"dir\":\"ckpt/step-00000020\",\"tier\":\"durable\",\"from_peers\":\"\",\"unix\":1.0,\"attempt\":1}\n")
-foreach(step RANGE 20 29)
+foreach(step RANGE 21 30)
   string(APPEND lines "{\"kind\":\"train\",\"step\":${step},\"loss\":3.0,\"lr\":0.001,\"grad_norm\":1.0,\"ms\":50,\"tokens_per_s\":9500,\"mfu\":0.32,\"mem_gb\":0.1}\n")
 endforeach()
 file(WRITE ${WORK_DIR}/train.jsonl "${lines}")
