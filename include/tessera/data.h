@@ -209,6 +209,7 @@ class DataLoader {
   LoaderState state_;
   LoaderState last_batch_;  // state at which the most recent batch was read
   bool has_batch_ = false;
+  std::vector<int32_t> window_tokens_;  // T+1 tokens of one window, kept: batches do not allocate
 };
 
 }  // namespace tessera

@@ -177,6 +177,7 @@ class Trainer {
   int microbatches_ = 1;
   int slots_ = 1;  // activation slots per chunk: the schedule's microbatches in flight
   std::vector<int32_t> tokens_, targets_;  // one batch from a loader
+  std::vector<const int32_t*> token_rows_, target_rows_;  // its microbatches (kept: steps do not allocate)
   std::vector<SampleId> step_samples_;
 
   // Checkpoints (trainer_checkpoint.cpp).

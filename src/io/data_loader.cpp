@@ -72,16 +72,16 @@ SampleId DataLoader::window(int64_t epoch, int64_t slot) const {
 }
 
 void DataLoader::next_batch(int32_t* inputs, int32_t* targets) {
-  std::vector<int32_t> window_tokens(size_t(T_) + 1);
+  window_tokens_.resize(size_t(T_) + 1);
   for (int b = 0; b < B_; ++b) {
     const SampleId id = window(state_.epoch, state_.position + int64_t(rank_) * B_ + b);
     const TokenShard& shard = data_.shards()[size_t(id.shard)];
     // Checked at start, but a file may have changed on disk since: a bad id never reaches a kernel.
     const int64_t bad = shard.find_bad_token(id.offset, id.offset + T_ + 1, vocab_size_);
     if (bad >= 0) shard.throw_bad_token(bad, vocab_size_);
-    shard.read(id.offset, T_ + 1, window_tokens.data());
-    std::copy(window_tokens.begin(), window_tokens.end() - 1, inputs + int64_t(b) * T_);
-    std::copy(window_tokens.begin() + 1, window_tokens.end(), targets + int64_t(b) * T_);
+    shard.read(id.offset, T_ + 1, window_tokens_.data());
+    std::copy(window_tokens_.begin(), window_tokens_.end() - 1, inputs + int64_t(b) * T_);
+    std::copy(window_tokens_.begin() + 1, window_tokens_.end(), targets + int64_t(b) * T_);
   }
   last_batch_ = state_;
   has_batch_ = true;

@@ -2,8 +2,10 @@
 #include <chrono>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "kernels/cpu/flash_attention.h"
+#include "kernels/cpu/fused_norms.h"
 #include "kernels/ops.h"
 #include "tessera/error.h"
 
@@ -163,6 +165,39 @@ void layernorm_forward(Context& ctx, Tensor out, Tensor mean, Tensor rstd, Tenso
   TESSERA_DISPATCH(ctx, layernorm_forward, out, mean, rstd, inp, weight, bias);
 }
 
+// The fused residual + norm ops: residual, out, b like a (N,C); rstd (N) f32; weight (C); out is not
+// the residual (ops.h).
+static void check_residual_norm(const Context& ctx, const char* op, const Tensor& residual, const Tensor& out,
+                                const Tensor& rstd, const Tensor& a, const Tensor& b, const Tensor& weight) {
+  expect_activation(ctx, op, "a", a);
+  if (a.ndim != 2) shape_error(op, "a must be (N,C), got " + a.shape_str());
+  const int64_t N = a.size(0), C = a.size(1);
+  for (const auto& [name, t] : {std::pair<const char*, const Tensor&>{"b", b}, {"residual", residual}, {"out", out}}) {
+    expect_activation(ctx, op, name, t);
+    expect_shape(op, name, t, {N, C});
+    expect_same_dtype(op, t, name, a, "a");
+  }
+  if (out.data == residual.data && N * C > 0) shape_error(op, "out must not be the residual tensor");
+  expect_dtype(ctx, op, "rstd", rstd, DType::f32);
+  expect_shape(op, "rstd", rstd, {N});
+  expect_activation(ctx, op, "weight", weight);
+  expect_shape(op, "weight", weight, {C});
+  expect_same_dtype(op, weight, "weight", a, "a");
+}
+
+void residual_layernorm_forward(Context& ctx, Tensor residual, Tensor out, Tensor mean, Tensor rstd, Tensor a,
+                                Tensor b, Tensor weight, Tensor bias) {
+  const char* op = "residual_layernorm_forward";
+  check_residual_norm(ctx, op, residual, out, rstd, a, b, weight);
+  expect_dtype(ctx, op, "mean", mean, DType::f32);
+  expect_shape(op, "mean", mean, {a.size(0)});
+  expect_activation(ctx, op, "bias", bias);
+  expect_shape(op, "bias", bias, {a.size(1)});
+  expect_same_dtype(op, bias, "bias", a, "a");
+  TESSERA_DISPATCH_FAST(ctx, residual_layernorm_forward, residual_layernorm_forward_one_pass, residual, out, mean, rstd,
+                        a, b, weight, bias);
+}
+
 void layernorm_backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp,
                         Tensor weight, Tensor mean, Tensor rstd) {
   const char* op = "layernorm_backward";
@@ -204,6 +239,15 @@ void rmsnorm_forward(Context& ctx, Tensor out, Tensor rstd, Tensor inp, Tensor w
   expect_same_dtype(op, weight, "weight", inp, "inp");
   if (!(eps > 0.0f)) shape_error(op, "eps must be positive, got " + std::to_string(eps));
   TESSERA_DISPATCH(ctx, rmsnorm_forward, out, rstd, inp, weight, eps);
+}
+
+void residual_rmsnorm_forward(Context& ctx, Tensor residual, Tensor out, Tensor rstd, Tensor a, Tensor b,
+                              Tensor weight, float eps) {
+  const char* op = "residual_rmsnorm_forward";
+  check_residual_norm(ctx, op, residual, out, rstd, a, b, weight);
+  if (!(eps > 0.0f)) shape_error(op, "eps must be positive, got " + std::to_string(eps));
+  TESSERA_DISPATCH_FAST(ctx, residual_rmsnorm_forward, residual_rmsnorm_forward_one_pass, residual, out, rstd, a, b,
+                        weight, eps);
 }
 
 void rmsnorm_backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight,

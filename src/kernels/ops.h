@@ -41,7 +41,10 @@ struct RopeParams {
   int original_max_position_embeddings = 8192;
 };
 // The HS/2 inverse frequencies, computed in float64 and rounded to float32 (the values every
-// backend uses: angle = float(position) * inv_freq[i] in float32, as transformers computes it).
+// backend uses: angle = float(position) * inv_freq[i] in float32, as transformers computes it),
+// written to inv_freq[0, HS/2): the kernels compute them into memory they already hold, so that a
+// training step allocates nothing. The vector form is for tests and tools.
+void rope_inverse_frequencies(float* inv_freq, int head_size, const RopeParams& rope);
 std::vector<float> rope_inverse_frequencies(int head_size, const RopeParams& rope);
 
 #define TESSERA_KERNEL_DECLARATIONS                                                                    \
@@ -56,12 +59,22 @@ std::vector<float> rope_inverse_frequencies(int head_size, const RopeParams& rop
   /* out (N,C), mean (N) f32, rstd (N) f32; inp (N,C), weight (C), bias (C); eps 1e-5. */              \
   void layernorm_forward(Context& ctx, Tensor out, Tensor mean, Tensor rstd, Tensor inp,               \
                          Tensor weight, Tensor bias);                                                  \
+  /* The residual add and the LayerNorm after it in one pass over each row (llm.c's fused residual     \
+     forward): residual (N,C) = a + b, then out, mean, rstd = layernorm_forward of residual. Bitwise   \
+     what residual_forward then layernorm_forward give. residual may alias a or b; out may alias a     \
+     or b (not residual). */                                                                           \
+  void residual_layernorm_forward(Context& ctx, Tensor residual, Tensor out, Tensor mean, Tensor rstd, \
+                                  Tensor a, Tensor b, Tensor weight, Tensor bias);                     \
   /* dinp (N,C) +=, dweight (C) += f32, dbias (C) += f32. */                                           \
   void layernorm_backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,        \
                           Tensor inp, Tensor weight, Tensor mean, Tensor rstd);                        \
   /* RMSNorm (LLaMA): out (N,C) = inp * rstd * weight, rstd (N) f32 = 1/sqrt(mean(inp^2) + eps);       \
      inp (N,C), weight (C). Statistics in f32 whatever the activations' dtype. */                      \
   void rmsnorm_forward(Context& ctx, Tensor out, Tensor rstd, Tensor inp, Tensor weight, float eps);   \
+  /* residual (N,C) = a + b, then out, rstd = rmsnorm_forward of residual, in one pass over each row;  \
+     bitwise residual_forward then rmsnorm_forward. Aliases as residual_layernorm_forward. */          \
+  void residual_rmsnorm_forward(Context& ctx, Tensor residual, Tensor out, Tensor rstd, Tensor a,      \
+                                Tensor b, Tensor weight, float eps);                                   \
   /* dinp (N,C) +=, dweight (C) += f32; dout (N,C), and the forward's inp, weight and rstd. */         \
   void rmsnorm_backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dout, Tensor inp,            \
                         Tensor weight, Tensor rstd);                                                   \

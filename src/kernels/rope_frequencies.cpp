@@ -6,12 +6,11 @@
 
 namespace tessera {
 
-std::vector<float> rope_inverse_frequencies(int head_size, const RopeParams& rope) {
-  std::vector<float> inv_freq(static_cast<size_t>(head_size / 2));
+void rope_inverse_frequencies(float* inv_freq, int head_size, const RopeParams& rope) {
   const double old_context = rope.original_max_position_embeddings;
   const double low_freq_wavelen = old_context / rope.low_freq_factor;
   const double high_freq_wavelen = old_context / rope.high_freq_factor;
-  for (size_t i = 0; i < inv_freq.size(); ++i) {
+  for (int i = 0; i < head_size / 2; ++i) {
     double f = 1.0 / std::pow(rope.theta, double(2 * i) / double(head_size));
     if (rope.factor != 0.0) {  // Llama 3.1 (transformers' _compute_llama3_parameters)
       const double wavelen = 2.0 * M_PI / f;
@@ -25,6 +24,11 @@ std::vector<float> rope_inverse_frequencies(int head_size, const RopeParams& rop
     }
     inv_freq[i] = float(f);
   }
+}
+
+std::vector<float> rope_inverse_frequencies(int head_size, const RopeParams& rope) {
+  std::vector<float> inv_freq(static_cast<size_t>(head_size / 2));
+  rope_inverse_frequencies(inv_freq.data(), head_size, rope);
   return inv_freq;
 }
 

@@ -154,9 +154,13 @@ class Decoder final : public Model {
   void embedding_backward(Microbatch& m, const Tensor& dres);
   // A norm of residual rows `in` whose output holds every row (gathered under sequence parallelism).
   void norm_forward(NormActs& a, const Tensor& in, const NormParams& w);
+  // residual = x + y, and norm_forward of it, in one pass (the fused residual + norm ops).
+  void residual_norm_forward(NormActs& a, const Tensor& residual, const Tensor& x, const Tensor& y,
+                             const NormParams& w);
   // dres += d(norm input), from d(every row of its output) (a partial sum over tp).
   void norm_backward(const Tensor& dres, const NormParams& dw, const Tensor& dout_partial, const Tensor& in,
                      const NormParams& w, const NormActs& a);
+  // Writes the attention half's activations and residual2 with the MLP's norm of it (a.norm2).
   void attention_forward(int layer, BlockActs& a, const Tensor& in);
   void attention_backward(int layer, BlockActs& a, const Tensor& in, const Tensor& dres);
   void mlp_forward(int layer, BlockActs& a, const Tensor& out);

@@ -32,6 +32,22 @@ void Decoder::norm_forward(NormActs& a, const Tensor& in, const NormParams& w) {
   tp_.column_input_forward(rows, a.out);
 }
 
+void Decoder::residual_norm_forward(NormActs& a, const Tensor& residual, const Tensor& x, const Tensor& y,
+                                    const NormParams& w) {
+  // Under sequence parallelism y is this rank's rows of the reduced projection, in the buffer the
+  // norm's rows go to: the fused op reads each row before it writes it.
+  const Tensor rows = tp_.sequence_parallel() ? scratch_.shard : a.out;
+  switch (config_.norm) {
+    case NormKind::layernorm:
+      ops::residual_layernorm_forward(*ctx_, residual, rows, a.mean, a.rstd, x, y, w.weight, w.bias);
+      break;
+    case NormKind::rmsnorm:
+      ops::residual_rmsnorm_forward(*ctx_, residual, rows, a.rstd, x, y, w.weight, config_.norm_eps);
+      break;
+  }
+  tp_.column_input_forward(rows, a.out);
+}
+
 void Decoder::norm_backward(const Tensor& dres, const NormParams& dw, const Tensor& dout_partial, const Tensor& in,
                             const NormParams& w, const NormActs& a) {
   const Tensor dout = tp_.column_input_backward(dout_partial, scratch_.shard);
@@ -55,13 +71,14 @@ void Decoder::attention_forward(int layer, BlockActs& a, const Tensor& in) {
   // Row-parallel: partial sums of every row, reduced over tp into this rank's rows.
   ops::matmul_forward(c, scratch_.proj, Tensor(), a.att, w.attn_out.weight,
                       tp_.adds_replicated_bias() ? w.attn_out.bias : Tensor(), Epilogue::none);
-  ops::residual_forward(c, a.residual2, in, tp_.row_output_forward(scratch_.proj, scratch_.shard));
+  // residual2 = in + projection, and the MLP's norm of it, in one pass.
+  residual_norm_forward(a.norm2, a.residual2, in, tp_.row_output_forward(scratch_.proj, scratch_.shard), w.norm2);
 }
 
 void Decoder::mlp_forward(int layer, BlockActs& a, const Tensor& out) {
   Context& c = *ctx_;
   const BlockParams& w = p_.blocks[size_t(layer)];
-  norm_forward(a.norm2, a.residual2, w.norm2);
+  // a.norm2 holds the norm of residual2 (attention_forward computed both).
   switch (config_.mlp) {
     case MlpKind::gelu:
       ops::matmul_forward(c, a.mlp_act, a.mlp_pre, a.norm2.out, w.mlp_in.weight, w.mlp_in.bias, Epilogue::gelu);

@@ -14,12 +14,17 @@ void SlotTable::plan(int microbatches, int chunks, int slots, bool chained) {
   reset();
 }
 
+// Refills the tables in place: after the first step of a plan, a reset allocates nothing.
 void SlotTable::reset() {
-  free_.assign(size_t(chunks_), {});
-  for (auto& list : free_)
+  free_.resize(size_t(chunks_));
+  for (auto& list : free_) {
+    list.clear();
     for (int k = slots_ - 1; k >= 0; --k) list.push_back(k);  // slot 0 is taken first
-  slot_.assign(size_t(microbatches_), std::vector<int>(size_t(chunks_), -1));
-  last_ = slot_;
+  }
+  for (auto* table : {&slot_, &last_}) {
+    table->resize(size_t(microbatches_));
+    for (auto& row : *table) row.assign(size_t(chunks_), -1);
+  }
 }
 
 void SlotTable::check(int mb, int chunk, const char* what) const {

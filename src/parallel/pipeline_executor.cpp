@@ -18,6 +18,7 @@ void run_pipeline(const PipelineSchedule& schedule, int pp_rank, Communicator& p
                                    schedule.per_rank.size()));
   using Type = PipelineAction::Type;
   const std::vector<PipelineAction>& actions = schedule.per_rank[size_t(pp_rank)];
+  std::vector<PeerTransfer> batch;  // one per call, not per batch of transfers
   size_t i = 0;
   while (i < actions.size()) {
     const PipelineAction& a = actions[i];
@@ -26,7 +27,7 @@ void run_pipeline(const PipelineSchedule& schedule, int pp_rank, Communicator& p
       ++i;
       continue;
     }
-    std::vector<PeerTransfer> batch;
+    batch.clear();
     for (; i < actions.size() && actions[i].is_communication(); ++i) {
       const PipelineAction& t = actions[i];
       PeerTransfer p;

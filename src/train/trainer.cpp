@@ -140,15 +140,16 @@ StepStats Trainer::step(DataLoader& loader, float lr) {
   const size_t n = size_t(B) * size_t(T);
   tokens_.resize(n * size_t(microbatches_));
   targets_.resize(n * size_t(microbatches_));
-  std::vector<const int32_t*> tokens, targets;
+  token_rows_.clear();
+  target_rows_.clear();
   step_samples_.clear();
   for (int mb = 0; mb < microbatches_; ++mb) {
     loader.next_batch(tokens_.data() + n * size_t(mb), targets_.data() + n * size_t(mb));
     for (int b = 0; b < B; ++b) step_samples_.push_back(loader.sample_id(b));
-    tokens.push_back(tokens_.data() + n * size_t(mb));
-    targets.push_back(targets_.data() + n * size_t(mb));
+    token_rows_.push_back(tokens_.data() + n * size_t(mb));
+    target_rows_.push_back(targets_.data() + n * size_t(mb));
   }
-  return step(tokens, targets, lr);
+  return step(token_rows_, target_rows_, lr);
 }
 
 StepStats Trainer::step(const std::vector<const int32_t*>& tokens, const std::vector<const int32_t*>& targets,

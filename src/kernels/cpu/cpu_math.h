@@ -52,4 +52,23 @@ inline float exp_approx(float x) {
   return x < kMin ? 0.0f : (x > kMax ? std::numeric_limits<float>::infinity() : y);
 }
 
+// Row sums that vectorise and do not depend on the instruction set's width or the thread count:
+// element c goes to lane c % 8, and the lanes are added as a fixed tree.
+constexpr int kSumLanes = 8;
+
+inline float combine_lanes(const float (&lane)[kSumLanes]) {
+  return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
+// The sum over c < C of f(c), in lanes.
+template <class F>
+inline float lane_sum(int64_t C, F f) {
+  float lane[kSumLanes] = {};
+  const int64_t full = C / kSumLanes * kSumLanes;
+  for (int64_t c = 0; c < full; c += kSumLanes)
+    for (int i = 0; i < kSumLanes; ++i) lane[i] += f(c + i);
+  for (int64_t c = full; c < C; ++c) lane[c - full] += f(c);
+  return combine_lanes(lane);
+}
+
 }  // namespace tessera::cpu

@@ -2,11 +2,13 @@
 // One row per work item for the forward and the input gradient; the row sums run in 8 lanes
 // (element c in lane c % 8) added in a fixed order, so they vectorise and do not depend on the
 // thread count. The weight and bias gradients sum over rows: each thread owns a block of
-// channels and adds the rows in order.
+// channels and adds the rows in order. The fused residual + LayerNorm (plain: the two ops one after
+// the other; one pass: each row's sum, then its norm while the row is in cache) shares the row code.
 #include <algorithm>
 #include <cmath>
 
 #include "kernels/cpu/cpu_math.h"
+#include "kernels/cpu/fused_norms.h"
 #include "kernels/ops.h"
 
 namespace tessera::cpu {
@@ -15,23 +17,6 @@ namespace {
 
 constexpr float kEps = 1e-5f;
 constexpr int64_t kChannelBlock = 64;
-constexpr int kLanes = 8;
-
-// (l0 + l1) + (l2 + l3) + ...: the same tree whatever the instruction set.
-inline float combine(const float (&lane)[kLanes]) {
-  return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
-}
-
-// sum over c of f(c), in lanes.
-template <class F>
-inline float lane_sum(int64_t C, F f) {
-  float lane[kLanes] = {};
-  const int64_t full = C / kLanes * kLanes;
-  for (int64_t c = 0; c < full; c += kLanes)
-    for (int i = 0; i < kLanes; ++i) lane[i] += f(c + i);
-  for (int64_t c = full; c < C; ++c) lane[c - full] += f(c);
-  return combine(lane);
-}
 
 TESSERA_CPU_CLONES void normalize_row(float* o, float* mean, float* rstd, const float* x, const float* w,
                                       const float* b, int64_t C) {
@@ -57,6 +42,13 @@ TESSERA_CPU_CLONES void input_gradient_row(float* dx, const float* x, const floa
   }
 }
 
+// r = a + b, then normalize_row of r (residual_forward's rounding: one float add).
+TESSERA_CPU_CLONES void residual_normalize_row(float* r, float* o, float* mean, float* rstd, const float* a,
+                                               const float* b, const float* w, const float* bias, int64_t C) {
+  for (int64_t c = 0; c < C; ++c) r[c] = a[c] + b[c];
+  normalize_row(o, mean, rstd, r, w, bias, C);
+}
+
 // dw[c] += norm * d, db[c] += d over channels [0, n) of one row.
 TESSERA_CPU_CLONES void parameter_gradient_row(float* dw, float* db, const float* x, const float* d, float m,
                                                float s, int64_t n) {
@@ -79,6 +71,28 @@ void layernorm_forward(Context& ctx, Tensor out, Tensor mean, Tensor rstd, Tenso
   float* rs = rstd.ptr<float>();
 #pragma omp parallel for schedule(static) num_threads(ctx.cpu_threads())
   for (int64_t n = 0; n < N; ++n) normalize_row(o + n * C, mu + n, rs + n, x + n * C, w, b, C);
+}
+
+void residual_layernorm_forward(Context& ctx, Tensor residual, Tensor out, Tensor mean, Tensor rstd, Tensor a,
+                                Tensor b, Tensor weight, Tensor bias) {
+  residual_forward(ctx, residual, a, b);
+  layernorm_forward(ctx, out, mean, rstd, residual, weight, bias);
+}
+
+void residual_layernorm_forward_one_pass(Context& ctx, Tensor residual, Tensor out, Tensor mean, Tensor rstd, Tensor a,
+                                         Tensor b, Tensor weight, Tensor bias) {
+  const int64_t N = a.size(0), C = a.size(1);
+  const float* pa = a.ptr<float>();
+  const float* pb = b.ptr<float>();
+  const float* w = weight.ptr<float>();
+  const float* bi = bias.ptr<float>();
+  float* r = residual.ptr<float>();
+  float* o = out.ptr<float>();
+  float* mu = mean.ptr<float>();
+  float* rs = rstd.ptr<float>();
+#pragma omp parallel for schedule(static) num_threads(ctx.cpu_threads())
+  for (int64_t n = 0; n < N; ++n)
+    residual_normalize_row(r + n * C, o + n * C, mu + n, rs + n, pa + n * C, pb + n * C, w, bi, C);
 }
 
 void layernorm_backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp,

@@ -1,4 +1,6 @@
-// LayerNorm on the GPU (eps 1e-5), one warp per row. The backward's dweight/dbias reduce over
+// LayerNorm on the GPU (eps 1e-5), one warp per row; the fused residual + LayerNorm writes each row's
+// sum first (each lane the columns it later reads back and normalises, so the aliases ops.h allows
+// are safe) and normalises the rounded sum, as the two ops in turn would. The backward's dweight/dbias reduce over
 // rows without atomics: fixed chunks of rows write partial sums to scratch, then one thread per
 // channel adds the chunks in order, so the result is bitwise reproducible.
 #include "kernels/cuda/cuda_common.cuh"
@@ -14,13 +16,10 @@ constexpr float kEps = 1e-5f;
 constexpr int kBlock = 256;               // 8 warps: 8 rows per block
 constexpr int kRowsPerChunk = 32;         // rows per dweight/dbias partial sum
 
+// One row, by the 32 lanes of a warp: lane l reads and writes columns l, l+32, ...
 template <class T>
-__global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const T* inp, const T* weight,
-                                         const T* bias, int N, int C) {
-  const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (row >= N) return;
-  const T* x = inp + int64_t(row) * C;
+__device__ void normalize_row(T* o, float* mean, float* rstd, const T* x, const T* weight, const T* bias, int row,
+                              int lane, int C) {
   float sum = 0.0f;
   for (int c = lane; c < C; c += 32) sum += to_float(x[c]);
   const float m = warp_sum(sum) / float(C);
@@ -31,13 +30,33 @@ __global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const
   }
   var = warp_sum(var) / float(C);
   const float s = 1.0f / sqrtf(var + kEps);
-  T* o = out + int64_t(row) * C;
   for (int c = lane; c < C; c += 32)
     o[c] = from_float<T>((s * (to_float(x[c]) - m)) * to_float(weight[c]) + to_float(bias[c]));
   if (lane == 0) {
     mean[row] = m;
     rstd[row] = s;
   }
+}
+
+template <class T>
+__global__ void layernorm_forward_kernel(T* out, float* mean, float* rstd, const T* inp, const T* weight,
+                                         const T* bias, int N, int C) {
+  const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= N) return;
+  const int64_t at = int64_t(row) * C;
+  normalize_row(out + at, mean, rstd, inp + at, weight, bias, row, lane, C);
+}
+
+template <class T>
+__global__ void residual_layernorm_forward_kernel(T* residual, T* out, float* mean, float* rstd, const T* a,
+                                                  const T* b, const T* weight, const T* bias, int N, int C) {
+  const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= N) return;
+  const int64_t at = int64_t(row) * C;
+  for (int c = lane; c < C; c += 32) residual[at + c] = from_float<T>(to_float(a[at + c]) + to_float(b[at + c]));
+  normalize_row(out + at, mean, rstd, residual + at, weight, bias, row, lane, C);
 }
 
 // dinp (N,C) += ..., one warp per row.
@@ -114,6 +133,17 @@ void forward(Context& ctx, Tensor out, Tensor mean, Tensor rstd, Tensor inp, Ten
 }
 
 template <class T>
+void fused_forward(Context& ctx, Tensor residual, Tensor out, Tensor mean, Tensor rstd, Tensor a, Tensor b,
+                   Tensor weight, Tensor bias) {
+  const int N = int(a.size(0)), C = int(a.size(1));
+  const unsigned grid = unsigned(ceil_div(N, kBlock / 32));
+  residual_layernorm_forward_kernel<T><<<grid, kBlock, 0, stream_of(ctx)>>>(
+      residual.ptr<T>(), out.ptr<T>(), mean.ptr<float>(), rstd.ptr<float>(), a.ptr<T>(), b.ptr<T>(), weight.ptr<T>(),
+      bias.ptr<T>(), N, C);
+  TESSERA_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
 void backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp, Tensor weight,
               Tensor mean, Tensor rstd) {
   const int N = int(inp.size(0)), C = int(inp.size(1));
@@ -140,6 +170,15 @@ void layernorm_forward(Context& ctx, Tensor out, Tensor mean, Tensor rstd, Tenso
     forward<bf16_t>(ctx, out, mean, rstd, inp, weight, bias);
   else
     forward<float>(ctx, out, mean, rstd, inp, weight, bias);
+}
+
+void residual_layernorm_forward(Context& ctx, Tensor residual, Tensor out, Tensor mean, Tensor rstd, Tensor a,
+                                Tensor b, Tensor weight, Tensor bias) {
+  if (a.size(0) == 0) return;  // no rows
+  if (a.dtype == DType::bf16)
+    fused_forward<bf16_t>(ctx, residual, out, mean, rstd, a, b, weight, bias);
+  else
+    fused_forward<float>(ctx, residual, out, mean, rstd, a, b, weight, bias);
 }
 
 void layernorm_backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout, Tensor inp,

@@ -1,4 +1,6 @@
-// RMSNorm on the GPU, one warp per row, statistics in fp32. The backward's dweight reduces over
+// RMSNorm on the GPU, one warp per row, statistics in fp32; the fused residual + RMSNorm writes each
+// row's sum first (each lane the columns it later reads back, so the aliases ops.h allows are safe)
+// and normalises the rounded sum, as the two ops in turn would. The backward's dweight reduces over
 // rows without atomics: fixed chunks of rows write partial sums to scratch, then one thread per
 // channel adds the chunks in order, so the result is bitwise reproducible.
 #include "kernels/cuda/cuda_common.cuh"
@@ -13,21 +15,37 @@ using namespace common;
 constexpr int kBlock = 256;        // 8 warps: 8 rows per block
 constexpr int kRowsPerChunk = 32;  // rows per dweight partial sum
 
+// One row, by the 32 lanes of a warp: lane l reads and writes columns l, l+32, ...
 template <class T>
-__global__ void rmsnorm_forward_kernel(T* out, float* rstd, const T* inp, const T* weight, int N, int C, float eps) {
-  const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (row >= N) return;
-  const T* x = inp + int64_t(row) * C;
+__device__ void rms_normalize_row(T* o, float* rstd, const T* x, const T* weight, int row, int lane, int C, float eps) {
   float sum_sq = 0.0f;
   for (int c = lane; c < C; c += 32) {
     const float v = to_float(x[c]);
     sum_sq += v * v;
   }
   const float s = 1.0f / sqrtf(warp_sum(sum_sq) / float(C) + eps);
-  T* o = out + int64_t(row) * C;
   for (int c = lane; c < C; c += 32) o[c] = from_float<T>((to_float(x[c]) * s) * to_float(weight[c]));
   if (lane == 0) rstd[row] = s;
+}
+
+template <class T>
+__global__ void rmsnorm_forward_kernel(T* out, float* rstd, const T* inp, const T* weight, int N, int C, float eps) {
+  const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= N) return;
+  const int64_t at = int64_t(row) * C;
+  rms_normalize_row(out + at, rstd, inp + at, weight, row, lane, C, eps);
+}
+
+template <class T>
+__global__ void residual_rmsnorm_forward_kernel(T* residual, T* out, float* rstd, const T* a, const T* b,
+                                                const T* weight, int N, int C, float eps) {
+  const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= N) return;
+  const int64_t at = int64_t(row) * C;
+  for (int c = lane; c < C; c += 32) residual[at + c] = from_float<T>(to_float(a[at + c]) + to_float(b[at + c]));
+  rms_normalize_row(out + at, rstd, residual + at, weight, row, lane, C, eps);
 }
 
 // dinp (N,C) += rstd * (g - xhat * mean(g * xhat)), g = weight * dout, xhat = x * rstd; one warp per row.
@@ -89,6 +107,16 @@ void forward(Context& ctx, Tensor out, Tensor rstd, Tensor inp, Tensor weight, f
 }
 
 template <class T>
+void fused_forward(Context& ctx, Tensor residual, Tensor out, Tensor rstd, Tensor a, Tensor b, Tensor weight,
+                   float eps) {
+  const int N = int(a.size(0)), C = int(a.size(1));
+  if (N == 0) return;  // no rows
+  residual_rmsnorm_forward_kernel<T><<<unsigned(ceil_div(N, kBlock / 32)), kBlock, 0, stream_of(ctx)>>>(
+      residual.ptr<T>(), out.ptr<T>(), rstd.ptr<float>(), a.ptr<T>(), b.ptr<T>(), weight.ptr<T>(), N, C, eps);
+  TESSERA_CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
 void backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight, Tensor rstd) {
   const int N = int(inp.size(0)), C = int(inp.size(1));
   if (N == 0) return;  // no rows: dweight gains nothing
@@ -115,6 +143,14 @@ void rmsnorm_forward(Context& ctx, Tensor out, Tensor rstd, Tensor inp, Tensor w
     forward<bf16_t>(ctx, out, rstd, inp, weight, eps);
   else
     forward<float>(ctx, out, rstd, inp, weight, eps);
+}
+
+void residual_rmsnorm_forward(Context& ctx, Tensor residual, Tensor out, Tensor rstd, Tensor a, Tensor b,
+                              Tensor weight, float eps) {
+  if (a.dtype == DType::bf16)
+    fused_forward<bf16_t>(ctx, residual, out, rstd, a, b, weight, eps);
+  else
+    fused_forward<float>(ctx, residual, out, rstd, a, b, weight, eps);
 }
 
 void rmsnorm_backward(Context& ctx, Tensor dinp, Tensor dweight, Tensor dout, Tensor inp, Tensor weight, Tensor rstd) {

@@ -61,8 +61,7 @@ void rotate(Context& ctx, Tensor out, Tensor in, int n_head, int n_kv_head, cons
                            " the CUDA rotary kernel supports",
                        "use a head size of at most 512");
   Frequencies f{};
-  const std::vector<float> inv_freq = rope_inverse_frequencies(HS, rope);
-  for (size_t i = 0; i < inv_freq.size(); ++i) f.inv_freq[i] = inv_freq[i];
+  rope_inverse_frequencies(f.inv_freq, HS, rope);
   const Layout l{in.size(0) * in.size(1), int(in.size(1)), HS / 2, n_head + n_kv_head, n_kv_head * HS, position_offset};
   const unsigned grid = grid_for(l.tokens * l.half, kBlock);
   if (in.dtype == DType::bf16)

@@ -1,4 +1,5 @@
-// layernorm_forward / layernorm_backward. dims: N C.
+// layernorm_forward / layernorm_backward. dims: N C. residual_layernorm_forward. dims: N C alias
+// (0: none; 1: residual written over a; 2: out written over b, as under sequence parallelism).
 #include <cmath>
 
 #include "kernels/registry/families.h"
@@ -65,6 +66,40 @@ OpEntry forward() {
   return e;
 }
 
+OpEntry residual_forward() {
+  OpEntry e;
+  e.name = "residual_layernorm_forward";
+  e.dims = "N C alias";
+  e.cases = {{74, 200, 0}, {74, 200, 1}, {74, 200, 2}, {5, 7, 0}, {3, 1601, 2}, {65, 768, 0}};
+  e.small = {{6, 5, 0}, {3, 33, 1}, {3, 33, 2}};
+  e.make = [](const Dims& d, DType, uint64_t seed) {
+    const int64_t N = d[0], C = d[1];
+    OpCall c;
+    c.args = {d[2] == 1 ? in_place("residual", 4) : output("residual", {N, C}),
+              d[2] == 2 ? in_place("out", 5) : output("out", {N, C}),
+              output("mean", {N}, ArgKind::f32),
+              output("rstd", {N}, ArgKind::f32),
+              input("a", {N, C}, inputs(N * C, seed_of(seed, 1))),
+              input("b", {N, C}, uniform(N * C, seed_of(seed, 2))),
+              input("weight", {C}, weights(C, seed_of(seed, 4))),
+              input("bias", {C}, uniform(C, seed_of(seed, 5)))};
+    c.run = [](Via via, Context& ctx, const std::vector<Tensor>& t) {
+      pick(via, ops::residual_layernorm_forward, cpu::residual_layernorm_forward)(ctx, t[0], t[1], t[2], t[3], t[4],
+                                                                                  t[5], t[6], t[7]);
+      return 0.0;
+    };
+    return c;
+  };
+  e.math = [](const Dims& d, Values& v) {
+    v[0] = v[4];
+    for (size_t i = 0; i < v[0].size(); ++i) v[0][i] += v[5][i];
+    Normalized r = layernorm64(d[0], d[1], v[0], v[6], v[7]);
+    v[1] = r.out, v[2] = r.mean, v[3] = r.rstd;
+    return 0.0;
+  };
+  return e;
+}
+
 OpEntry backward() {
   OpEntry e;
   e.name = "layernorm_backward";
@@ -108,6 +143,6 @@ OpEntry backward() {
 
 }  // namespace
 
-std::vector<OpEntry> layernorm_ops() { return {forward(), backward()}; }
+std::vector<OpEntry> layernorm_ops() { return {forward(), residual_forward(), backward()}; }
 
 }  // namespace tessera::kernels

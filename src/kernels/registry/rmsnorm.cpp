@@ -1,5 +1,6 @@
 // rmsnorm_forward / rmsnorm_backward. dims: N C eps_exp tiny (eps = 10^-eps_exp; tiny 1: inputs
-// scaled by 1e-3, so that eps weighs as much as the mean square).
+// scaled by 1e-3, so that eps weighs as much as the mean square). residual_rmsnorm_forward. dims:
+// N C eps_exp tiny alias (0: none; 1: residual written over a; 2: out written over b).
 #include <cmath>
 
 #include "kernels/registry/families.h"
@@ -67,6 +68,39 @@ OpEntry forward() {
   return e;
 }
 
+OpEntry residual_forward() {
+  OpEntry e;
+  e.name = "residual_rmsnorm_forward";
+  e.dims = "N C eps_exp tiny alias";
+  e.cases = {{74, 200, 5, 0, 0}, {74, 200, 5, 0, 1}, {74, 200, 5, 0, 2}, {5, 7, 6, 0, 0}, {3, 1601, 5, 0, 2},
+             {65, 768, 5, 1, 0}};
+  e.small = {{6, 5, 5, 0, 0}, {3, 33, 6, 0, 1}, {4, 8, 5, 1, 2}};
+  e.make = [](const Dims& d, DType, uint64_t seed) {
+    const Sizes s(d);
+    OpCall c;
+    c.args = {d[4] == 1 ? in_place("residual", 3) : output("residual", {s.N, s.C}),
+              d[4] == 2 ? in_place("out", 4) : output("out", {s.N, s.C}),
+              output("rstd", {s.N}, ArgKind::f32),
+              input("a", {s.N, s.C}, inputs(s, seed_of(seed, 1))),
+              input("b", {s.N, s.C}, inputs(s, seed_of(seed, 2))),
+              input("weight", {s.C}, weights(s.C, seed_of(seed, 3)))};
+    c.run = [s](Via via, Context& ctx, const std::vector<Tensor>& t) {
+      pick(via, ops::residual_rmsnorm_forward, cpu::residual_rmsnorm_forward)(ctx, t[0], t[1], t[2], t[3], t[4], t[5],
+                                                                              s.eps);
+      return 0.0;
+    };
+    return c;
+  };
+  e.math = [](const Dims& d, Values& v) {
+    v[0] = v[3];
+    for (size_t i = 0; i < v[0].size(); ++i) v[0][i] += v[4][i];
+    Normalized r = rmsnorm64(Sizes(d), v[0], v[5]);
+    v[1] = r.out, v[2] = r.rstd;
+    return 0.0;
+  };
+  return e;
+}
+
 OpEntry backward() {
   OpEntry e;
   e.name = "rmsnorm_backward";
@@ -105,6 +139,6 @@ OpEntry backward() {
 
 }  // namespace
 
-std::vector<OpEntry> rmsnorm_ops() { return {forward(), backward()}; }
+std::vector<OpEntry> rmsnorm_ops() { return {forward(), residual_forward(), backward()}; }
 
 }  // namespace tessera::kernels
