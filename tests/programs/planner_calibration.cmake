@@ -16,7 +16,28 @@ set(mpi ${MPIEXEC} --oversubscribe --bind-to core:overload-allowed --map-by core
 # One thread per rank everywhere: OpenMP barriers on a shared, loaded 2-core machine are the noisiest part.
 set(shape --model tiny --batch-size 8 --seq-len 64 --threads 1)
 
+# The machine's CPU time so far (/proc/stat, in clock ticks): all of it and the part the hypervisor
+# gave to other guests (steal). A VM whose host is busy slows the layouts whose ranks must run at once.
+function(cpu_ticks total_var steal_var)
+  set(total 0)
+  set(steal 0)
+  if(EXISTS /proc/stat)
+    file(STRINGS /proc/stat line REGEX "^cpu ")
+    string(REGEX MATCHALL "[0-9]+" fields "${line}")
+    foreach(f IN LISTS fields)
+      math(EXPR total "${total} + ${f}")
+    endforeach()
+    list(LENGTH fields n)
+    if(n GREATER 7)
+      list(GET fields 7 steal)
+    endif()
+  endif()
+  set(${total_var} ${total} PARENT_SCOPE)
+  set(${steal_var} ${steal} PARENT_SCOPE)
+endfunction()
+
 function(calibrate_and_compare attempt)
+  cpu_ticks(total0 steal0)
   set(dir ${WORK_DIR}/attempt${attempt})
   file(MAKE_DIRECTORY ${dir})
   set(cal_files "")
@@ -37,7 +58,11 @@ function(calibrate_and_compare attempt)
 
   string(REPLACE ";" "," cals "${cal_files}")
   run(plan ${PLAN} --calibration ${cals} --measured ${dir}/m1.jsonl,${dir}/m2.jsonl,${dir}/m4.jsonl --tolerance 0.2)
-  message(STATUS "attempt ${attempt}: measured vs predicted (tessera-plan --calibration ... --measured ...):\n${plan_out}${plan_err}")
+  cpu_ticks(total1 steal1)
+  math(EXPR ticks "${total1} - ${total0}")
+  math(EXPR stolen_permille "1000 * (${steal1} - ${steal0}) / (${ticks} + 1)")
+  message(STATUS "attempt ${attempt}: measured vs predicted (tessera-plan --calibration ... --measured ...):\n${plan_out}${plan_err}"
+                 "host steal during the attempt: ${stolen_permille} per mille of the cores' time (/proc/stat)")
   string(REGEX MATCHALL "\n  [0-9]" predicted_rows "${plan_out}")
   list(LENGTH predicted_rows rows)
   if(NOT rows EQUAL 6)
