@@ -25,7 +25,12 @@ expect_match(even "stragglers: compute times compared every 8 steps" "the stragg
 set(fail ${WORK_DIR}/slow_failures)
 file(MAKE_DIRECTORY ${fail})
 set(ENV{TESSERA_FAILURE_DIR} ${fail})
+# The slowing starts as the log records step 10 (INJECT_LOG), not at the next heartbeat: heartbeats
+# come once a second, and with the fast CPU kernels the whole run takes about two seconds, so a
+# heartbeat-timed start came after step 40, when it was to end (a fresh-clone CI run named nobody).
+set(ENV{INJECT_LOG} ${WORK_DIR}/slow.jsonl)
 run(slow ${INJECT} ${fail} 0 2 10 slow:190:200:40 -- ${MPI4} ${TRAIN} ${RUN} --steps 72 --log ${WORK_DIR}/slow.jsonl)
+unset(ENV{INJECT_LOG})
 unset(ENV{TESSERA_FAILURE_DIR})
 expect_rc(slow 0 "four ranks, rank 2 slowed")
 log_records(${WORK_DIR}/slow.jsonl straggler named)

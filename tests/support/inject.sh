@@ -9,7 +9,7 @@
 # where heartbeats come once a second), then:
 #   freeze              SIGSTOP the rank (it never runs again: mpirun's teardown kills it)
 #   slow:STOP_MS:PERIOD_MS[:UNTIL]   SIGSTOP it for STOP_MS of every PERIOD_MS until it reaches
-#                       step UNTIL (or exits)
+#                       step UNTIL (or exits; by INJECT_LOG's steps too when set)
 #   signal:SIG[:SIG2[:GAP]]   send SIG (and SIG2 GAP seconds later, default 0.05) to COMMAND itself
 # The time of the injection (seconds since the epoch) is appended to FAILDIR/injected.txt. Exits
 # with COMMAND's exit code; COMMAND's output passes through.
@@ -24,21 +24,21 @@ field() {  # field NAME FILE: a number from a one-line JSON heartbeat
   sed -n "s/.*\"$1\":\([-0-9.]*\).*/\1/p" "$2" 2>/dev/null
 }
 
-reached() {  # whether the attempt has reached the step
+reached() {  # reached STEP: whether the attempt has reached the step
   if [ -n "${INJECT_LOG:-}" ]; then
     [ -f "$INJECT_LOG" ] || return 1
-    awk -v attempt="$attempt" -v step="$step" '
+    awk -v attempt="$attempt" -v step="$1" '
       /"kind":"resume"/ { resumes++ }
       /"kind":"train"/ && resumes == attempt { s = $0; sub(/.*"step":/, "", s); sub(/[,}].*/, "", s); if (s + 0 >= step) found = 1 }
       END { exit found ? 0 : 1 }' "$INJECT_LOG"
   else
-    [ "$(field step "$beat")" -ge "$step" ] 2>/dev/null
+    [ "$(field step "$beat")" -ge "$1" ] 2>/dev/null
   fi
 }
 
 beat="$faildir/heartbeat-rank-$rank.json"
 while kill -0 "$job" 2>/dev/null; do
-  if [ -f "$beat" ] && [ "$(field attempt "$beat")" = "$attempt" ] && reached &&
+  if [ -f "$beat" ] && [ "$(field attempt "$beat")" = "$attempt" ] && reached "$step" &&
      [ "$(sed -n 's/.*"exited":\([a-z]*\).*/\1/p' "$beat")" = "false" ]; then
     pid=$(field pid "$beat")
     date +%s.%N >> "$faildir/injected.txt"
@@ -51,7 +51,7 @@ while kill -0 "$job" 2>/dev/null; do
         # The step check runs while the rank is stopped, so that on a loaded machine the time it
         # takes does not lengthen the rank's running share.
         while kill -STOP "$pid" 2>/dev/null; do
-          if [ -n "$until" ] && [ "$(field step "$beat")" -ge "$until" ] 2>/dev/null; then
+          if [ -n "$until" ] && reached "$until"; then
             kill -CONT "$pid" 2>/dev/null
             date +%s.%N >> "$faildir/injected.txt"
             break
