@@ -41,7 +41,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <random>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -58,6 +57,7 @@
 #include "common/attempt_watch.h"
 #include "common/flags.h"
 #include "common/output_checks.h"
+#include "common/run_id.h"
 #include "tessera/error.h"
 #include "tessera/failure_report.h"
 #include "tessera/heartbeat.h"
@@ -509,21 +509,6 @@ std::string choose_failure_dir(const LaunchOptions& o, std::string* temporary) {
   return "";
 }
 
-// One run ID for every attempt: the local checkpoint tier resumes only shards of its own run.
-void export_run_id() {
-  if (const char* v = std::getenv("TESSERA_RUN_ID"); v && *v) return;
-  std::string id;
-  if (const char* job = std::getenv("SLURM_JOB_ID"); job && *job) {
-    id = std::string("slurm-") + job;  // kept when Slurm requeues the job
-  } else {
-    std::random_device entropy;
-    char hex[17];
-    std::snprintf(hex, sizeof(hex), "%08x%08x", unsigned(entropy()), unsigned(entropy()));
-    id = hex;
-  }
-  ::setenv("TESSERA_RUN_ID", id.c_str(), 1);
-}
-
 int launch(const LaunchOptions& o, const std::vector<std::string>& command) {
   const std::set<int> final_codes = parse_code_list(o.no_restart);
   MetricsLog log;
@@ -554,7 +539,8 @@ int launch(const LaunchOptions& o, const std::vector<std::string>& command) {
   } remove_temporary{temporary_dir};
   g_child_is_mpirun = is_mpirun(command[0]) ? 1 : 0;
   install_signal_forwarding();
-  export_run_id();
+  // One run ID for every attempt: the local checkpoint tier resumes only shards of its own run.
+  ::setenv("TESSERA_RUN_ID", program::run_id_from_environment().c_str(), 1);
 
   std::set<std::string> excluded;
   double total_lost = 0;

@@ -14,7 +14,6 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -26,6 +25,7 @@
 #include "common/flags.h"
 #include "common/job_clock.h"
 #include "common/output_checks.h"
+#include "common/run_id.h"
 #include "common/sample_digest.h"
 #include "common/sampling.h"
 #include "common/stop_signals.h"
@@ -631,18 +631,7 @@ std::string job_name() {
 // launcher's TESSERA_RUN_ID (kept for every attempt of a job), else the Slurm job (kept when it is
 // requeued), else a new one, so that a later job never resumes an earlier one's shards.
 std::string job_run_id(Context& ctx, Communicator& world) {
-  std::string mine;
-  if (const char* v = std::getenv("TESSERA_RUN_ID"); v && *v) {
-    mine = v;
-  } else if (const char* job = std::getenv("SLURM_JOB_ID"); job && *job) {
-    mine = std::string("slurm-") + job;
-  } else {
-    std::random_device entropy;
-    char id[17];
-    std::snprintf(id, sizeof(id), "%08x%08x", unsigned(entropy()), unsigned(entropy()));
-    mine = id;
-  }
-  return host_all_gather_strings(ctx, world, mine)[0];
+  return host_all_gather_strings(ctx, world, run_id_from_environment())[0];
 }
 
 // Every output checked before any work (README: checked at start), the same on every rank, and
