@@ -25,10 +25,14 @@ set(ckpt ${WORK_DIR}/ckpt)
 set(fail ${ckpt}/failures)
 set(ENV{TESSERA_TEST_NODES} "nodeA nodeA nodeB nodeB")
 set(ENV{TESSERA_TEST_SPARES} "nodeC nodeD nodeE")
+# The freeze comes as the log records step 22 of attempt 2 (INJECT_LOG), not at the next heartbeat:
+# with the fast CPU kernels a heartbeat-timed freeze came at step 40, the run's last.
+set(ENV{INJECT_LOG} ${ckpt}/train.jsonl)
 run(lost ${INJECT} ${fail} 2 3 22 freeze -- ${LAUNCH} --max-restarts 4 --restart-delay 0 --exclude-failed-hosts
     --checkpoint-dir ${ckpt} --failure-dir ${fail} --log ${ckpt}/launch.jsonl -- ${MPI4} ${NODES} ${TRAIN} ${MODEL} ${STEPS}
     --checkpoint-dir ${ckpt} --checkpoint-every 10 --local-checkpoint-dir ${WORK_DIR}/local --local-checkpoint-every 4
     --fault kill:rank=1:step=7,node:host=nodeB:step=16:attempt=1 --log ${ckpt}/train.jsonl --export ${WORK_DIR}/lost)
+unset(ENV{INJECT_LOG})
 unset(ENV{TESSERA_TEST_NODES})
 unset(ENV{TESSERA_TEST_SPARES})
 expect_rc(lost 0 "a kill, a lost node and a freeze under tessera-launch")
