@@ -459,7 +459,8 @@ class TrainingRun {
   StepStats run_step(int step, float lr);
   // After each step (steps_done: the step just finished): the straggler measurement, the local
   // tier, and whether to stop.
-  int after_step(int steps_done, double compute_s);
+  int after_step(int steps_done, StepTiming timing);
+  void log_straggler_window();
   // --on-nan for a step whose loss was not finite: training goes on (the step skipped, or the
   // latest checkpoint reloaded), or it stops with an exception.
   void handle_nonfinite(int step, const StepStats& stats);
@@ -763,8 +764,8 @@ void TrainingRun::print_setup() {
               a_.on_nan.c_str(), a_.on_save_error.c_str());
   if (local_.enabled()) std::printf("local checkpoints: %s\n", local_.describe().c_str());
   if (stragglers_.enabled())
-    std::printf("stragglers: compute times compared every %d steps within each pipeline stage, named at %gx\n",
-                a_.straggler_window, a_.straggler_slowdown);
+    std::printf("stragglers: compute times compared every %d steps within each pipeline stage, named at %gx; %s\n",
+                a_.straggler_window, a_.straggler_slowdown, stragglers_.describe_cpu_wait().c_str());
   for (const Fault& f : faults_.faults())
     std::printf("fault injection: %s (this is attempt %d)\n", describe(f).c_str(), faults_.attempt());
   std::fflush(stdout);
@@ -940,21 +941,43 @@ void TrainingRun::save_if_due(int steps_done) {
   checkpoints_.save(training_state(run_, train_loader_, shape_));
 }
 
+// Why a named rank is slow, where the scheduler says: it waited for a CPU that something else held.
+std::string cpu_wait_remark(const StragglerEvent& e) {
+  if (e.cpu_wait_share < 0.1) return "";
+  char buf[160];
+  std::snprintf(buf, sizeof(buf), "; it waited for a CPU %.0f%% of that time: other programs share its CPUs",
+                100 * e.cpu_wait_share);
+  return buf;
+}
+
+// Every rank's median compute time and CPU-wait share in the window just compared, for plots and
+// for telling a slow rank from a busy machine afterwards.
+void TrainingRun::log_straggler_window() {
+  std::vector<double> compute_ms;
+  for (double s : stragglers_.last_medians()) compute_ms.push_back(1e3 * s);
+  log_.write(MetricsRecord("straggler_window").add("step", stragglers_.last_window_step() + 1)
+                 .add("compute_ms", compute_ms).add("cpu_wait_share", stragglers_.last_cpu_wait_shares())
+                 .add("cpu_wait_taken_out", int64_t(stragglers_.takes_out_cpu_wait())));
+}
+
 // After each step (steps_done: the step just finished, numbered from 1): the straggler measurement,
 // the local tier, and whether to stop.
-int TrainingRun::after_step(int steps_done, double compute_s) {
-  for (const StragglerEvent& e : stragglers_.record(steps_done - 1, compute_s)) {
+int TrainingRun::after_step(int steps_done, StepTiming timing) {
+  for (const StragglerEvent& e : stragglers_.record(steps_done - 1, timing)) {
     if (e.recovered)
       std::printf("straggler recovered: rank %d on %s is back to %.2fx its peers' compute time (step %lld)\n", e.rank,
                   e.host.c_str(), e.slowdown, static_cast<long long>(e.step + 1));
     else
-      std::printf("straggler: rank %d on %s computes %.2fx slower than its peers (steps %lld-%lld)\n", e.rank,
-                  e.host.c_str(), e.slowdown, static_cast<long long>(e.since_step + 1), static_cast<long long>(e.step + 1));
+      std::printf("straggler: rank %d on %s computes %.2fx slower than its peers (steps %lld-%lld)%s\n", e.rank,
+                  e.host.c_str(), e.slowdown, static_cast<long long>(e.since_step + 1), static_cast<long long>(e.step + 1),
+                  cpu_wait_remark(e).c_str());
     std::fflush(stdout);
     log_.write(MetricsRecord(e.recovered ? "straggler_recovered" : "straggler")
-                   .add("rank", e.rank).add("host", e.host).add("slowdown", e.slowdown).add("step", e.step + 1)
+                   .add("rank", e.rank).add("host", e.host).add("slowdown", e.slowdown)
+                   .add("cpu_wait_share", e.cpu_wait_share).add("step", e.step + 1)
                    .add("since_step", e.since_step + 1).add("unix", unix_seconds()));
   }
+  if (stragglers_.last_window_step() == steps_done - 1) log_straggler_window();
   if (local_.due(steps_done)) {
     Watchdog::Scope scope = watchdog_.scope("local checkpoint save", steps_done);
     const LocalSaveStats s = local_.save(training_state(run_, train_loader_, shape_));
@@ -969,11 +992,13 @@ int TrainingRun::train() {
   while (run_.step < a_.steps) {
     const int step = run_.step + 1;  // steps are numbered from 1 everywhere (README: step numbers)
     auto t0 = std::chrono::steady_clock::now();
-    const double waited0 = monitor_.waited_s();
+    const double waited0 = monitor_.waited_s(), cpu_wait0 = monitor_.cpu_wait_outside_waits_s();
     float lr = schedule_.at(step - 1);
     StepStats stats = run_step(step, lr);
     double seconds = seconds_since(t0);
-    const double compute_s = seconds - (monitor_.waited_s() - waited0);
+    StepTiming timing;
+    timing.compute_s = seconds - (monitor_.waited_s() - waited0);
+    timing.cpu_wait_s = monitor_.cpu_wait_outside_waits_s() - cpu_wait0;
     train_seconds_ += seconds;
     ++steps_run_;
     // A save whose write has ended on every rank is committed now, not at the next save, so a
@@ -989,7 +1014,7 @@ int TrainingRun::train() {
     run_.step = step;
     save_if_due(step);
     monitor_.step_finished();
-    if (int signal = after_step(step, compute_s)) return step < a_.steps ? signal : 0;
+    if (int signal = after_step(step, timing)) return step < a_.steps ? signal : 0;
   }
   return 0;
 }

@@ -43,6 +43,8 @@ class FailureMonitor {
   const FlightRecorder& recorder() const { return recorder_; }
   // Seconds this rank has been blocked in communicator waits so far.
   double waited_s() const { return recorder_.waited_s(); }
+  // Seconds the training thread has waited for a CPU outside those waits (cpu_wait.h).
+  double cpu_wait_outside_waits_s() const { return recorder_.cpu_wait_s() - recorder_.cpu_wait_in_waits_s(); }
   // What the heartbeat says about progress.
   void step_started(int64_t step) { step_.store(step); }
   void step_finished() { ++steps_done_; }

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "tessera/cpu_wait.h"
+
 namespace tessera {
 
 struct CommRecord {
@@ -39,20 +41,27 @@ struct GroupProgress {
 
 class FlightRecorder {
  public:
+  // Built on the training thread, whose waits it measures (cpu_wait_s below).
   explicit FlightRecorder(size_t capacity = 512);
   FlightRecorder(const FlightRecorder&) = delete;
   FlightRecorder& operator=(const FlightRecorder&) = delete;
 
   // Records an operation that starts now and returns its handle for finish(). Thread-safe.
   uint64_t start(const std::string& op, const std::string& group, std::vector<int> peers, uint64_t bytes);
-  // Its wait ended after `waited_s` seconds of this rank's time blocked in it.
-  void finish(uint64_t handle, double waited_s);
+  // Its wait ended after `waited_s` seconds of this rank's time blocked in it, `cpu_waited_s` of
+  // which the training thread spent waiting for a CPU (the increase of cpu_wait_s() meanwhile).
+  void finish(uint64_t handle, double waited_s, double cpu_waited_s);
 
   std::vector<CommRecord> records() const;        // oldest first, at most capacity
   std::vector<GroupProgress> progress() const;    // one per group, in the order first seen
   // Seconds this rank has spent blocked in waits since it started (the straggler monitor's
   // "waiting" part of a step: compute time = step time - the increase of this).
   double waited_s() const;
+  // Seconds the training thread has waited for a CPU since the recorder was built, and the part of
+  // them inside waits. On a host with more runnable threads than CPUs, compute time less the rest
+  // is what the rank would take with a CPU to itself.
+  double cpu_wait_s() const { return cpu_wait_.seconds(); }
+  double cpu_wait_in_waits_s() const;
 
  private:
   mutable std::mutex mutex_;
@@ -61,6 +70,8 @@ class FlightRecorder {
   uint64_t next_handle_ = 0;  // handle of the next record: ring_[handle % capacity_]
   std::vector<GroupProgress> groups_;
   double waited_s_ = 0;
+  double cpu_waited_s_ = 0;
+  CpuWaitClock cpu_wait_;
 };
 
 double unix_now();

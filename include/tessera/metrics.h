@@ -24,6 +24,7 @@ class MetricsRecord {
   MetricsRecord& add(const std::string& key, uint64_t value);  // size_t counts
   MetricsRecord& add(const std::string& key, const std::string& value);
   MetricsRecord& add(const std::string& key, const char* value) { return add(key, std::string(value)); }
+  MetricsRecord& add(const std::string& key, const std::vector<double>& values);  // a JSON array
 
   std::string json() const;  // one line, no trailing newline
 

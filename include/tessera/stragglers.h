@@ -6,6 +6,13 @@
 // rank compares each rank with the median of the other ranks doing the same work (its pipeline
 // stage). A rank at least `slowdown` times slower for `persist` windows in a row is named; it is
 // cleared after `persist` windows below `recovered`. Every rank reaches the same verdicts.
+//
+// Where the job itself puts more threads on a machine than it has CPUs (ranks x threads > CPUs, as
+// in tests under mpirun --oversubscribe), which ranks wait for a CPU is the OS scheduler's choice
+// from step to step, and it can hold the same two of four ranks back for whole windows: those
+// ranks are not slow. There, the time the training thread waited for a CPU (cpu_wait.h) is taken
+// out of its compute time. Elsewhere it is counted: a rank starved by another program on its
+// machine (a noisy neighbour) does slow the job, and is named with the share of its time it waited.
 #pragma once
 
 #include <cstdint>
@@ -17,11 +24,24 @@
 
 namespace tessera {
 
+enum class CpuWaitPolicy {
+  automatic,   // taken out where the job oversubscribes this rank's machine, counted elsewhere
+  counted,
+  taken_out,
+};
+
 struct StragglerOptions {
   int window = 10;         // steps per measurement (0: off)
   double slowdown = 1.5;   // named at this ratio to its peers' median ...
   double recovered = 1.2;  // ... cleared below this one
   int persist = 2;         // windows in a row, both ways
+  CpuWaitPolicy cpu_wait = CpuWaitPolicy::automatic;
+};
+
+// One step on one rank, as the trainer measures it.
+struct StepTiming {
+  double compute_s = 0;   // the step's duration less its waits in communicator operations
+  double cpu_wait_s = 0;  // of compute_s: the training thread waiting for a CPU (cpu_wait.h)
 };
 
 struct StragglerEvent {
@@ -29,6 +49,7 @@ struct StragglerEvent {
   int rank = -1;
   std::string host;
   double slowdown = 0;     // its window median over its peers' median, in the window that decided
+  double cpu_wait_share = 0;  // of its compute time in that window, waiting for a CPU
   int64_t step = -1;       // the last step of that window
   int64_t since_step = -1; // first step of the first window of the run of windows that decided
 };
@@ -57,16 +78,22 @@ class StragglerJudge {
 
 class StragglerDetector {
  public:
-  // Collective over world (exchanges host names). group_of_rank as for StragglerJudge; this rank's
-  // host from host_identity().
+  // Collective over world (exchanges host and machine names). group_of_rank as for StragglerJudge;
+  // this rank's host from host_identity().
   StragglerDetector(Context& ctx, Communicator& world, std::vector<int> group_of_rank, StragglerOptions options);
 
   bool enabled() const { return options_.window > 0 && world_.size() > 1; }
-  // Every rank, every step, in step order: this rank's compute seconds of `step`. Collective at
-  // the end of each window; returns that window's events (the same on every rank).
-  std::vector<StragglerEvent> record(int64_t step, double compute_s);
+  // Every rank, every step, in step order: this rank's times of `step`. Collective at the end of
+  // each window; returns that window's events (the same on every rank).
+  std::vector<StragglerEvent> record(int64_t step, StepTiming timing);
   const std::vector<std::string>& hosts() const { return hosts_; }
+  // The last window: each rank's median compute seconds (as compared) and its CPU-wait share.
   const std::vector<double>& last_medians() const { return medians_; }
+  const std::vector<double>& last_cpu_wait_shares() const { return cpu_wait_shares_; }
+  int64_t last_window_step() const { return last_window_step_; }  // its last step; -1 before the first
+  // Whether this rank takes CPU waits out of its compute times, and why, for the run's first lines.
+  bool takes_out_cpu_wait() const { return take_out_cpu_wait_; }
+  std::string describe_cpu_wait() const;
 
  private:
   Context& ctx_;
@@ -74,9 +101,13 @@ class StragglerDetector {
   StragglerOptions options_;
   StragglerJudge judge_;
   std::vector<std::string> hosts_;
-  std::vector<double> window_;  // this rank's compute seconds in the current window
-  int64_t window_first_ = -1;
-  std::vector<double> medians_;
+  int threads_competing_ = 1;  // this job's threads that may run on this rank's CPUs, its own included
+  int cpus_ = 1;               // the CPUs they may run on
+  bool take_out_cpu_wait_ = false;
+  std::vector<double> window_;  // this rank's compute seconds (as compared) in the current window
+  double window_compute_s_ = 0, window_cpu_wait_s_ = 0;  // their sums before any is taken out
+  int64_t window_first_ = -1, last_window_step_ = -1;
+  std::vector<double> medians_, cpu_wait_shares_;
 };
 
 }  // namespace tessera

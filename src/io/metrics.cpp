@@ -9,6 +9,16 @@
 
 namespace tessera {
 
+namespace {
+
+// A float widened to double prints its float digits: they read back to the same float.
+std::string json_double(double value) {
+  const float narrowed = static_cast<float>(value);
+  return static_cast<double>(narrowed) == value ? json::format_float(narrowed) : json::format_number(value);
+}
+
+}  // namespace
+
 MetricsRecord::MetricsRecord(std::string kind) {
   body_ = "{\"kind\":" + json::quote(kind);
   keys_.push_back("kind");
@@ -24,10 +34,7 @@ void MetricsRecord::add_raw(const std::string& key, const std::string& json_valu
 }
 
 MetricsRecord& MetricsRecord::add(const std::string& key, double value) {
-  // A float widened to double prints its float digits: they read back to the same float.
-  const float narrowed = static_cast<float>(value);
-  const bool is_float = static_cast<double>(narrowed) == value;
-  add_raw(key, is_float ? json::format_float(narrowed) : json::format_number(value));
+  add_raw(key, json_double(value));
   return *this;
 }
 
@@ -45,6 +52,16 @@ MetricsRecord& MetricsRecord::add(const std::string& key, uint64_t value) {
 
 MetricsRecord& MetricsRecord::add(const std::string& key, const std::string& value) {
   add_raw(key, json::quote(value));
+  return *this;
+}
+
+MetricsRecord& MetricsRecord::add(const std::string& key, const std::vector<double>& values) {
+  std::string array = "[";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) array += ',';
+    array += json_double(values[i]);
+  }
+  add_raw(key, array + "]");
   return *this;
 }
 

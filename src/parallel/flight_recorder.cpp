@@ -35,9 +35,10 @@ uint64_t FlightRecorder::start(const std::string& op, const std::string& group, 
   return handle;
 }
 
-void FlightRecorder::finish(uint64_t handle, double waited_s) {
+void FlightRecorder::finish(uint64_t handle, double waited_s, double cpu_waited_s) {
   std::lock_guard<std::mutex> lock(mutex_);
   waited_s_ += waited_s;
+  cpu_waited_s_ += cpu_waited_s;
   if (handle + capacity_ < next_handle_) return;  // overwritten long ago
   CommRecord& r = ring_[handle % capacity_];
   r.end_unix = unix_now();
@@ -62,6 +63,11 @@ std::vector<GroupProgress> FlightRecorder::progress() const {
 double FlightRecorder::waited_s() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return waited_s_;
+}
+
+double FlightRecorder::cpu_wait_in_waits_s() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return cpu_waited_s_;
 }
 
 }  // namespace tessera

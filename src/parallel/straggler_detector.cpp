@@ -62,26 +62,99 @@ std::vector<StragglerEvent> StragglerJudge::judge(const std::vector<double>& med
   return events;
 }
 
+namespace {
+
+// What a rank shares a machine's CPUs with: "machine threads cpu,cpu,...".
+std::string cpu_placement(int threads) {
+  std::string s = machine_name() + " " + std::to_string(threads) + " ";
+  for (int c : allowed_cpu_list()) s += std::to_string(c) + ",";
+  return s;
+}
+
+struct Placement {
+  std::string machine;
+  int threads = 1;
+  std::vector<int> cpus;
+};
+
+Placement parse_placement(const std::string& s) {
+  Placement p;
+  const size_t a = s.find(' '), b = s.find(' ', a + 1);
+  p.machine = s.substr(0, a);
+  p.threads = std::stoi(s.substr(a + 1, b - a - 1));
+  for (size_t i = b + 1; i < s.size();) {
+    const size_t comma = s.find(',', i);
+    p.cpus.push_back(std::stoi(s.substr(i, comma - i)));
+    i = comma + 1;
+  }
+  return p;
+}
+
+bool overlap(const std::vector<int>& a, const std::vector<int>& b) {
+  for (int c : a)
+    if (std::find(b.begin(), b.end(), c) != b.end()) return true;
+  return false;
+}
+
+}  // namespace
+
 StragglerDetector::StragglerDetector(Context& ctx, Communicator& world, std::vector<int> group_of_rank,
                                      StragglerOptions options)
     : ctx_(ctx), world_(world), options_(options), judge_(std::move(group_of_rank), options) {
   hosts_ = host_all_gather_strings(ctx, world, host_identity());
+  // Who competes for this rank's CPUs: the job's ranks on the same machine (by its real name:
+  // tests give ranks of one machine distinct host identities) whose CPU sets overlap this one's.
+  const Placement mine = parse_placement(cpu_placement(std::max(1, ctx.cpu_threads())));
+  std::vector<int> shared;
+  threads_competing_ = 0;
+  for (const std::string& s : host_all_gather_strings(ctx, world, cpu_placement(mine.threads))) {
+    const Placement p = parse_placement(s);
+    if (p.machine != mine.machine || !overlap(p.cpus, mine.cpus)) continue;
+    threads_competing_ += p.threads;
+    for (int c : p.cpus)
+      if (std::find(shared.begin(), shared.end(), c) == shared.end()) shared.push_back(c);
+  }
+  const int quota = cgroup_cpu_quota();
+  cpus_ = quota > 0 ? std::min(int(shared.size()), quota) : int(shared.size());
+  take_out_cpu_wait_ = options_.cpu_wait == CpuWaitPolicy::taken_out ||
+                       (options_.cpu_wait == CpuWaitPolicy::automatic && threads_competing_ > cpus_);
 }
 
-std::vector<StragglerEvent> StragglerDetector::record(int64_t step, double compute_s) {
+std::string StragglerDetector::describe_cpu_wait() const {
+  auto count = [](int n, const char* what) { return std::to_string(n) + " " + what + (n == 1 ? "" : "s"); };
+  const std::string layout = "this job runs " + count(threads_competing_, "thread") + " on this rank's " + count(cpus_, "CPU");
+  return take_out_cpu_wait_ ? layout + ", so time spent waiting for a CPU is not counted as compute"
+                            : layout + "; time spent waiting for a CPU counts (a rank starved by another program is slow)";
+}
+
+std::vector<StragglerEvent> StragglerDetector::record(int64_t step, StepTiming timing) {
   if (!enabled()) return {};
   if (window_.empty()) window_first_ = step;
-  window_.push_back(compute_s);
+  const double cpu_wait = std::clamp(timing.cpu_wait_s, 0.0, std::max(0.0, timing.compute_s));
+  window_.push_back(take_out_cpu_wait_ ? timing.compute_s - cpu_wait : timing.compute_s);
+  window_compute_s_ += std::max(0.0, timing.compute_s);
+  window_cpu_wait_s_ += cpu_wait;
   if (int(window_.size()) < options_.window) return {};
   // The median of the window: one slow step (a page fault storm, a checkpoint copy) is not a straggler.
   const size_t n = size_t(world_.size());
-  const float mine = float(median(window_));
+  const float mine[2] = {float(median(window_)),
+                         float(window_compute_s_ > 0 ? window_cpu_wait_s_ / window_compute_s_ : 0.0)};
   window_.clear();
-  std::vector<float> all(n, 0.0f);
-  host_all_gather(ctx_, world_, &mine, sizeof(mine), all.data());
-  medians_.assign(all.begin(), all.end());
+  window_compute_s_ = window_cpu_wait_s_ = 0;
+  std::vector<float> all(2 * n, 0.0f);
+  host_all_gather(ctx_, world_, mine, sizeof(mine), all.data());
+  last_window_step_ = step;
+  medians_.resize(n);
+  cpu_wait_shares_.resize(n);
+  for (size_t r = 0; r < n; ++r) {
+    medians_[r] = all[2 * r];
+    cpu_wait_shares_[r] = all[2 * r + 1];
+  }
   std::vector<StragglerEvent> events = judge_.judge(medians_, window_first_, step);
-  for (StragglerEvent& e : events) e.host = hosts_[size_t(e.rank)];
+  for (StragglerEvent& e : events) {
+    e.host = hosts_[size_t(e.rank)];
+    e.cpu_wait_share = cpu_wait_shares_[size_t(e.rank)];
+  }
   return events;
 }
 

@@ -70,17 +70,19 @@ class WatchedCommunicator final : public Communicator {
   // While alive: this rank waits in a recorded operation, under the watchdog.
   struct Waiting {
     Waiting(FlightRecorder* recorder, Watchdog* watchdog, uint64_t handle, const std::string& section)
-        : recorder(recorder), watchdog(watchdog), handle(handle), t0(steady_seconds()) {
+        : recorder(recorder), watchdog(watchdog), handle(handle), t0(steady_seconds()),
+          cpu_wait0(recorder->cpu_wait_s()) {
       if (watchdog) watchdog->enter(section, -1);
     }
     ~Waiting() {
       if (watchdog) watchdog->leave();
-      recorder->finish(handle, steady_seconds() - t0);
+      recorder->finish(handle, steady_seconds() - t0, recorder->cpu_wait_s() - cpu_wait0);
     }
     FlightRecorder* recorder;
     Watchdog* watchdog;
     uint64_t handle;
     double t0;
+    double cpu_wait0;
   };
 
   std::string section(const char* op) const { return std::string(op) + "(" + label_ + ")"; }

@@ -81,11 +81,46 @@ TEST_CASE("stragglers: every rank reaches the same verdict from one exchange per
   std::vector<StragglerEvent> events;
   for (int step = 0; step < 12; ++step) {
     const double compute = w.rank() == 1 ? 0.03 : 0.01;  // rank 1 three times slower
-    for (const StragglerEvent& e : detector.record(step, compute)) events.push_back(e);
+    for (const StragglerEvent& e : detector.record(step, {compute, 0.0})) events.push_back(e);
   }
   REQUIRE(events.size() == 1);
   CHECK(events[0].rank == 1);
   CHECK(events[0].slowdown == Approx(3.0));
   CHECK(events[0].step == 7);
   CHECK(events[0].host == detector.hosts()[1]);
+  CHECK(events[0].cpu_wait_share == 0.0);
+  CHECK(detector.last_window_step() == 11);
+}
+
+namespace {
+
+// Rank 1 takes three times as long because it waited for a CPU two thirds of each step.
+std::vector<StragglerEvent> cpu_starved_rank_1(CpuWaitPolicy policy) {
+  Context& ctx = test::cpu_context();
+  Communicator& w = world();
+  StragglerOptions o;
+  o.window = 4;
+  o.cpu_wait = policy;
+  StragglerDetector detector(ctx, w, std::vector<int>(size_t(w.size()), 0), o);
+  CHECK(detector.takes_out_cpu_wait() == (policy == CpuWaitPolicy::taken_out));
+  std::vector<StragglerEvent> events;
+  for (int step = 0; step < 12; ++step) {
+    const StepTiming t = w.rank() == 1 ? StepTiming{0.03, 0.02} : StepTiming{0.01, 0.0};
+    for (const StragglerEvent& e : detector.record(step, t)) events.push_back(e);
+  }
+  REQUIRE(detector.last_cpu_wait_shares().size() == size_t(w.size()));
+  CHECK(detector.last_cpu_wait_shares()[1] == Approx(2.0 / 3.0));
+  CHECK(detector.last_cpu_wait_shares()[0] == 0.0);
+  return events;
+}
+
+}  // namespace
+
+TEST_CASE("stragglers: waiting for a CPU counts as slow unless the job oversubscribes its machine", "[watched]") {
+  if (world().size() < 3) return;
+  const std::vector<StragglerEvent> counted = cpu_starved_rank_1(CpuWaitPolicy::counted);
+  REQUIRE(counted.size() == 1);
+  CHECK(counted[0].rank == 1);
+  CHECK(counted[0].cpu_wait_share == Approx(2.0 / 3.0));
+  CHECK(cpu_starved_rank_1(CpuWaitPolicy::taken_out).empty());
 }

@@ -22,8 +22,8 @@ TEST_CASE("flight recorder: sequence numbers per group, waits, progress and a bo
   const uint64_t a = r.start("all_reduce", "dp", {0, 2}, 64);
   const uint64_t b = r.start("all_gather", "tp", {0, 1}, 32);
   const uint64_t c = r.start("all_reduce", "dp", {0, 2}, 64);
-  r.finish(a, 0.25);
-  r.finish(b, 0.5);
+  r.finish(a, 0.25, 0.125);
+  r.finish(b, 0.5, 0.0);
   std::vector<CommRecord> recs = r.records();
   REQUIRE(recs.size() == 3);
   CHECK(recs[0].seq == 1);
@@ -33,13 +33,14 @@ TEST_CASE("flight recorder: sequence numbers per group, waits, progress and a bo
   CHECK(recs[2].waiting());
   CHECK(recs[2].peers == std::vector<int>{0, 2});
   CHECK(r.waited_s() == Approx(0.75));
+  CHECK(r.cpu_wait_in_waits_s() == Approx(0.125));
   std::vector<GroupProgress> p = r.progress();
   REQUIRE(p.size() == 2);
   CHECK(p[0].group == "dp");
   CHECK(p[0].started == 2);
   CHECK(p[0].completed == 1);
-  r.finish(c, 0.0);
-  for (int i = 0; i < 5; ++i) r.finish(r.start("broadcast", "world", {0, 1, 2, 3}, 8), 0.0);
+  r.finish(c, 0.0, 0.0);
+  for (int i = 0; i < 5; ++i) r.finish(r.start("broadcast", "world", {0, 1, 2, 3}, 8), 0.0, 0.0);
   recs = r.records();
   REQUIRE(recs.size() == 4);  // the newest four, oldest first
   CHECK(recs.front().op == "broadcast");

@@ -1,0 +1,27 @@
+// Time a thread spent ready to run but waiting for a CPU, from Linux's scheduler statistics
+// (/proc/thread-self/schedstat, its run_delay field). A rank whose host has more runnable threads
+// than CPUs takes longer per step by this much without being slow itself: the straggler monitor
+// uses it to tell the two apart.
+#pragma once
+
+namespace tessera {
+
+class CpuWaitClock {
+ public:
+  // Measures the thread that constructs it, from then until it is destroyed (any thread may read).
+  CpuWaitClock();
+  ~CpuWaitClock();
+  CpuWaitClock(const CpuWaitClock&) = delete;
+  CpuWaitClock& operator=(const CpuWaitClock&) = delete;
+
+  // False where the kernel gives no scheduler statistics (not Linux, or built without
+  // CONFIG_SCHED_INFO); seconds() is then always 0.
+  bool available() const { return fd_ >= 0; }
+  // Seconds the thread has waited for a CPU since it started.
+  double seconds() const;
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace tessera
