@@ -40,24 +40,31 @@ function(calibrate_and_compare attempt)
   cpu_ticks(total0 steal0)
   set(dir ${WORK_DIR}/attempt${attempt})
   file(MAKE_DIRECTORY ${dir})
+  # Each rank count's calibration right before its layouts are timed: this VM's speed drifts by a
+  # quarter within a minute (in a fresh-clone CI run the same 1-rank calibration predicted 57.5 ms in
+  # one attempt and 44.1 ms in the next, and the step measured 56.7 and 42.5 ms), so the two are
+  # taken as close together as they can be. That is not enough for a strict bound here: three
+  # 2-rank calibrations in a row on a quiet machine differed by up to 2x for one kernel and by 16%
+  # in their sum (.ci/run keeps the test lenient).
   set(cal_files "")
+  set(bench --steps 9 --warmup 2 --device cpu ${shape})  # calibrated on the CPU: timed on the CPU
+  set(layouts_1 "tp=1")
+  set(layouts_2 "tp=2 pp=2,mb=4 dp=2")
+  set(layouts_4 "tp=2,pp=2,mb=4 tp=2,dp=2")
+  set(measured "")
   foreach(n 1 2 4)
     run(cal${n} ${mpi} -np ${n} ${CALIBRATE} ${shape} --out ${dir}/cal${n}.json)
     expect_rc(cal${n} 0 "tessera-calibrate at ${n} ranks")
     expect_match(cal${n} "calibration: ${n} ranks" "the calibration summary")
     list(APPEND cal_files ${dir}/cal${n}.json)
+    run(b${n} ${mpi} -np ${n} ${BENCH} ${bench} --layouts "${layouts_${n}}" --json ${dir}/m${n}.jsonl)
+    expect_rc(b${n} 0 "benchmark, ${n} ranks")
+    list(APPEND measured ${dir}/m${n}.jsonl)
   endforeach()
 
-  set(bench --steps 9 --warmup 2 --device cpu ${shape})  # calibrated on the CPU: timed on the CPU
-  run(b1 ${mpi} -np 1 ${BENCH} ${bench} --layouts "tp=1" --json ${dir}/m1.jsonl)
-  expect_rc(b1 0 "benchmark, 1 rank")
-  run(b2 ${mpi} -np 2 ${BENCH} ${bench} --layouts "tp=2 pp=2,mb=4 dp=2" --json ${dir}/m2.jsonl)
-  expect_rc(b2 0 "benchmark, 2 ranks")
-  run(b4 ${mpi} -np 4 ${BENCH} ${bench} --layouts "tp=2,pp=2,mb=4 tp=2,dp=2" --json ${dir}/m4.jsonl)
-  expect_rc(b4 0 "benchmark, 4 ranks")
-
   string(REPLACE ";" "," cals "${cal_files}")
-  run(plan ${PLAN} --calibration ${cals} --measured ${dir}/m1.jsonl,${dir}/m2.jsonl,${dir}/m4.jsonl --tolerance 0.2)
+  string(REPLACE ";" "," measured "${measured}")
+  run(plan ${PLAN} --calibration ${cals} --measured ${measured} --tolerance 0.2)
   cpu_ticks(total1 steal1)
   math(EXPR ticks "${total1} - ${total0}")
   math(EXPR stolen_permille "1000 * (${steal1} - ${steal0}) / (${ticks} + 1)")

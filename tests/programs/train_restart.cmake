@@ -2,7 +2,8 @@
 # the killed rank): the job restarts itself
 # from its latest committed checkpoint and ends bitwise where an uninterrupted run ends (the last losses and the
 # exported model). A hang is detected within the timeout plus a few seconds, with a failure report
-# and exit code 3. The summary's effective training time is ~1 without failures and < 1 with them.
+# and exit code 3. The summary's effective ratio (useful step time over wall time) is lower with a
+# failure than without.
 include(${CMAKE_CURRENT_LIST_DIR}/../support/fault_test_helpers.cmake)
 fault_test_setup()
 
@@ -30,8 +31,11 @@ run(ref ${MPI2} ${TRAIN} ${MODEL} --log ${WORK_DIR}/ref.jsonl --export ${WORK_DI
 expect_rc(ref 0 "uninterrupted run")
 last_record_field(${WORK_DIR}/ref.jsonl summary effective_ratio ref_ratio)
 to_milli(${ref_ratio} ref_milli)
-if(ref_milli LESS 500 OR ref_milli GREATER 1000)
-  message(FATAL_ERROR "the uninterrupted run's effective ratio is ${ref_ratio}, expected close to 1 (> 0.5)")
+# Not a timing bound: its 12 steps take a fifth of a second, and the rest of the run (logging, the
+# export) is a share that grows with the machine's load (0.65 beside a build here). The bound that
+# matters is below: a failure's restart costs several times a step.
+if(ref_milli LESS 1 OR ref_milli GREATER 1000)
+  message(FATAL_ERROR "the uninterrupted run's effective ratio is ${ref_ratio}, expected in (0, 1]")
 endif()
 
 # --- Rank 1 is killed at the start of step 8; checkpoints every 3 steps.
