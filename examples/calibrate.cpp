@@ -8,13 +8,17 @@
 // measures the device itself (card_calibration.h: bf16 GEMMs at a few shapes, copy bandwidth, fused
 // attention, and with several ranks the collectives' bus bandwidth) for
 // `tessera-plan --card-calibration card.json`.
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <random>
 
 #include "common/flags.h"
 #include "common/output_checks.h"
 #include "tessera/calibration.h"
 #include "tessera/card_calibration.h"
+#include "tessera/host_collectives.h"
 #include "tessera/tessera.h"
 
 namespace tessera::program {
@@ -58,6 +62,47 @@ int card(MpiSession& mpi, const LaunchInfo& launch, const std::string& device, b
   return 0;
 }
 
+// The ratio of a real step to this calibration's prediction of it (Calibration::step_scale): every
+// rank trains its own one-rank replica at once (the ranks contend for the machine as the kernel
+// samples did), timing `steps` steps after two of warm-up; the median, averaged over the ranks.
+double measure_step_scale(Context& ctx, Communicator& world, const ModelConfig& config, const plan::Calibration& cal,
+                          int steps) {
+  std::unique_ptr<Communicator> alone = world.split(world.rank(), 0);
+  ProcessGrid grid(*alone, ParallelLayout{});
+  ModelOptions model_options;
+  model_options.grid = &grid;
+  model_options.precision = Precision::f32;
+  TrainerOptions trainer_options;
+  trainer_options.batch_size = cal.batch_size;
+  trainer_options.seq_len = cal.seq_len;
+  trainer_options.seed = 1;
+  Trainer trainer(ctx, config, trainer_options, model_options);
+  std::mt19937_64 rng(uint64_t(99 + world.rank()));
+  std::uniform_int_distribution<int32_t> token(0, config.vocab_size - 1);
+  std::vector<int32_t> tokens(size_t(cal.batch_size) * size_t(cal.seq_len)), targets(tokens.size());
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = token(rng), targets[i] = token(rng);
+  const std::vector<const int32_t*> token_ptrs = {tokens.data()}, target_ptrs = {targets.data()};
+  std::vector<double> times;
+  for (int s = 0; s < 2 + steps; ++s) {
+    world.barrier();
+    const auto t0 = std::chrono::steady_clock::now();
+    trainer.step(token_ptrs, target_ptrs, 1e-4f);
+    ctx.synchronize();
+    if (s >= 2) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(times.begin(), times.end());
+  std::vector<float> median = {float(times[times.size() / 2])};
+  host_all_reduce(ctx, world, median, ReduceOp::avg);
+  const double measured = median[0];
+  plan::TrainerLayout one;
+  one.batch_size = cal.batch_size, one.seq_len = cal.seq_len;
+  const double predicted = plan::predict_trainer_step(config, cal, one).step_time;
+  if (world.rank() == 0)
+    std::printf("calibration: a one-rank step on every rank at once: %.2f ms, %.2f ms from its kernels' samples\n",
+                measured * 1e3, predicted * 1e3);
+  return measured / predicted;
+}
+
 int body(int argc, char** argv) {
   MpiSession mpi(&argc, &argv);
   std::string model = "tiny", out = "calibration.json", device = "auto";
@@ -99,10 +144,12 @@ int body(int argc, char** argv) {
   o.reps = reps;
   plan::Calibration cal = plan::measure_calibration(ctx, *world, config, batch_size, seq_len, o);
   cal.model = model;
+  cal.step_scale = measure_step_scale(ctx, *world, config, cal, reps);
   if (mpi.rank() == 0) {
     write_file(out, cal.to_json());
-    std::printf("calibration: %d ranks x %d threads (%s), %zu kernel and %zu collective samples -> %s\n", cal.ranks,
-                cal.threads, cal.device.c_str(), cal.ops.size(), cal.collectives.size(), out.c_str());
+    std::printf("calibration: %d ranks x %d threads (%s), %zu kernel and %zu collective samples, a step's kernels "
+                "%.2fx their back-to-back times -> %s\n", cal.ranks, cal.threads, cal.device.c_str(), cal.ops.size(),
+                cal.collectives.size(), cal.step_scale, out.c_str());
   }
   return 0;
 }

@@ -44,6 +44,11 @@ struct Calibration {
   // How much faster ranks compute while half of them wait in a blocking receive than while all
   // compute (1: no effect, e.g. a core per rank; 2: waiting ranks give their cores up entirely).
   double idle_speedup = 1;
+  // A real training step's kernels take this many times their back-to-back times: what the kernel
+  // samples miss (inputs no longer in cache, the small work between kernels). tessera-calibrate
+  // measures it from whole steps of a one-rank replica on every rank at once, against this file's
+  // prediction of that step; 1 in an older file. op_time includes it.
+  double step_scale = 1;
   std::string device, model;
   int batch_size = 0, seq_len = 0;
   std::vector<OpSample> ops;
@@ -53,7 +58,8 @@ struct Calibration {
   static Calibration load(const std::string& path);
   std::string to_json() const;
 
-  // Seconds for one op (exact shape, else the fitted line); config_error when the op was never measured.
+  // Seconds for one op inside a step: its sample (exact shape, else the fitted line) x step_scale;
+  // config_error when the op was never measured.
   double op_time(const std::string& op, const std::vector<int64_t>& dims, double work) const;
   // Seconds for one collective on a group of `group` ranks (0 for a group of one).
   double collective_time(const std::string& op, int group, double bytes) const;

@@ -47,6 +47,10 @@ Calibration Calibration::parse(const std::string& json_text, const std::string& 
   c.threads = int(v.at("threads").as_int64());
   if (v.contains("cores")) c.cores = int(v.at("cores").as_int64());
   if (v.contains("idle_speedup")) c.idle_speedup = v.at("idle_speedup").as_double();
+  if (v.contains("step_scale")) c.step_scale = v.at("step_scale").as_double();
+  if (!(c.step_scale > 0) || c.step_scale > 100)
+    throw data_error("step_scale " + std::to_string(c.step_scale) + " is not a plausible ratio of a step's kernel time to "
+                     "the kernels' own", where, "calibrate again with tessera-calibrate");
   if (const json::Value* d = v.find("device")) c.device = d->as_string();
   if (const json::Value* d = v.find("model")) c.model = d->as_string();
   if (const json::Value* d = v.find("batch_size")) c.batch_size = int(d->as_int64());
@@ -92,7 +96,7 @@ std::string Calibration::to_json() const {
   json::Value root = json::Value::object();
   root.set("kind", "tessera-calibration");
   root.set("ranks", ranks), root.set("threads", threads), root.set("cores", cores), root.set("device", device);
-  root.set("idle_speedup", idle_speedup), root.set("model", model);
+  root.set("idle_speedup", idle_speedup), root.set("step_scale", step_scale), root.set("model", model);
   root.set("batch_size", batch_size), root.set("seq_len", seq_len);
   json::Value list = json::Value::array();
   for (const OpSample& s : ops) {
@@ -118,13 +122,13 @@ double Calibration::op_time(const std::string& op, const std::vector<int64_t>& d
   std::vector<std::pair<double, double>> xy;
   for (const OpSample& s : ops) {
     if (s.op != op) continue;
-    if (s.dims == dims) return s.seconds;
+    if (s.dims == dims) return step_scale * s.seconds;
     xy.emplace_back(s.work, s.seconds);
   }
   if (xy.empty())
     throw config_error("the calibration file has no samples of " + op,
                        "calibrate again with tessera-calibrate for this model and batch");
-  return fit(xy).at(work);
+  return step_scale * fit(xy).at(work);
 }
 
 namespace {

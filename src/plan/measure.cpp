@@ -30,11 +30,11 @@ float all_ranks(Context& ctx, Communicator& world, float value, ReduceOp op) {
   return value;
 }
 
-// Seconds per call: the median of `reps` timings of back-to-back calls lasting about 10 ms each,
-// averaged over the ranks of `world`. Back to back, as the Trainer runs its kernels: one call timed
-// alone would include waking the CPU threads, and with more ranks than cores the ranks would not
-// contend for the cores as they do in training.
-double time_on_all(Context& ctx, Communicator& world, int reps, const std::function<void()>& fn) {
+// Calls of `fn` in a row that last about 10 ms, the same number on every rank (the most any rank
+// needs, so that all of them stay busy while timed). Back to back, as the Trainer runs its kernels:
+// one call timed alone would include waking the CPU threads, and with more ranks than cores the
+// ranks would not contend for the cores as they do in training.
+int calls_per_timing(Context& ctx, Communicator& world, const std::function<void()>& fn) {
   constexpr double kWindow = 0.01;
   world.barrier();
   fn();
@@ -43,19 +43,48 @@ double time_on_all(Context& ctx, Communicator& world, int reps, const std::funct
   fn();
   ctx.synchronize();
   const double once = std::chrono::duration<double>(Clock::now() - w0).count();
-  // Every rank runs the same number of calls (the most any rank needs), so that all of them stay busy.
   const float wanted = float(std::min(1000.0, std::ceil(kWindow / std::max(once, 1e-7))));
-  const int calls = std::max(1, int(all_ranks(ctx, world, wanted, ReduceOp::max)));
-  std::vector<double> t;
-  for (int r = 0; r < reps; ++r) {
-    world.barrier();
-    const auto t0 = Clock::now();
-    for (int k = 0; k < calls; ++k) fn();
-    ctx.synchronize();
-    t.push_back(std::chrono::duration<double>(Clock::now() - t0).count() / calls);
-  }
+  return std::max(1, int(all_ranks(ctx, world, wanted, ReduceOp::max)));
+}
+
+// Seconds per call of `calls` calls in a row, started together on every rank.
+double time_calls(Context& ctx, Communicator& world, int calls, const std::function<void()>& fn) {
+  world.barrier();
+  const auto t0 = Clock::now();
+  for (int k = 0; k < calls; ++k) fn();
+  ctx.synchronize();
+  return std::chrono::duration<double>(Clock::now() - t0).count() / calls;
+}
+
+double median_of(std::vector<double> t) {
   std::sort(t.begin(), t.end());
-  return double(all_ranks(ctx, world, float(t[t.size() / 2]), ReduceOp::avg));
+  return t[t.size() / 2];
+}
+
+// Seconds per call: the median of `reps` timings, averaged over the ranks of `world`.
+double time_on_all(Context& ctx, Communicator& world, int reps, const std::function<void()>& fn) {
+  const int calls = calls_per_timing(ctx, world, fn);
+  std::vector<double> t;
+  for (int r = 0; r < reps; ++r) t.push_back(time_calls(ctx, world, calls, fn));
+  return double(all_ranks(ctx, world, float(median_of(t)), ReduceOp::avg));
+}
+
+// The same for several calls at once, their repetitions taken in turns (one timing of each, then
+// the next round): the machine's speed drifts by tens of percent over seconds on a shared VM, and
+// with each call's repetitions taken together a slow spell fell on a few kernels only (one kernel's
+// time differed by up to 2x between three calibrations in a row).
+std::vector<double> time_on_all_in_turns(Context& ctx, Communicator& world, int reps,
+                                         const std::vector<std::function<void()>>& fns) {
+  std::vector<int> calls;
+  for (const auto& fn : fns) calls.push_back(calls_per_timing(ctx, world, fn));
+  std::vector<std::vector<double>> t(fns.size());
+  for (int r = 0; r < reps; ++r)
+    for (size_t i = 0; i < fns.size(); ++i) t[i].push_back(time_calls(ctx, world, calls[i], fns[i]));
+  std::vector<float> medians;
+  for (const auto& ti : t) medians.push_back(float(median_of(ti)));
+  std::vector<double> out;
+  for (float m : medians) out.push_back(double(all_ranks(ctx, world, m, ReduceOp::avg)));
+  return out;
 }
 
 // Buffers with small random values (never zeros: denormal-free, realistic softmax inputs).
@@ -214,23 +243,22 @@ Calibration measure_calibration(Context& ctx, Communicator& world, const ModelCo
     samples.push_back({"adamw", {n}, 20.0 * n, 0});
     samples.push_back({"sum_of_squares", {n}, 4.0 * n, 0});
   }
-  // Warm up first (thread pools started, clocks up, pages touched): the first samples otherwise
-  // measured several times slower than the same kernels later.
   {
     std::vector<kernels::Materialized> args;
+    args.reserve(samples.size());
     std::vector<std::function<void()>> runs;
     for (const OpSample& s : samples) runs.push_back(make_op(ctx, args, s, cfg));
+    // Warm up first (thread pools started, clocks up, pages touched): the first samples otherwise
+    // measured several times slower than the same kernels later.
     const auto t0 = Clock::now();
     while (std::chrono::duration<double>(Clock::now() - t0).count() < 0.3)
       for (const auto& run : runs) run();
     ctx.synchronize();
-    world.barrier();
-  }
-  for (OpSample& s : samples) {
-    std::vector<kernels::Materialized> args;
-    const std::function<void()> run = make_op(ctx, args, s, cfg);
-    s.seconds = time_on_all(ctx, world, o.reps, run);
-    cal.ops.push_back(s);
+    const std::vector<double> seconds = time_on_all_in_turns(ctx, world, o.reps, runs);
+    for (size_t i = 0; i < samples.size(); ++i) {
+      samples[i].seconds = seconds[i];
+      cal.ops.push_back(samples[i]);
+    }
   }
 
   // Collectives on groups of 2, 4, ... consecutive ranks, all groups at once (as TP and DP groups run).

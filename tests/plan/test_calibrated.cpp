@@ -3,6 +3,7 @@
 
 #include "support/test_support.h"
 #include "tessera/calibration.h"
+#include "tessera/error.h"
 
 namespace {
 
@@ -64,4 +65,27 @@ TEST_CASE("calibrated plan: the step-time loss from per-step jitter grows with t
     previous = loss;
   }
   CHECK(previous > 0.05);  // 128 ranks: the slowest of 64 replicas per stage is > 2 sigma slower
+}
+
+TEST_CASE("calibrated plan: step_scale multiplies every kernel, survives the file, and is checked", "[plan]") {
+  const ModelConfig cfg = ModelConfig::preset("tiny");
+  plan::Calibration cal = synthetic();
+  const plan::TrainerLayout one = layout(1, 1, 1, 1);
+  const double base = plan::predict_trainer_step(cfg, cal, one).step_time;
+  CHECK(cal.op_time("matmul_forward", {int64_t(1e6)}, 1e6) == Approx(1e-4));
+  cal.step_scale = 1.25;
+  CHECK(cal.op_time("matmul_forward", {int64_t(1e6)}, 1e6) == Approx(1.25e-4));  // an exact sample
+  CHECK(cal.op_time("matmul_forward", {7}, 3e7) == Approx(1.25 * 3e-3));          // the fitted line
+  // One rank, no collectives: the whole step is kernels.
+  CHECK(plan::predict_trainer_step(cfg, cal, one).step_time == Approx(1.25 * base));
+  const plan::Calibration back = plan::Calibration::parse(cal.to_json(), "test");
+  CHECK(back.step_scale == 1.25);
+  std::string text = cal.to_json();
+  const std::string field = "\"step_scale\": 1.25";
+  REQUIRE(text.find(field) != std::string::npos);
+  text.replace(text.find(field), field.size(), "\"step_scale\": -1");
+  CHECK_THROWS_AS(plan::Calibration::parse(text, "test"), tessera::Error);
+  // An older file without the field: 1.
+  text.replace(text.find("\"step_scale\": -1,"), std::string("\"step_scale\": -1,").size(), "");
+  CHECK(plan::Calibration::parse(text, "test").step_scale == 1);
 }
