@@ -96,7 +96,9 @@ double measure_step_scale(Context& ctx, Communicator& world, const ModelConfig& 
   const double measured = median[0];
   plan::TrainerLayout one;
   one.batch_size = cal.batch_size, one.seq_len = cal.seq_len;
-  const double predicted = plan::predict_trainer_step(config, cal, one).step_time;
+  plan::Calibration samples_only = cal;
+  samples_only.step_scale = 1;  // the prediction from the samples alone
+  const double predicted = plan::predict_trainer_step(config, samples_only, one).step_time;
   if (world.rank() == 0)
     std::printf("calibration: a one-rank step on every rank at once: %.2f ms, %.2f ms from its kernels' samples\n",
                 measured * 1e3, predicted * 1e3);

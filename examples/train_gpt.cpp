@@ -942,8 +942,9 @@ void TrainingRun::save_if_due(int steps_done) {
 }
 
 // Why a named rank is slow, where the scheduler says: it waited for a CPU that something else held.
-std::string cpu_wait_remark(const StragglerEvent& e) {
-  if (e.cpu_wait_share < 0.1) return "";
+// Not where the waits are taken out: they are not what made it slow, and may be the job's own.
+std::string cpu_wait_remark(const StragglerEvent& e, bool cpu_wait_taken_out) {
+  if (cpu_wait_taken_out || e.cpu_wait_share < 0.1) return "";
   char buf[160];
   std::snprintf(buf, sizeof(buf), "; it waited for a CPU %.0f%% of that time: other programs share its CPUs",
                 100 * e.cpu_wait_share);
@@ -970,11 +971,12 @@ int TrainingRun::after_step(int steps_done, StepTiming timing) {
     else
       std::printf("straggler: rank %d on %s computes %.2fx slower than its peers (steps %lld-%lld)%s\n", e.rank,
                   e.host.c_str(), e.slowdown, static_cast<long long>(e.since_step + 1), static_cast<long long>(e.step + 1),
-                  cpu_wait_remark(e).c_str());
+                  cpu_wait_remark(e, stragglers_.takes_out_cpu_wait()).c_str());
     std::fflush(stdout);
     log_.write(MetricsRecord(e.recovered ? "straggler_recovered" : "straggler")
                    .add("rank", e.rank).add("host", e.host).add("slowdown", e.slowdown)
-                   .add("cpu_wait_share", e.cpu_wait_share).add("step", e.step + 1)
+                   .add("cpu_wait_share", e.cpu_wait_share)
+                   .add("cpu_wait_taken_out", int64_t(stragglers_.takes_out_cpu_wait())).add("step", e.step + 1)
                    .add("since_step", e.since_step + 1).add("unix", unix_seconds()));
   }
   if (stragglers_.last_window_step() == steps_done - 1) log_straggler_window();

@@ -8,14 +8,17 @@ namespace tessera {
 
 class CpuWaitClock {
  public:
-  // Measures the thread that constructs it, from then until it is destroyed (any thread may read).
+  // Measures the thread that constructs it, while that thread lives. Any thread may read it; the
+  // kernel adds a wait when the waiting thread gets its CPU, so a read from elsewhere lags by the
+  // wait in progress.
   CpuWaitClock();
   ~CpuWaitClock();
   CpuWaitClock(const CpuWaitClock&) = delete;
   CpuWaitClock& operator=(const CpuWaitClock&) = delete;
 
   // False where the kernel gives no scheduler statistics (not Linux, or built without
-  // CONFIG_SCHED_INFO); seconds() is then always 0.
+  // CONFIG_SCHED_INFO); seconds() is then always 0. (A kernel with the statistics switched off at
+  // run time reports zeros and looks available: its waits read as none.)
   bool available() const { return fd_ >= 0; }
   // Seconds the thread has waited for a CPU since it started.
   double seconds() const;

@@ -58,8 +58,9 @@ class FlightRecorder {
   // "waiting" part of a step: compute time = step time - the increase of this).
   double waited_s() const;
   // Seconds the training thread has waited for a CPU since the recorder was built, and the part of
-  // them inside waits. On a host with more runnable threads than CPUs, compute time less the rest
-  // is what the rank would take with a CPU to itself.
+  // them inside waits (the straggler monitor takes the rest out of compute time on an
+  // oversubscribed machine). Only the training thread's: an OpenMP worker's wait shows only as
+  // the barrier it holds up.
   double cpu_wait_s() const { return cpu_wait_.seconds(); }
   double cpu_wait_in_waits_s() const;
 

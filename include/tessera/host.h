@@ -14,8 +14,6 @@ std::string host_identity();
 // gethostname() alone: which ranks really share a machine's CPUs, whatever TESSERA_HOSTNAME says.
 std::string machine_name();
 
-// CPUs this process may run on: its affinity mask, bounded by a cgroup v2 CPU quota where one is set.
-int available_cpus();
 // The CPU numbers of its affinity mask (0 .. hardware_concurrency - 1 where there is none).
 std::vector<int> allowed_cpu_list();
 // The cgroup v2 CPU quota in whole CPUs, rounded up; 0 when none is set.

@@ -7,12 +7,13 @@
 // stage). A rank at least `slowdown` times slower for `persist` windows in a row is named; it is
 // cleared after `persist` windows below `recovered`. Every rank reaches the same verdicts.
 //
-// Where the job itself puts more threads on a machine than it has CPUs (ranks x threads > CPUs, as
-// in tests under mpirun --oversubscribe), which ranks wait for a CPU is the OS scheduler's choice
-// from step to step, and it can hold the same two of four ranks back for whole windows: those
-// ranks are not slow. There, the time the training thread waited for a CPU (cpu_wait.h) is taken
-// out of its compute time. Elsewhere it is counted: a rank starved by another program on its
-// machine (a noisy neighbour) does slow the job, and is named with the share of its time it waited.
+// Where the job itself puts more threads on a machine than the CPUs they may run on (ranks x
+// threads > CPUs, as in tests under mpirun --oversubscribe; on a GPU one thread per rank counts),
+// which ranks wait for a CPU is the OS scheduler's choice from step to step, and it can hold the
+// same two of four ranks back for whole windows: those ranks are not slow. There, the time the
+// training thread waited for a CPU (cpu_wait.h) is taken out of its compute time, on every rank
+// if any rank's machine is so full. Elsewhere it is counted: a rank starved by another program
+// on its machine (a noisy neighbour) does slow the job, and is named with the share it waited.
 #pragma once
 
 #include <cstdint>
@@ -103,7 +104,8 @@ class StragglerDetector {
   std::vector<std::string> hosts_;
   int threads_competing_ = 1;  // this job's threads that may run on this rank's CPUs, its own included
   int cpus_ = 1;               // the CPUs they may run on
-  bool take_out_cpu_wait_ = false;
+  bool cpu_wait_measured_ = false;  // the kernel gives scheduler statistics (cpu_wait.h)
+  bool take_out_cpu_wait_ = false;  // agreed by all ranks
   std::vector<double> window_;  // this rank's compute seconds (as compared) in the current window
   double window_compute_s_ = 0, window_cpu_wait_s_ = 0;  // their sums before any is taken out
   int64_t window_first_ = -1, last_window_step_ = -1;

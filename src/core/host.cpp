@@ -51,10 +51,4 @@ std::vector<int> allowed_cpu_list() {
   return cpus;
 }
 
-int available_cpus() {
-  const int cpus = int(allowed_cpu_list().size());
-  const int quota = cgroup_cpu_quota();
-  return quota > 0 ? std::min(cpus, quota) : cpus;
-}
-
 }  // namespace tessera

@@ -1,7 +1,9 @@
 #include "tessera/stragglers.h"
 
 #include <algorithm>
+#include <cstdlib>
 
+#include "tessera/cpu_wait.h"
 #include "tessera/error.h"
 #include "tessera/host.h"
 #include "tessera/host_collectives.h"
@@ -64,36 +66,27 @@ std::vector<StragglerEvent> StragglerJudge::judge(const std::vector<double>& med
 
 namespace {
 
-// What a rank shares a machine's CPUs with: "machine threads cpu,cpu,...".
-std::string cpu_placement(int threads) {
-  std::string s = machine_name() + " " + std::to_string(threads) + " ";
-  for (int c : allowed_cpu_list()) s += std::to_string(c) + ",";
-  return s;
-}
-
-struct Placement {
-  std::string machine;
-  int threads = 1;
-  std::vector<int> cpus;
-};
-
-Placement parse_placement(const std::string& s) {
-  Placement p;
-  const size_t a = s.find(' '), b = s.find(' ', a + 1);
-  p.machine = s.substr(0, a);
-  p.threads = std::stoi(s.substr(a + 1, b - a - 1));
-  for (size_t i = b + 1; i < s.size();) {
-    const size_t comma = s.find(',', i);
-    p.cpus.push_back(std::stoi(s.substr(i, comma - i)));
-    i = comma + 1;
-  }
-  return p;
-}
-
 bool overlap(const std::vector<int>& a, const std::vector<int>& b) {
   for (int c : a)
     if (std::find(b.begin(), b.end(), c) != b.end()) return true;
   return false;
+}
+
+// "0,1,5" <-> {0, 1, 5}: a rank's CPU set, as the ranks exchange it.
+std::string cpu_list_text(const std::vector<int>& cpus) {
+  std::string s;
+  for (int c : cpus) s += (s.empty() ? "" : ",") + std::to_string(c);
+  return s;
+}
+
+std::vector<int> parse_cpu_list(const std::string& s) {
+  std::vector<int> cpus;
+  for (size_t i = 0; i < s.size();) {
+    const size_t comma = std::min(s.find(',', i), s.size());
+    cpus.push_back(int(std::strtol(s.c_str() + i, nullptr, 10)));
+    i = comma + 1;
+  }
+  return cpus;
 }
 
 }  // namespace
@@ -102,29 +95,47 @@ StragglerDetector::StragglerDetector(Context& ctx, Communicator& world, std::vec
                                      StragglerOptions options)
     : ctx_(ctx), world_(world), options_(options), judge_(std::move(group_of_rank), options) {
   hosts_ = host_all_gather_strings(ctx, world, host_identity());
-  // Who competes for this rank's CPUs: the job's ranks on the same machine (by its real name:
-  // tests give ranks of one machine distinct host identities) whose CPU sets overlap this one's.
-  const Placement mine = parse_placement(cpu_placement(std::max(1, ctx.cpu_threads())));
+  // Who competes for this rank's CPUs: the job's ranks on the same machine (by its real name: tests
+  // give ranks of one machine distinct host identities) whose CPU sets overlap this one's. On a GPU
+  // the OpenMP threads mostly sleep: the training thread is the one that runs.
+  const std::string machine = machine_name();
+  const std::vector<int> cpus = allowed_cpu_list();
+  const int threads = ctx.device() == Device::cpu ? std::max(1, ctx.cpu_threads()) : 1;
+  const std::vector<std::string> machines = host_all_gather_strings(ctx, world, machine);
+  const std::vector<std::string> cpu_lists = host_all_gather_strings(ctx, world, cpu_list_text(cpus));
+  std::vector<int32_t> thread_counts(size_t(world.size()), 0);
+  const int32_t mine = threads;
+  host_all_gather(ctx, world, &mine, sizeof(mine), thread_counts.data());
   std::vector<int> shared;
   threads_competing_ = 0;
-  for (const std::string& s : host_all_gather_strings(ctx, world, cpu_placement(mine.threads))) {
-    const Placement p = parse_placement(s);
-    if (p.machine != mine.machine || !overlap(p.cpus, mine.cpus)) continue;
-    threads_competing_ += p.threads;
-    for (int c : p.cpus)
+  for (size_t r = 0; r < machines.size(); ++r) {
+    const std::vector<int> theirs = parse_cpu_list(cpu_lists[r]);
+    if (machines[r] != machine || !overlap(theirs, cpus)) continue;
+    threads_competing_ += thread_counts[r];
+    for (int c : theirs)
       if (std::find(shared.begin(), shared.end(), c) == shared.end()) shared.push_back(c);
   }
   const int quota = cgroup_cpu_quota();
   cpus_ = quota > 0 ? std::min(int(shared.size()), quota) : int(shared.size());
-  take_out_cpu_wait_ = options_.cpu_wait == CpuWaitPolicy::taken_out ||
-                       (options_.cpu_wait == CpuWaitPolicy::automatic && threads_competing_ > cpus_);
+  cpu_wait_measured_ = CpuWaitClock().available();
+  bool take_out = cpu_wait_measured_ && (options_.cpu_wait == CpuWaitPolicy::taken_out ||
+                                         (options_.cpu_wait == CpuWaitPolicy::automatic && threads_competing_ > cpus_));
+  // One rule for all: compute times with the waits taken out are not compared with times that
+  // include them. Where any rank's machine is oversubscribed, every rank takes them out.
+  std::vector<float> any = {take_out ? 1.0f : 0.0f};
+  host_all_reduce(ctx, world, any, ReduceOp::max);
+  take_out_cpu_wait_ = any[0] > 0;
 }
 
 std::string StragglerDetector::describe_cpu_wait() const {
+  if (!cpu_wait_measured_) return "time spent waiting for a CPU is not measured here (no scheduler statistics)";
   auto count = [](int n, const char* what) { return std::to_string(n) + " " + what + (n == 1 ? "" : "s"); };
   const std::string layout = "this job runs " + count(threads_competing_, "thread") + " on this rank's " + count(cpus_, "CPU");
-  return take_out_cpu_wait_ ? layout + ", so time spent waiting for a CPU is not counted as compute"
-                            : layout + "; time spent waiting for a CPU counts (a rank starved by another program is slow)";
+  const bool full_here = threads_competing_ > cpus_ || options_.cpu_wait == CpuWaitPolicy::taken_out;
+  if (take_out_cpu_wait_)
+    return (full_here ? layout : layout + ", but another rank's machine has more of its threads than CPUs") +
+           ", so time spent waiting for a CPU is not counted as compute";
+  return layout + "; time spent waiting for a CPU counts (a rank starved by another program is slow)";
 }
 
 std::vector<StragglerEvent> StragglerDetector::record(int64_t step, StepTiming timing) {
