@@ -89,34 +89,45 @@ std::vector<int> parse_cpu_list(const std::string& s) {
   return cpus;
 }
 
+// Who competes for this rank's CPUs: the job's ranks on the same machine (by its real name: tests
+// give ranks of one machine distinct host identities) whose CPU sets overlap this one's. Their
+// threads and the CPUs they may run on (the union of their sets, bounded by a cgroup quota).
+// Collective over world.
+struct CpuSharing {
+  int threads = 0, cpus = 0;
+};
+CpuSharing cpu_sharing(Context& ctx, Communicator& world) {
+  const std::string machine = machine_name();
+  const std::vector<int> cpus = allowed_cpu_list();
+  // On a GPU the OpenMP threads mostly sleep: the training thread is the one that runs.
+  const int32_t threads = ctx.device() == Device::cpu ? std::max(1, ctx.cpu_threads()) : 1;
+  const std::vector<std::string> machines = host_all_gather_strings(ctx, world, machine);
+  const std::vector<std::string> cpu_lists = host_all_gather_strings(ctx, world, cpu_list_text(cpus));
+  std::vector<int32_t> thread_counts(size_t(world.size()), 0);
+  host_all_gather(ctx, world, &threads, sizeof(threads), thread_counts.data());
+  CpuSharing sharing;
+  std::vector<int> shared;
+  for (size_t r = 0; r < machines.size(); ++r) {
+    const std::vector<int> theirs = parse_cpu_list(cpu_lists[r]);
+    if (machines[r] != machine || !overlap(theirs, cpus)) continue;
+    sharing.threads += thread_counts[r];
+    for (int c : theirs)
+      if (std::find(shared.begin(), shared.end(), c) == shared.end()) shared.push_back(c);
+  }
+  const int quota = cgroup_cpu_quota();
+  sharing.cpus = quota > 0 ? std::min(int(shared.size()), quota) : int(shared.size());
+  return sharing;
+}
+
 }  // namespace
 
 StragglerDetector::StragglerDetector(Context& ctx, Communicator& world, std::vector<int> group_of_rank,
                                      StragglerOptions options)
     : ctx_(ctx), world_(world), options_(options), judge_(std::move(group_of_rank), options) {
   hosts_ = host_all_gather_strings(ctx, world, host_identity());
-  // Who competes for this rank's CPUs: the job's ranks on the same machine (by its real name: tests
-  // give ranks of one machine distinct host identities) whose CPU sets overlap this one's. On a GPU
-  // the OpenMP threads mostly sleep: the training thread is the one that runs.
-  const std::string machine = machine_name();
-  const std::vector<int> cpus = allowed_cpu_list();
-  const int threads = ctx.device() == Device::cpu ? std::max(1, ctx.cpu_threads()) : 1;
-  const std::vector<std::string> machines = host_all_gather_strings(ctx, world, machine);
-  const std::vector<std::string> cpu_lists = host_all_gather_strings(ctx, world, cpu_list_text(cpus));
-  std::vector<int32_t> thread_counts(size_t(world.size()), 0);
-  const int32_t mine = threads;
-  host_all_gather(ctx, world, &mine, sizeof(mine), thread_counts.data());
-  std::vector<int> shared;
-  threads_competing_ = 0;
-  for (size_t r = 0; r < machines.size(); ++r) {
-    const std::vector<int> theirs = parse_cpu_list(cpu_lists[r]);
-    if (machines[r] != machine || !overlap(theirs, cpus)) continue;
-    threads_competing_ += thread_counts[r];
-    for (int c : theirs)
-      if (std::find(shared.begin(), shared.end(), c) == shared.end()) shared.push_back(c);
-  }
-  const int quota = cgroup_cpu_quota();
-  cpus_ = quota > 0 ? std::min(int(shared.size()), quota) : int(shared.size());
+  const CpuSharing sharing = cpu_sharing(ctx, world);
+  threads_competing_ = sharing.threads;
+  cpus_ = sharing.cpus;
   cpu_wait_measured_ = CpuWaitClock().available();
   bool take_out = cpu_wait_measured_ && (options_.cpu_wait == CpuWaitPolicy::taken_out ||
                                          (options_.cpu_wait == CpuWaitPolicy::automatic && threads_competing_ > cpus_));

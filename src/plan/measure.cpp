@@ -61,18 +61,11 @@ double median_of(std::vector<double> t) {
   return t[t.size() / 2];
 }
 
-// Seconds per call: the median of `reps` timings, averaged over the ranks of `world`.
-double time_on_all(Context& ctx, Communicator& world, int reps, const std::function<void()>& fn) {
-  const int calls = calls_per_timing(ctx, world, fn);
-  std::vector<double> t;
-  for (int r = 0; r < reps; ++r) t.push_back(time_calls(ctx, world, calls, fn));
-  return double(all_ranks(ctx, world, float(median_of(t)), ReduceOp::avg));
-}
-
-// The same for several calls at once, their repetitions taken in turns (one timing of each, then
-// the next round): the machine's speed drifts by tens of percent over seconds on a shared VM, and
-// with each call's repetitions taken together a slow spell fell on a few kernels only (one kernel's
-// time differed by up to 2x between three calibrations in a row).
+// Seconds per call of each of `fns`: the median of `reps` timings, averaged over the ranks of
+// `world`. The repetitions are taken in turns (one timing of each call, then the next round): a
+// shared VM's speed drifts by tens of percent over seconds, and with each call's repetitions taken
+// together a slow spell fell on a few kernels only (one kernel's time differed by up to 2x between
+// three calibrations in a row).
 std::vector<double> time_on_all_in_turns(Context& ctx, Communicator& world, int reps,
                                          const std::vector<std::function<void()>>& fns) {
   std::vector<int> calls;
@@ -80,11 +73,13 @@ std::vector<double> time_on_all_in_turns(Context& ctx, Communicator& world, int 
   std::vector<std::vector<double>> t(fns.size());
   for (int r = 0; r < reps; ++r)
     for (size_t i = 0; i < fns.size(); ++i) t[i].push_back(time_calls(ctx, world, calls[i], fns[i]));
-  std::vector<float> medians;
-  for (const auto& ti : t) medians.push_back(float(median_of(ti)));
   std::vector<double> out;
-  for (float m : medians) out.push_back(double(all_ranks(ctx, world, m, ReduceOp::avg)));
+  for (const auto& ti : t) out.push_back(double(all_ranks(ctx, world, float(median_of(ti)), ReduceOp::avg)));
   return out;
+}
+
+double time_on_all(Context& ctx, Communicator& world, int reps, const std::function<void()>& fn) {
+  return time_on_all_in_turns(ctx, world, reps, {fn})[0];
 }
 
 // Buffers with small random values (never zeros: denormal-free, realistic softmax inputs).
