@@ -1,7 +1,8 @@
 #include "tessera/stragglers.h"
 
 #include <algorithm>
-#include <cstdlib>
+#include <array>
+#include <cstdint>
 
 #include "tessera/cpu_wait.h"
 #include "tessera/error.h"
@@ -66,27 +67,15 @@ std::vector<StragglerEvent> StragglerJudge::judge(const std::vector<double>& med
 
 namespace {
 
-bool overlap(const std::vector<int>& a, const std::vector<int>& b) {
-  for (int c : a)
-    if (std::find(b.begin(), b.end(), c) != b.end()) return true;
-  return false;
-}
+// A rank's CPU set as bits (affinity masks hold CPU_SETSIZE of them), exchanged as plain words.
+constexpr int kMaxCpus = 1024;
+using CpuMask = std::array<uint64_t, kMaxCpus / 64>;
 
-// "0,1,5" <-> {0, 1, 5}: a rank's CPU set, as the ranks exchange it.
-std::string cpu_list_text(const std::vector<int>& cpus) {
-  std::string s;
-  for (int c : cpus) s += (s.empty() ? "" : ",") + std::to_string(c);
-  return s;
-}
-
-std::vector<int> parse_cpu_list(const std::string& s) {
-  std::vector<int> cpus;
-  for (size_t i = 0; i < s.size();) {
-    const size_t comma = std::min(s.find(',', i), s.size());
-    cpus.push_back(int(std::strtol(s.c_str() + i, nullptr, 10)));
-    i = comma + 1;
-  }
-  return cpus;
+CpuMask cpu_mask(const std::vector<int>& cpus) {
+  CpuMask mask{};
+  for (int c : cpus)
+    if (c >= 0 && c < kMaxCpus) mask[size_t(c) / 64] |= uint64_t(1) << (c % 64);
+  return mask;
 }
 
 // Who competes for this rank's CPUs: the job's ranks on the same machine (by its real name: tests
@@ -98,24 +87,27 @@ struct CpuSharing {
 };
 CpuSharing cpu_sharing(Context& ctx, Communicator& world) {
   const std::string machine = machine_name();
-  const std::vector<int> cpus = allowed_cpu_list();
+  const CpuMask cpus = cpu_mask(allowed_cpu_list());
   // On a GPU the OpenMP threads mostly sleep: the training thread is the one that runs.
   const int32_t threads = ctx.device() == Device::cpu ? std::max(1, ctx.cpu_threads()) : 1;
   const std::vector<std::string> machines = host_all_gather_strings(ctx, world, machine);
-  const std::vector<std::string> cpu_lists = host_all_gather_strings(ctx, world, cpu_list_text(cpus));
+  std::vector<CpuMask> masks(size_t(world.size()));
+  host_all_gather(ctx, world, &cpus, sizeof(cpus), masks.data());
   std::vector<int32_t> thread_counts(size_t(world.size()), 0);
   host_all_gather(ctx, world, &threads, sizeof(threads), thread_counts.data());
   CpuSharing sharing;
-  std::vector<int> shared;
+  CpuMask shared{};
   for (size_t r = 0; r < machines.size(); ++r) {
-    const std::vector<int> theirs = parse_cpu_list(cpu_lists[r]);
-    if (machines[r] != machine || !overlap(theirs, cpus)) continue;
+    bool overlaps = false;
+    for (size_t w = 0; w < cpus.size(); ++w) overlaps |= (masks[r][w] & cpus[w]) != 0;
+    if (machines[r] != machine || !overlaps) continue;
     sharing.threads += thread_counts[r];
-    for (int c : theirs)
-      if (std::find(shared.begin(), shared.end(), c) == shared.end()) shared.push_back(c);
+    for (size_t w = 0; w < cpus.size(); ++w) shared[w] |= masks[r][w];
   }
+  int shared_cpus = 0;
+  for (uint64_t word : shared) shared_cpus += __builtin_popcountll(word);
   const int quota = cgroup_cpu_quota();
-  sharing.cpus = quota > 0 ? std::min(int(shared.size()), quota) : int(shared.size());
+  sharing.cpus = quota > 0 ? std::min(shared_cpus, quota) : shared_cpus;
   return sharing;
 }
 
